@@ -1,0 +1,127 @@
+"""The per-stream, per-kind alert state machine: fire after N crossings, resolve with hysteresis, cool down.
+
+Pure: ``step`` takes a state and one observation and returns the next state and, when something
+changed that a consumer must hear about, an event.
+
+>>> policy = AlertPolicy(kind="fault", threshold=1.0, resolve_threshold=0.5, fire_after=2,
+...                      resolve_after=1, cooldown_s=0.0, severities=(("warning", 1.0),))
+>>> s = AlertState()
+>>> s, e = step(policy, s, Observation(2.0, 0.0, ("t", 0, 7))); e is None
+True
+>>> s, e = step(policy, s, Observation(2.0, 1.0, ("t", 0, 8))); (e.state, e.first_source)
+('firing', ('t', 0, 7))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Phase = Literal["idle", "pending", "firing"]
+SourceKey = tuple[str, int, int]  # topic, partition, offset
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    kind: str
+    threshold: float
+    resolve_threshold: float
+    fire_after: int
+    resolve_after: int
+    cooldown_s: float
+    severities: tuple[tuple[str, float], ...]  # (name, multiple of threshold), ascending
+
+    def severity(self, score: float) -> str:
+        name = self.severities[0][0]
+        for candidate, multiple in self.severities:
+            if score >= multiple * self.threshold:
+                name = candidate
+        return name
+
+    def rank(self, severity: str) -> int:
+        return [name for name, _ in self.severities].index(severity)
+
+
+@dataclass(frozen=True)
+class Observation:
+    score: float
+    ts: float
+    source: SourceKey
+
+
+@dataclass(frozen=True)
+class AlertState:
+    phase: Phase = "idle"
+    run: int = 0  # consecutive readings above (pending) or below (firing) the relevant threshold
+    first_source: SourceKey | None = None
+    started_at: float = 0.0
+    peak: float = 0.0
+    severity: str = ""
+    quiet_until: float = float("-inf")
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    kind: str
+    state: Literal["firing", "resolved"]
+    severity: str
+    score: float
+    peak: float
+    threshold: float
+    ts: float
+    started_at: float
+    first_source: SourceKey  # the first offending reading: with stream and kind it fixes the alert id
+    source: SourceKey  # the reading that caused this event
+
+
+def step(policy: AlertPolicy, state: AlertState, obs: Observation) -> tuple[AlertState, AlertEvent | None]:
+    """Advances one stream's state for one kind by one scored reading."""
+    if state.phase == "firing":
+        return _step_firing(policy, state, obs)
+    above = obs.score >= policy.threshold
+    if not above or obs.ts < state.quiet_until:
+        return (AlertState(quiet_until=state.quiet_until) if state.phase != "idle" else state), None
+    if state.phase == "idle":
+        state = AlertState(
+            phase="pending", first_source=obs.source, started_at=obs.ts, quiet_until=state.quiet_until
+        )
+    run, peak = state.run + 1, max(state.peak, obs.score)
+    if run < policy.fire_after:
+        return replace(state, run=run, peak=peak), None
+    severity = policy.severity(peak)
+    fired = replace(state, phase="firing", run=0, peak=peak, severity=severity)
+    return fired, _event(policy, fired, obs, "firing")
+
+
+def _step_firing(
+    policy: AlertPolicy, state: AlertState, obs: Observation
+) -> tuple[AlertState, AlertEvent | None]:
+    peak = max(state.peak, obs.score)
+    if obs.score >= policy.resolve_threshold:
+        severity = policy.severity(peak)
+        escalated = policy.rank(severity) > policy.rank(state.severity)
+        new = replace(state, run=0, peak=peak, severity=severity if escalated else state.severity)
+        return new, (_event(policy, new, obs, "firing") if escalated else None)
+    run = state.run + 1
+    if run < policy.resolve_after:
+        return replace(state, run=run, peak=peak), None
+    resolved = AlertState(quiet_until=obs.ts + policy.cooldown_s)
+    return resolved, _event(policy, replace(state, peak=peak), obs, "resolved")
+
+
+def _event(
+    policy: AlertPolicy, state: AlertState, obs: Observation, kind: Literal["firing", "resolved"]
+) -> AlertEvent:
+    assert state.first_source is not None  # set whenever the phase leaves idle
+    return AlertEvent(
+        kind=policy.kind,
+        state=kind,
+        severity=state.severity,
+        score=obs.score,
+        peak=state.peak,
+        threshold=policy.threshold,
+        ts=obs.ts,
+        started_at=state.started_at,
+        first_source=state.first_source,
+        source=obs.source,
+    )

@@ -1,0 +1,66 @@
+"""Assembles the daemon from a config: models, engines, Kafka clients, metrics server, main loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from daemon.config import Config
+from daemon.engine import Engine, HostEngine
+from daemon.errors import DeviceError
+from daemon.http_server import serve
+from daemon.kafka_io import HandOffListener, ensure_topics, make_consumer, make_producer
+from daemon.metrics import Metrics
+from daemon.processor import Processor
+from daemon.service import Service
+from daemon.systemd import Notifier
+
+log = logging.getLogger("faultcast.app")
+
+
+def load_engines(config: Config) -> dict[str, Engine]:
+    """Loads every model; a missing or malformed model raises ModelError before Kafka is touched."""
+    if config.state.device == "cuda":
+        raise DeviceError(
+            "state.device is 'cuda' but this build keeps state on the host; set state.device: cpu or auto"
+        )
+    engines: dict[str, Engine] = {}
+    for model in config.models:
+        engine = HostEngine(Path(model.path), config.state.initial_capacity)
+        engines[model.name] = engine
+        log.info(
+            "model loaded",
+            extra={
+                "model": model.name,
+                "version": engine.info.version,
+                "sha256": engine.info.sha256[:16],
+                "device": engine.table.device,
+            },
+        )
+    return engines
+
+
+def build_service(
+    config: Config,
+    registry: CollectorRegistry = REGISTRY,
+    on_alert: Callable[[dict[str, Any]], None] | None = None,
+) -> Service:
+    engines = load_engines(config)
+    processor = Processor(config, engines)
+    if config.kafka.create_topics:
+        ensure_topics(config.kafka)
+    metrics = Metrics(registry)
+    listener = HandOffListener()
+    consumer = make_consumer(config, listener)
+    producer = make_producer(config.kafka)
+    service = Service(config, processor, consumer, producer, listener, metrics, Notifier(), on_alert)
+    server = serve(config.metrics.host, config.metrics.port, registry, lambda: service.ready)
+    service.http_server = server
+    log.info(
+        "serving metrics", extra={"url": f"http://{config.metrics.host}:{server.server_address[1]}/metrics"}
+    )
+    return service

@@ -1,0 +1,193 @@
+"""The `faultcast` command: one name, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from daemon import __version__
+from daemon.errors import FaultcastError
+
+log = logging.getLogger("faultcast")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from daemon.app import build_service, load_engines
+    from daemon.config import load_config
+    from daemon.logs import setup
+
+    config = load_config(args.config)
+    setup(config.logging.level, config.logging.format)
+    if args.check:
+        engines = load_engines(config)
+        for name, engine in engines.items():
+            print(
+                f"ok: model {name} v{engine.info.version} ({len(engine.info.features)} channels, "
+                f"thresholds {engine.info.thresholds})"
+            )
+        print(f"ok: {args.config} is valid")
+        return 0
+    service = build_service(config)
+    service.install_signal_handlers()
+    service.run()
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from train.fit import FitConfig
+    from train.pipeline import TrainSpec, train_series, write_run
+    from train.series import load_nab_csv
+
+    series = load_nab_csv(args.csv, args.channel)
+    spec = TrainSpec(name=args.name or series.name, version=args.version, fit_fraction=args.fit_fraction)
+    config = FitConfig(
+        hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
+    )
+    report = train_series(series, spec, config, args.out)
+    if args.run_dir:
+        write_run(report, args.run_dir)
+    print(
+        json.dumps(
+            {
+                "model": str(report.model_path),
+                "threshold": report.threshold,
+                "parity_max_abs": report.parity_max_abs,
+                "best_epoch": report.best_epoch,
+            }
+        )
+    )
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from daemon.config import KafkaConfig
+    from daemon.kafka_io import ensure_topics, make_producer
+    from daemon.replay import replay
+    from train.series import load_nab_csv
+
+    kafka = KafkaConfig(bootstrap_servers=args.bootstrap, readings_topic=args.topic)
+    ensure_topics(kafka)
+    producer = make_producer(kafka)
+    try:
+        sent = replay(
+            producer,
+            args.topic,
+            args.stream,
+            load_nab_csv(args.csv, args.channel),
+            speedup=args.speedup,
+            limit=args.limit,
+        )
+    finally:
+        producer.close()
+    print(f"published {sent} readings to {args.topic}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from daemon.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its event-loop timing warnings are noise here
+    return run_demo(args.config, args.exit_when_done)
+
+
+def parser() -> argparse.ArgumentParser:
+    import os
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    p = argparse.ArgumentParser(
+        prog="faultcast", description="Streaming anomaly and fault prediction for sensor streams on Kafka."
+    )
+    p.add_argument("--version", action="version", version=f"faultcast {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the daemon",
+        description="Consume readings, score them, publish "
+        "alerts, serve /metrics and /healthz. Stops cleanly on SIGTERM or SIGINT.",
+    )
+    run.add_argument(
+        "--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)"
+    )
+    run.add_argument(
+        "--check", action="store_true", help="validate the config and load the models, then exit"
+    )
+    run.set_defaults(func=_cmd_run)
+
+    train = sub.add_parser(
+        "train",
+        help="train a model on a CSV series and export its ONNX step model",
+        description="Fit a recurrent forecaster on the first --fit-fraction of a "
+        "timestamp,value CSV, calibrate its alert threshold, export the ONNX step model.",
+    )
+    train.add_argument("--csv", type=Path, required=True, help="series file (NAB layout: timestamp,value)")
+    train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
+    train.add_argument("--name", help="model name (default: the file's name)")
+    train.add_argument("--version", default="1", help="model version (default: 1)")
+    train.add_argument("--channel", default="value", help="channel name the readings will carry")
+    train.add_argument(
+        "--fit-fraction",
+        type=float,
+        default=0.15,
+        help="leading share of the series to learn from (default 0.15, NAB's probation period)",
+    )
+    train.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
+    train.add_argument("--hidden", type=int, default=32)
+    train.add_argument("--layers", type=int, default=1)
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--seed", type=int, default=7)
+    train.add_argument("--run-dir", type=Path, help="folder for the run's metadata and per-epoch metrics")
+    train.set_defaults(func=_cmd_train)
+
+    rep = sub.add_parser(
+        "replay",
+        help="publish a CSV series as readings",
+        description="Publish each row of a "
+        "timestamp,value CSV as a reading (key = stream id) to the readings topic.",
+    )
+    rep.add_argument("--csv", type=Path, required=True)
+    rep.add_argument("--stream", required=True, help="stream id (record key)")
+    rep.add_argument("--channel", default="value")
+    rep.add_argument("--topic", default="faultcast.readings")
+    rep.add_argument(
+        "--bootstrap",
+        default=bootstrap,
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or 127.0.0.1:9092)",
+    )
+    rep.add_argument(
+        "--speedup",
+        type=float,
+        help="pace by the series' clock, this many times faster (default: as fast as possible)",
+    )
+    rep.add_argument("--limit", type=int, help="publish only the first N rows")
+    rep.set_defaults(func=_cmd_replay)
+
+    demo = sub.add_parser(
+        "demo",
+        help="local broker + training + replay + daemon, alerts on screen",
+        description="Start the local Kafka broker, train (or reuse) the demo model, replay the "
+        "shipped machine-temperature series fast, run the daemon and print its alerts.",
+    )
+    demo.add_argument("--config", type=Path, default=Path("config.yaml"))
+    demo.add_argument(
+        "--exit-when-done", action="store_true", help="stop once every replayed reading is scored"
+    )
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FaultcastError as exc:
+        print(f"faultcast: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

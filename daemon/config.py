@@ -1,0 +1,173 @@
+"""The daemon's configuration: frozen dataclasses, loaded once from config.yaml and validated."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from daemon.config_parse import build
+from daemon.errors import ConfigError
+
+# faultcast sets these itself because at-least-once delivery depends on them.
+_RESERVED_CLIENT_KEYS = frozenset(
+    {
+        "bootstrap_servers",
+        "group_id",
+        "enable_auto_commit",
+        "key_deserializer",
+        "value_deserializer",
+        "key_serializer",
+        "value_serializer",
+        "acks",
+        "auto_offset_reset",
+        "max_poll_records",
+    }
+)
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "faultcast"
+    readings_topic: str = "faultcast.readings"
+    alerts_topic: str = "faultcast.alerts"
+    dead_letter_topic: str = "faultcast.dead-letter"
+    scores_topic: str | None = None
+    scores_every: int = 1
+    create_topics: bool = True
+    topic_partitions: int = 1
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    client: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        reserved = sorted(_RESERVED_CLIENT_KEYS & set(self.client))
+        if reserved:
+            raise ValueError(f"client.{reserved[0]} is set by faultcast itself; remove it from kafka.client")
+        if self.scores_every < 1:
+            raise ValueError("scores_every must be >= 1")
+        if self.topic_partitions < 1:
+            raise ValueError("topic_partitions must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    path: str
+    streams: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch: int = 4096
+    max_wait_ms: int = 50
+    max_poll_records: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_poll_records < 1 or self.max_wait_ms < 0:
+            raise ValueError("max_batch and max_poll_records must be >= 1 and max_wait_ms >= 0")
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    initial_capacity: int = 1024
+    idle_ttl_s: float = 7 * 24 * 3600.0
+    max_gap_s: float | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.initial_capacity < 1:
+            raise ValueError("initial_capacity must be >= 1")
+        if self.idle_ttl_s <= 0:
+            raise ValueError("idle_ttl_s must be > 0")
+
+
+@dataclass(frozen=True)
+class RecordsConfig:
+    max_bytes: int = 65536
+    carry_missing_for: int = 0
+
+
+@dataclass(frozen=True)
+class AlertKindConfig:
+    threshold: float | None = None
+    resolve_ratio: float = 0.8
+    fire_after: int = 3
+    resolve_after: int = 6
+    cooldown_s: float = 3600.0
+    severities: dict[str, float] = field(default_factory=lambda: {"warning": 1.0, "critical": 2.0})
+    top_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.resolve_ratio <= 1:
+            raise ValueError("resolve_ratio must be in (0, 1]")
+        if self.fire_after < 1 or self.resolve_after < 1:
+            raise ValueError("fire_after and resolve_after must be >= 1")
+        if not self.severities or min(self.severities.values()) != 1.0:
+            raise ValueError("severities must map names to threshold multiples, the lowest being 1.0")
+
+
+@dataclass(frozen=True)
+class AlertingConfig:
+    fault: AlertKindConfig = field(default_factory=AlertKindConfig)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["kv", "json"] = "kv"
+
+
+@dataclass(frozen=True)
+class Config:
+    models: tuple[ModelConfig, ...]
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    records: RecordsConfig = field(default_factory=RecordsConfig)
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("models: list at least one model (name, path)")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("models: model names must be unique")
+
+
+def parse_config(data: Any, base_dir: Path, env: dict[str, str] | None = None) -> Config:
+    """Validates parsed YAML; model paths become absolute against ``base_dir``; KAFKA_BOOTSTRAP wins."""
+    config = build(Config, data)
+    models = tuple(replace(m, path=str((base_dir / m.path).resolve())) for m in config.models)
+    bootstrap = (os.environ if env is None else env).get("KAFKA_BOOTSTRAP")
+    kafka = replace(config.kafka, bootstrap_servers=bootstrap) if bootstrap else config.kafka
+    return replace(config, models=models, kafka=kafka)
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
+    """Reads and validates a config file; any problem raises ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the config file ({exc.strerror}); pass --config PATH"
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return parse_config(data, path.parent, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

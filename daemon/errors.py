@@ -1,0 +1,28 @@
+"""The errors faultcast raises: one type per failure a user can act on.
+
+FaultcastError
+ ├── ConfigError    config.yaml is wrong; the message names the key and the fix
+ ├── ModelError     a model file is missing, unreadable or breaks the step-model contract
+ ├── BrokerError    Kafka cannot be reached or refused a request
+ └── DeviceError    the configured device (GPU) cannot be used
+"""
+
+
+class FaultcastError(Exception):
+    """Base of every error faultcast raises on purpose."""
+
+
+class ConfigError(FaultcastError):
+    """The configuration is invalid; the message says which key and how to fix it."""
+
+
+class ModelError(FaultcastError):
+    """A model cannot be loaded or does not follow the step-model contract (docs/model-format.md)."""
+
+
+class BrokerError(FaultcastError):
+    """Kafka could not be reached or rejected a request."""
+
+
+class DeviceError(FaultcastError):
+    """The configured inference device is not available."""

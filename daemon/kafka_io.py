@@ -1,0 +1,130 @@
+"""Kafka edges: consumer and producer set up for at-least-once delivery, topics, dead-letter records."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from daemon.config import Config, KafkaConfig
+from daemon.errors import BrokerError
+from daemon.processor import RawRecord
+from daemon.records import Rejection, Source
+
+log = logging.getLogger("faultcast.kafka")
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    """A partition change, handed from kafka-python's network thread to the main loop."""
+
+    kind: str  # assigned | revoked | lost
+    partitions: frozenset[int]
+
+
+class HandOffListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Queues rebalance events; kafka-python 3 calls these on its network thread, mid-poll."""
+
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[Rebalance] = queue.SimpleQueue()
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.events.put(Rebalance("assigned", frozenset(tp.partition for tp in assigned)))
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.events.put(Rebalance("revoked", frozenset(tp.partition for tp in revoked)))
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self.events.put(Rebalance("lost", frozenset(tp.partition for tp in lost)))
+
+
+def _servers(config: KafkaConfig) -> list[str]:
+    return [s.strip() for s in config.bootstrap_servers.split(",") if s.strip()]
+
+
+def ensure_topics(config: KafkaConfig) -> None:
+    """Creates the topics faultcast reads and writes if missing (single-node friendly defaults)."""
+    names = [config.readings_topic, config.alerts_topic, config.dead_letter_topic]
+    if config.scores_topic:
+        names.append(config.scores_topic)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=_servers(config), client_id="faultcast-admin", **config.client
+        )
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot reach Kafka at {config.bootstrap_servers}: {exc}; check kafka.bootstrap_servers "
+            "and that the broker runs (scripts/kafka/broker.sh start)"
+        ) from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another instance created it first
+                admin.create_topics([NewTopic(n, config.topic_partitions, 1) for n in missing])
+    finally:
+        admin.close()
+
+
+def make_consumer(config: Config, listener: HandOffListener) -> KafkaConsumer:
+    k = config.kafka
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=_servers(k),
+            group_id=k.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=k.auto_offset_reset,
+            max_poll_records=config.batching.max_poll_records,
+            client_id="faultcast",
+            **k.client,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from exc
+    consumer.subscribe([k.readings_topic], listener=listener)
+    return consumer
+
+
+def make_producer(config: KafkaConfig) -> KafkaProducer:
+    try:
+        return KafkaProducer(
+            bootstrap_servers=_servers(config),
+            acks="all",
+            linger_ms=5,
+            client_id="faultcast",
+            **config.client,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from exc
+
+
+def to_raw(message: Any) -> RawRecord:
+    headers = tuple((k, v) for k, v in (message.headers or []))
+    ts = message.timestamp / 1000.0 if message.timestamp is not None and message.timestamp >= 0 else None
+    return RawRecord(
+        message.key, message.value, Source(message.topic, message.partition, message.offset, ts), headers
+    )
+
+
+def dead_letter_headers(record: RawRecord, rejection: Rejection) -> list[tuple[str, bytes]]:
+    """The original headers plus Kafka Connect-style ``errors.*`` context."""
+    src = record.source
+    extra = {
+        "errors.reason": rejection.reason,
+        "errors.exception.message": rejection.detail,
+        "errors.topic": src.topic,
+        "errors.partition": str(src.partition),
+        "errors.offset": str(src.offset),
+        "errors.stage": "decode" if rejection.stream is None else "validate",
+    }
+    return [*record.headers, *((k, v.encode("utf-8")) for k, v in extra.items())]
+
+
+def encode_json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), sort_keys=False).encode("utf-8")

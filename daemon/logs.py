@@ -1,0 +1,46 @@
+"""One line per event: key=value (default) or JSON, with stream, topic, partition, offset where known."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self._json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        if record.exc_info:
+            fields["error"] = self.formatException(record.exc_info).replace("\n", " | ")
+        if self._json:
+            return json.dumps(fields, default=str)
+        return " ".join(f"{k}={_kv(v)}" for k, v in fields.items())
+
+
+def _kv(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or "=" in text or '"' in text or not text) else text
+
+
+def setup(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(fmt == "json"))
+    logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,73 @@
+"""Reads a step model's ONNX file and checks it against the step-model contract (docs/model-format.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from daemon.errors import ModelError
+
+FORMAT_VERSION = 1
+METADATA_KEY = "faultcast"
+INPUTS = ("x", "state")
+REQUIRED_OUTPUTS = ("score", "contrib", "next_state")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the daemon needs to know about one step model, from its metadata."""
+
+    name: str
+    version: str
+    features: tuple[str, ...]
+    state_width: int
+    thresholds: dict[str, float]
+    outputs: tuple[str, ...]
+    sha256: str
+    path: Path
+    metadata: dict[str, Any]
+
+
+def read_model(path: Path) -> tuple[bytes, ModelInfo]:
+    """The model's bytes and its checked metadata; any breach of the contract raises ModelError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(
+            f"model {path}: cannot read it ({exc.strerror}); run `faultcast train` or fix models[].path"
+        ) from exc
+    try:
+        proto = onnx.load_from_string(raw)
+    except Exception as exc:  # onnx raises DecodeError and others from protobuf
+        raise ModelError(f"model {path}: not an ONNX file ({exc})") from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise ModelError(f"model {path}: no '{METADATA_KEY}' metadata; export it with `faultcast train`")
+    meta = json.loads(props[METADATA_KEY])
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(
+            f"model {path}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}; "
+            "re-export it with this faultcast version"
+        )
+    inputs = tuple(i.name for i in proto.graph.input)
+    outputs = tuple(o.name for o in proto.graph.output)
+    missing = [n for n in INPUTS if n not in inputs] + [n for n in REQUIRED_OUTPUTS if n not in outputs]
+    if missing:
+        raise ModelError(f"model {path}: graph lacks {', '.join(missing)}; it is not a faultcast step model")
+    info = ModelInfo(
+        name=str(meta["name"]),
+        version=str(meta["version"]),
+        features=tuple(meta["features"]),
+        state_width=int(meta["state_width"]),
+        thresholds={k: float(v["threshold"]) for k, v in meta.get("thresholds", {}).items()},
+        outputs=outputs,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        path=path,
+        metadata=meta,
+    )
+    return raw, info

@@ -1,0 +1,234 @@
+"""The daemon's core without I/O: records in; scores, alerts, rejections and drops out.
+
+Kafka, metrics and the clock stay outside, so this is what tests, the backtest and the service share.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from daemon.alerts import AlertPolicy, AlertState, Observation, step
+from daemon.batching import waves
+from daemon.config import AlertKindConfig, Config
+from daemon.engine import Engine
+from daemon.messages import alert_message
+from daemon.records import Reading, Rejection, Source, decode, to_vector
+from daemon.routing import Router
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    key: bytes | None
+    value: bytes | None
+    source: Source
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Scored:
+    model: str
+    stream: str
+    ts: float
+    score: float
+    source: Source
+    publish: bool  # whether this score goes to the scores topic (every Nth reading of a stream)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A valid reading that is not scored: its timestamp is not after the stream's last one."""
+
+    reason: str  # duplicate_timestamp | out_of_order
+    stream: str
+    ts: float
+    source: Source
+
+
+@dataclass
+class Outcome:
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    scored: list[Scored] = field(default_factory=list)
+    rejected: list[tuple[RawRecord, Rejection]] = field(default_factory=list)
+    dropped: list[Drop] = field(default_factory=list)
+    unknown_channels: int = 0
+    carried: int = 0
+    gap_resets: int = 0
+    evicted: int = 0
+    waves: list[tuple[str, int, float]] = field(default_factory=list)  # model, batch size, seconds
+
+
+def policy_for(kind: str, config: AlertKindConfig, model_threshold: float | None) -> AlertPolicy:
+    threshold = config.threshold if config.threshold is not None else model_threshold
+    if threshold is None:
+        raise ValueError(
+            f"no {kind} threshold: set alerting.{kind}.threshold or use a model that carries one"
+        )
+    return AlertPolicy(
+        kind=kind,
+        threshold=threshold,
+        resolve_threshold=threshold * config.resolve_ratio,
+        fire_after=config.fire_after,
+        resolve_after=config.resolve_after,
+        cooldown_s=config.cooldown_s,
+        severities=tuple(sorted(config.severities.items(), key=lambda kv: kv[1])),
+    )
+
+
+class ModelRuntime:
+    """One model's engine plus the per-stream bookkeeping around it."""
+
+    def __init__(self, name: str, engine: Engine, config: Config) -> None:
+        self.name = name
+        self.engine = engine
+        self.fault = policy_for("fault", config.alerting.fault, engine.info.thresholds.get("fault"))
+        self.alert_states: dict[str, AlertState] = {}  # idle streams are absent
+        self.last_values: dict[str, tuple[np.ndarray, int]] = {}  # for carrying missing channels
+        self.since_score: dict[str, int] = {}
+
+    def last_ts(self, stream: str) -> float | None:
+        slot = self.engine.table.slots.get(stream)
+        return None if slot is None else float(self.engine.table.slots.last_ts[slot])
+
+    def evict(self, streams: list[str]) -> int:
+        for stream in streams:
+            self.engine.table.evict(stream)
+            self.alert_states.pop(stream, None)
+            self.last_values.pop(stream, None)
+            self.since_score.pop(stream, None)
+        return len(streams)
+
+
+class Processor:
+    def __init__(self, config: Config, engines: dict[str, Engine]) -> None:
+        self.config = config
+        self.runtimes = {m.name: ModelRuntime(m.name, engines[m.name], config) for m in config.models}
+        self.router = Router([(m.name, m.streams) for m in config.models])
+        self.watermark = float("-inf")
+
+    def process(self, records: list[RawRecord]) -> Outcome:
+        """Scores one poll's records in order; alerts come out in the order their readings came in."""
+        out = Outcome()
+        pending: dict[str, list[tuple[Reading, np.ndarray, bool]]] = {name: [] for name in self.runtimes}
+        last_seen: dict[str, float] = {}
+        for record in records:
+            item = self._admit(record, last_seen, out)
+            if item is not None:
+                pending[item[0]].append(item[1:])
+        for name, items in pending.items():
+            if items:
+                self._score(self.runtimes[name], items, out)
+        cutoff = self.watermark - self.config.state.idle_ttl_s
+        out.evicted = sum(rt.evict(rt.engine.table.slots.idle_since(cutoff)) for rt in self.runtimes.values())
+        return out
+
+    def evict_partitions(self, partitions: set[int]) -> int:
+        """Forgets the streams of partitions this instance no longer owns."""
+        return sum(rt.evict(rt.engine.table.slots.on_partitions(partitions)) for rt in self.runtimes.values())
+
+    @property
+    def active_streams(self) -> dict[str, int]:
+        return {name: len(rt.engine.table.slots) for name, rt in self.runtimes.items()}
+
+    def _admit(
+        self, record: RawRecord, last_seen: dict[str, float], out: Outcome
+    ) -> tuple[str, Reading, np.ndarray, bool] | None:
+        decoded = decode(record.key, record.value, record.source, self.config.records.max_bytes)
+        if isinstance(decoded, Rejection):
+            out.rejected.append((record, decoded))
+            return None
+        name = self.router.model_for(decoded.stream)
+        if name is None:
+            out.rejected.append(
+                (
+                    record,
+                    Rejection(
+                        "unknown_stream", "no model's streams pattern matches", record.source, decoded.stream
+                    ),
+                )
+            )
+            return None
+        runtime = self.runtimes[name]
+        previous = last_seen.get(decoded.stream, runtime.last_ts(decoded.stream))
+        if previous is not None and decoded.ts <= previous:
+            reason = "duplicate_timestamp" if decoded.ts == previous else "out_of_order"
+            out.dropped.append(Drop(reason, decoded.stream, decoded.ts, record.source))
+            return None
+        vector = self._vector(runtime, decoded, out)
+        if isinstance(vector, Rejection):
+            out.rejected.append((record, vector))
+            return None
+        last_seen[decoded.stream] = decoded.ts
+        self.watermark = max(self.watermark, decoded.ts)
+        max_gap = self.config.state.max_gap_s
+        reset = previous is not None and max_gap is not None and decoded.ts - previous > max_gap
+        out.gap_resets += reset
+        return name, decoded, vector, reset
+
+    def _vector(self, runtime: ModelRuntime, reading: Reading, out: Outcome) -> np.ndarray | Rejection:
+        limit = self.config.records.carry_missing_for
+        last, carried_run = runtime.last_values.get(reading.stream, (None, 0)) if limit else (None, 0)
+        result = to_vector(reading, runtime.engine.info.features, last if carried_run < limit else None)
+        if isinstance(result, Rejection):
+            return result
+        vector, carried, unknown = result
+        out.unknown_channels += unknown
+        out.carried += len(carried)
+        if limit:
+            runtime.last_values[reading.stream] = (vector, carried_run + 1 if carried else 0)
+        return vector
+
+    def _publish_score(self, runtime: ModelRuntime, stream: str) -> bool:
+        every = self.config.kafka.scores_every
+        if self.config.kafka.scores_topic is None:
+            return False
+        if every == 1:
+            return True
+        count = runtime.since_score.get(stream, 0) + 1
+        runtime.since_score[stream] = 0 if count >= every else count
+        return count >= every
+
+    def _score(
+        self, runtime: ModelRuntime, items: list[tuple[Reading, np.ndarray, bool]], out: Outcome
+    ) -> None:
+        info = runtime.engine.info
+        top = self.config.alerting.fault.top_channels
+        for wave in waves([reading.stream for reading, _, _ in items], self.config.batching.max_batch):
+            batch = [items[i] for i in wave]
+            streams = [reading.stream for reading, _, _ in batch]
+            x = np.stack([vector for _, vector, _ in batch])
+            reset = np.fromiter((r for _, _, r in batch), dtype=bool, count=len(batch))
+            started = time.perf_counter()
+            result = runtime.engine.step(streams, x, reset)
+            out.waves.append((runtime.name, len(batch), time.perf_counter() - started))
+            slot_map = runtime.engine.table.slots
+            slot_map.last_ts[result.slots] = [reading.ts for reading, _, _ in batch]
+            slot_map.partition[result.slots] = [reading.source.partition for reading, _, _ in batch]
+            for row, (reading, _, _) in enumerate(batch):
+                score = float(result.score[row])
+                src = reading.source
+                out.scored.append(
+                    Scored(
+                        runtime.name,
+                        reading.stream,
+                        reading.ts,
+                        score,
+                        src,
+                        self._publish_score(runtime, reading.stream),
+                    )
+                )
+                state = runtime.alert_states.get(reading.stream, AlertState())
+                state, event = step(
+                    runtime.fault,
+                    state,
+                    Observation(score, reading.ts, (src.topic, src.partition, src.offset)),
+                )
+                if state.phase == "idle" and state.quiet_until < reading.ts:
+                    runtime.alert_states.pop(reading.stream, None)
+                else:
+                    runtime.alert_states[reading.stream] = state
+                if event is not None:
+                    out.alerts.append(alert_message(event, reading.stream, info, result.contrib[row], top))

@@ -1,0 +1,1 @@
+"""faultcast training: datasets, recurrent models, calibration, ONNX export and evaluation."""

@@ -1,0 +1,174 @@
+"""Exports a trained forecaster as the single-step ONNX model the daemon runs (docs/model-format.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+import torch
+
+from daemon.model_file import FORMAT_VERSION, METADATA_KEY
+from train.model import Forecaster, ScoreParams, stream_scores
+from train.onnx_graph import GraphBuilder
+
+# steps since a stream's last reset; capped so float32 keeps counting exactly
+_STEPS_CAP = 1.0e6
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    hidden: int
+    layers: int
+    tensors: int  # 2 for LSTM (h, c), 1 for GRU/RNN
+    features: int
+
+    @property
+    def pred(self) -> int:
+        return self.tensors * self.layers * self.hidden
+
+    @property
+    def level(self) -> int:
+        return self.pred + self.features
+
+    @property
+    def steps(self) -> int:
+        return self.level + 1
+
+    @property
+    def width(self) -> int:
+        return self.steps + 1
+
+    def describe(self) -> list[dict[str, Any]]:
+        names = ["h", "c"][: self.tensors]
+        size = self.layers * self.hidden
+        parts = [{"name": n, "offset": i * size, "size": size} for i, n in enumerate(names)]
+        return [
+            *parts,
+            {"name": "pred", "offset": self.pred, "size": self.features},
+            {"name": "level", "offset": self.level, "size": 1},
+            {"name": "steps", "offset": self.steps, "size": 1},
+        ]
+
+
+def _weights(model: Forecaster, kind: str, layer: int) -> npt.NDArray[np.float32]:
+    return getattr(model.core, f"{kind}_l{layer}").detach().numpy().T.astype(np.float32)  # type: ignore[no-any-return]
+
+
+def _cell(
+    g: GraphBuilder, model: Forecaster, layer: int, x: str, h: str, c: str | None
+) -> tuple[str, str | None]:
+    """One recurrent layer's step in PyTorch's gate order; returns the new (h, c)."""
+    hid = model.shape.hidden
+    w_ih, w_hh = _weights(model, "weight_ih", layer), _weights(model, "weight_hh", layer)
+    b_ih, b_hh = _weights(model, "bias_ih", layer), _weights(model, "bias_hh", layer)
+    if model.shape.cell == "rnn":
+        pre = g.op("Add", g.matmul_add(x, w_ih, b_ih), g.matmul_add(h, w_hh, b_hh))
+        return g.op("Tanh", pre), None
+    if model.shape.cell == "gru":
+        gi, gh = g.matmul_add(x, w_ih, b_ih), g.matmul_add(h, w_hh, b_hh)
+
+        def part(t: str, i: int) -> str:
+            return g.columns(t, i * hid, (i + 1) * hid)
+
+        r = g.op("Sigmoid", g.op("Add", part(gi, 0), part(gh, 0)))
+        z = g.op("Sigmoid", g.op("Add", part(gi, 1), part(gh, 1)))
+        n = g.op("Tanh", g.op("Add", part(gi, 2), g.op("Mul", r, part(gh, 2))))
+        # h' = (1 - z) * n + z * h = n + z * (h - n)
+        return g.op("Add", n, g.op("Mul", z, g.op("Sub", h, n))), None
+    assert c is not None
+    gates = g.op("Add", g.matmul_add(x, w_ih, b_ih + b_hh), g.op("MatMul", h, g.const(w_hh, "w")))
+    i, f, gg, o = (g.columns(gates, k * hid, (k + 1) * hid) for k in range(4))
+    c_new = g.op("Add", g.op("Mul", g.op("Sigmoid", f), c), g.op("Mul", g.op("Sigmoid", i), g.op("Tanh", gg)))
+    h_new = g.op("Mul", g.op("Sigmoid", o), g.op("Tanh", c_new))
+    return h_new, c_new
+
+
+def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
+    """The step graph: ``x[B, F]``, ``state[B, S]`` -> ``score[B]``, ``contrib[B, F]``, ``next_state``."""
+    shape = model.shape
+    layout = StateLayout(shape.hidden, shape.layers, shape.state_tensors, shape.features)
+    g = GraphBuilder()
+    std = np.asarray(params.std, dtype=np.float32)
+    z = g.op("Mul", g.op("Sub", "x", g.const(params.mean, "mean")), g.const(1.0 / std, "inv_std"))
+    prev_pred = g.columns("state", layout.pred, layout.pred + shape.features)
+    level = g.columns("state", layout.level, layout.level + 1)
+    steps = g.columns("state", layout.steps, layout.steps + 1)
+    warm = g.op("Cast", g.op("Greater", steps, g.const([0.0])), to=onnx.TensorProto.FLOAT)
+    inv_resid = g.const(1.0 / np.asarray(params.resid_std, dtype=np.float32), "inv_resid")
+    err = g.op("Mul", g.op("Mul", g.op("Sub", z, prev_pred), inv_resid), warm)
+    sq = g.op("Mul", err, err)
+    total = g.op("ReduceSum", sq, g.const([1], "ax", np.int64), keepdims=1)
+    inst = g.op("Sqrt", g.op("Mul", total, g.const([1.0 / shape.features])))
+    g.op("Div", sq, g.op("Add", total, g.const([1e-12])), out="contrib")
+    step_gain = g.op("Mul", warm, g.const([params.smoothing]))
+    new_level = g.op("Add", level, g.op("Mul", step_gain, g.op("Sub", inst, level)))
+    g.op("Squeeze", new_level, g.const([1], "ax", np.int64), out="score")
+
+    size = shape.layers * shape.hidden
+    hs, cs, layer_in = [], [], z
+    for layer in range(shape.layers):
+        h = g.columns("state", layer * shape.hidden, (layer + 1) * shape.hidden)
+        c = (
+            g.columns("state", size + layer * shape.hidden, size + (layer + 1) * shape.hidden)
+            if shape.cell == "lstm"
+            else None
+        )
+        h_new, c_new = _cell(g, model, layer, layer_in, h, c)
+        hs.append(h_new)
+        if c_new is not None:
+            cs.append(c_new)
+        layer_in = h_new
+    head_w = model.head.weight.detach().numpy().T.astype(np.float32)
+    pred = g.op("Add", z, g.matmul_add(layer_in, head_w, model.head.bias.detach().numpy().astype(np.float32)))
+    new_steps = g.op("Min", g.op("Add", steps, g.const([1.0])), g.const([_STEPS_CAP]))
+    g.op("Concat", *hs, *cs, pred, new_level, new_steps, axis=1, out="next_state")
+
+    meta = {
+        **metadata,
+        "format_version": FORMAT_VERSION,
+        "features_count": shape.features,
+        "state_width": layout.width,
+        "state_layout": layout.describe(),
+    }
+    return g.model(
+        [("x", shape.features), ("state", layout.width)],
+        [
+            ("score", ["batch"]),
+            ("contrib", ["batch", shape.features]),
+            ("next_state", ["batch", layout.width]),
+        ],
+        {METADATA_KEY: json.dumps(meta, sort_keys=True)},
+    )
+
+
+def step_through(proto: onnx.ModelProto, x: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray]:
+    """Runs the step model over one series ``x[T, F]`` a reading at a time, as the daemon would."""
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    width = proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+    state = np.zeros((1, width), dtype=np.float32)
+    scores, contribs = np.empty(len(x), dtype=np.float32), np.empty(x.shape, dtype=np.float32)
+    for t in range(len(x)):
+        score, contrib, state = session.run(None, {"x": x[t : t + 1], "state": state})
+        scores[t], contribs[t] = score[0], contrib[0]
+    return scores, contribs
+
+
+def parity(
+    model: Forecaster, params: ScoreParams, proto: onnx.ModelProto, x: npt.NDArray[np.float32]
+) -> float:
+    """Max abs difference between the PyTorch full-sequence scores and the ONNX step model's."""
+    ref_score, ref_contrib = stream_scores(model, torch.from_numpy(x), params)
+    score, contrib = step_through(proto, x)
+    return float(max(np.abs(ref_score.numpy() - score).max(), np.abs(ref_contrib.numpy() - contrib).max()))
+
+
+def save(proto: onnx.ModelProto, path: Path) -> None:
+    onnx.checker.check_model(proto, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(proto.SerializeToString())

@@ -1,0 +1,109 @@
+"""The recurrent forecaster (LSTM by default; GRU and plain RNN for comparison) and its streaming score."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+Cell = Literal["lstm", "gru", "rnn"]
+_CORES: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    features: int
+    hidden: int = 32
+    layers: int = 1
+    cell: Cell = "lstm"
+    dropout: float = 0.0
+
+    @property
+    def state_tensors(self) -> int:
+        return 2 if self.cell == "lstm" else 1
+
+
+class Forecaster(nn.Module):
+    """Predicts each channel's next normalised value as the current one plus a learned step."""
+
+    def __init__(self, shape: ModelShape) -> None:
+        super().__init__()
+        self.shape = shape
+        self.core: nn.RNNBase = _CORES[shape.cell](
+            input_size=shape.features,
+            hidden_size=shape.hidden,
+            num_layers=shape.layers,
+            batch_first=True,
+            dropout=shape.dropout if shape.layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(shape.dropout)
+        self.head = nn.Linear(shape.hidden, shape.features)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Xavier for input maps, orthogonal recurrent maps keep early gradients from vanishing or exploding.
+        for name, param in self.core.named_parameters():
+            if name.startswith("weight_ih"):
+                nn.init.xavier_uniform_(param)
+            elif name.startswith("weight_hh"):
+                nn.init.orthogonal_(param)
+            else:
+                nn.init.zeros_(param)
+                if self.shape.cell == "lstm" and name.startswith("bias_ih"):
+                    # forget-gate bias 1: remember by default until the data says otherwise
+                    param.data[self.shape.hidden : 2 * self.shape.hidden] = 1.0
+        nn.init.xavier_uniform_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(
+        self, z: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``z[B, T, F]`` normalised readings -> predictions of ``z[:, t + 1]`` and the final state."""
+        if self.shape.cell == "lstm":
+            out, (h, c) = self.core(z, None if state is None else (state[0], state[1]))
+            new_state: tuple[torch.Tensor, ...] = (h, c)
+        else:
+            out, h = self.core(z, None if state is None else state[0])
+            new_state = (h,)
+        return z + self.head(self.drop(out)), new_state
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """How prediction errors become the anomaly score; baked into the exported step model."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resid_std: tuple[float, ...]
+    smoothing: float = 0.1
+
+
+def stream_scores(
+    model: Forecaster, x: torch.Tensor, params: ScoreParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score and channel shares for a raw series ``x[T, F]``, step by step as the daemon sees it.
+
+    The reference the exported ONNX step model must reproduce: the error of reading t is measured
+    against the prediction made at t - 1, scaled by the validation residual spread, and smoothed
+    with an exponential moving average; the first reading of a stream scores 0.
+    """
+    mean = torch.tensor(params.mean)
+    std = torch.tensor(params.std)
+    resid = torch.tensor(params.resid_std)
+    z = ((x - mean) / std).unsqueeze(0)
+    with torch.no_grad():
+        pred, _ = model(z)
+    err = torch.zeros_like(z[0])
+    err[1:] = (z[0, 1:] - pred[0, :-1]) / resid
+    sq = err * err
+    inst = torch.sqrt(sq.mean(dim=1))
+    contrib = sq / (sq.sum(dim=1, keepdim=True) + 1e-12)
+    score = torch.zeros_like(inst)
+    level = torch.zeros(())
+    for t in range(1, len(inst)):
+        level = params.smoothing * inst[t] + (1 - params.smoothing) * level
+        score[t] = level
+    return score, contrib
