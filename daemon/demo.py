@@ -95,9 +95,9 @@ def _run(service: Service, bootstrap: str, topic: str, exit_when_done: bool) -> 
     print(f"replay: published {sent} readings of {DEMO_SERIES.name} to {topic} on {bootstrap}", flush=True)
     if not exit_when_done:
         print("daemon: scoring; Ctrl-C stops the daemon and the broker", flush=True)
-    while not service.stop_requested.wait(0.2):
-        if exit_when_done and service.processed >= sent:
-            service.stop_requested.set()
+    if exit_when_done:
+        service.wait_processed(sent, timeout=600)
+        service.stop_requested.set()
     worker.join()
     print(f"daemon: stopped after {service.processed} readings", flush=True)
     return 0

@@ -48,6 +48,7 @@ class Service:
         self.stop_requested = threading.Event()
         self.assigned: set[int] = set()
         self.processed = 0  # records handled and committed
+        self._progress = threading.Condition()
         self.http_server: ThreadingHTTPServer | None = None
         self._announced_ready = False
         for name, runtime in processor.runtimes.items():
@@ -97,7 +98,14 @@ class Service:
                 )
         self._commit(records)
         self._record_metrics(records, outcome)
-        self.processed += len(records)
+        with self._progress:
+            self.processed += len(records)
+            self._progress.notify_all()
+
+    def wait_processed(self, count: int, timeout: float) -> bool:
+        """Blocks until ``count`` records are committed (True) or ``timeout`` seconds pass (False)."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self.processed >= count, timeout)
 
     def _publish(self, outcome: Outcome) -> list[Any]:
         k = self.config.kafka

@@ -1,0 +1,71 @@
+"""Runs the real daemon against the test broker and reads topics back to their end."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client import CollectorRegistry
+
+from daemon.app import build_service
+from daemon.config import Config, parse_config
+from daemon.service import Service
+
+
+def daemon_config(bootstrap: str, model: Path, streams: tuple[str, ...] = ("*",), **kafka: Any) -> Config:
+    """Unique topics and group per call, metrics on a free port."""
+    run = uuid.uuid4().hex[:10]
+    topics = {f"{name}_topic": f"t.{run}.{name}" for name in ("readings", "alerts", "dead_letter")}
+    data = {
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"g.{run}", **topics, **kafka},
+        "models": [{"name": "machine-temperature", "path": str(model), "streams": list(streams)}],
+        "batching": {"max_wait_ms": 20},
+        "metrics": {"port": 0},
+    }
+    return parse_config(data, Path("."), env={})
+
+
+def run_daemon(config: Config, produce: list[tuple[bytes | None, bytes]], timeout: float = 180) -> Service:
+    """Starts the daemon, publishes ``produce`` to its readings topic, and stops it once all are committed."""
+    service = build_service(config, CollectorRegistry())
+    worker = threading.Thread(target=service.run, name="daemon-under-test")
+    worker.start()
+    try:
+        producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all", linger_ms=5)
+        for key, value in produce:
+            producer.send(config.kafka.readings_topic, key=key, value=value)
+        producer.flush()
+        producer.close()
+        assert service.wait_processed(len(produce), timeout), (
+            f"daemon committed {service.processed}/{len(produce)}"
+        )
+    finally:
+        service.stop_requested.set()
+        worker.join(timeout=60)
+    assert not worker.is_alive(), "daemon did not stop within 60 s of the stop request"
+    return service
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 60) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the start to its current end."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout}s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()

@@ -1,0 +1,24 @@
+"""Shared helpers for tests: paths to shipped data, small trained models, Kafka round trips."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NAB = REPO / "data" / "nab"
+MACHINE_TEMPERATURE = NAB / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
+WINDOWS = NAB / "labels" / "combined_windows.json"
+BROKER = REPO / "scripts" / "kafka" / "broker.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
