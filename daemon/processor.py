@@ -163,8 +163,11 @@ class Processor:
             return None
         last_seen[decoded.stream] = decoded.ts
         self.watermark = max(self.watermark, decoded.ts)
-        max_gap = self.config.state.max_gap_s
-        reset = previous is not None and max_gap is not None and decoded.ts - previous > max_gap
+        # A stream silent for longer than its TTL starts cold whether or not its slot was evicted yet, so
+        # results do not depend on where poll boundaries fall (a replay gives the same scores).
+        state = self.config.state
+        max_gap = state.idle_ttl_s if state.max_gap_s is None else min(state.max_gap_s, state.idle_ttl_s)
+        reset = previous is not None and decoded.ts - previous > max_gap
         out.gap_resets += reset
         return name, decoded, vector, reset
 

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from daemon.alerts import AlertEvent, AlertPolicy, AlertState, Observation, step
+
+POLICY = AlertPolicy(
+    kind="fault",
+    threshold=2.0,
+    resolve_threshold=1.5,
+    fire_after=3,
+    resolve_after=2,
+    cooldown_s=100.0,
+    severities=(("warning", 1.0), ("critical", 2.0)),
+)
+
+
+def _run(
+    scores: list[float], state: AlertState | None = None, t0: float = 0.0
+) -> tuple[AlertState, list[AlertEvent]]:
+    state = state or AlertState()
+    events = []
+    for i, score in enumerate(scores):
+        state, event = step(POLICY, state, Observation(score, t0 + i, ("r", 0, int(t0) + i)))
+        if event is not None:
+            events.append(event)
+    return state, events
+
+
+def test_fires_only_after_n_consecutive_crossings_and_names_the_first_offender() -> None:
+    _, events = _run([2.5, 2.5, 1.0, 2.1, 2.2, 2.3])
+    assert [(e.state, e.first_source, e.source) for e in events] == [("firing", ("r", 0, 3), ("r", 0, 5))]
+    assert events[0].severity == "warning" and events[0].peak == 2.3
+
+
+def test_resolves_after_m_readings_below_the_lower_threshold_only() -> None:
+    state, events = _run([3.0, 3.0, 3.0, 1.8, 1.7, 1.6, 1.4, 1.9, 1.4, 1.3])
+    assert [e.state for e in events] == ["firing", "resolved"]
+    resolved = events[1]
+    assert resolved.source == ("r", 0, 9)  # 1.8/1.7/1.6 sit between the thresholds; 1.9 restarts the count
+    assert resolved.first_source == events[0].first_source
+    assert state.phase == "idle"
+
+
+def test_cool_down_suppresses_refiring() -> None:
+    state, events = _run([3.0, 3.0, 3.0, 1.0, 1.0])
+    assert [e.state for e in events] == ["firing", "resolved"]
+    state, during = _run([3.0] * 5, state, t0=10.0)
+    assert during == []
+    _, after = _run([3.0] * 3, state, t0=200.0)
+    assert [e.state for e in after] == ["firing"]
+
+
+def test_severity_escalates_once_with_the_same_first_offender() -> None:
+    _, events = _run([2.1, 2.1, 2.1, 4.5, 5.0, 4.2])
+    assert [(e.state, e.severity) for e in events] == [("firing", "warning"), ("firing", "critical")]
+    assert events[0].first_source == events[1].first_source

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load_config, parse_config
+from daemon.errors import ConfigError
+from tests.support import REPO
+
+MODELS = {"models": [{"name": "m", "path": "m.onnx"}]}
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(REPO / "config.yaml", env={})
+    assert config.models[0].name == "machine-temperature"
+    assert config.models[0].path == str(REPO / "models" / "machine_temperature.onnx")
+    assert config.kafka.bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_unknown_key_names_the_key_and_suggests_the_fix() -> None:
+    with pytest.raises(
+        ConfigError, match=r"'kafka.bootstrap_server': unknown key; did you mean 'bootstrap_servers'"
+    ):
+        parse_config({**MODELS, "kafka": {"bootstrap_server": "x:1"}}, Path("."), env={})
+
+
+def test_wrong_type_names_the_key_and_the_expected_type() -> None:
+    with pytest.raises(ConfigError, match=r"'batching.max_batch': expected an integer, got '64' \(str\)"):
+        parse_config({**MODELS, "batching": {"max_batch": "64"}}, Path("."), env={})
+    with pytest.raises(
+        ConfigError, match=r"'state.device': 'gpu' \(str\) is not one of 'auto', 'cpu', 'cuda'"
+    ):
+        parse_config({**MODELS, "state": {"device": "gpu"}}, Path("."), env={})
+
+
+def test_missing_models_and_bad_values_are_explained() -> None:
+    with pytest.raises(ConfigError, match=r"'models': required key is missing"):
+        parse_config({}, Path("."), env={})
+    with pytest.raises(ConfigError, match=r"resolve_ratio must be in \(0, 1\]"):
+        parse_config({**MODELS, "alerting": {"fault": {"resolve_ratio": 1.5}}}, Path("."), env={})
+
+
+def test_client_options_pass_through_but_cannot_override_delivery_settings() -> None:
+    config = parse_config({**MODELS, "kafka": {"client": {"security_protocol": "SSL"}}}, Path("."), env={})
+    assert config.kafka.client == {"security_protocol": "SSL"}
+    with pytest.raises(ConfigError, match=r"client.enable_auto_commit is set by faultcast itself"):
+        parse_config({**MODELS, "kafka": {"client": {"enable_auto_commit": True}}}, Path("."), env={})
+
+
+def test_kafka_bootstrap_environment_wins_and_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    config = parse_config(MODELS, tmp_path, env={"KAFKA_BOOTSTRAP": "10.0.0.1:9092"})
+    assert config.kafka.bootstrap_servers == "10.0.0.1:9092"
+    assert config.models[0].path == str(tmp_path / "m.onnx")
+
+
+def test_unreadable_or_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read the config file"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        load_config(bad)

@@ -1,0 +1,136 @@
+"""The daemon core without a broker: interleaved streams must score exactly as if each ran alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from daemon.config import Config, parse_config
+from daemon.engine import HostEngine
+from daemon.processor import Processor, RawRecord
+from daemon.records import Source
+from train.pipeline import TrainReport
+
+STEP = 300.0
+
+
+def _config(model: Path, **sections: object) -> Config:
+    return parse_config(
+        {"models": [{"name": "m", "path": str(model), "streams": ["m-*"]}], **sections}, Path("."), env={}
+    )
+
+
+def _record(stream: str, ts: float, value: object, offset: int) -> RawRecord:
+    body = json.dumps({"stream": stream, "ts": ts, "values": {"temp_c": value}}).encode()
+    return RawRecord(stream.encode(), body, Source("readings", 0, offset))
+
+
+def _alone(model: Path, values: np.ndarray) -> np.ndarray:
+    """Steps one stream through the bare ONNX model, state carried by hand."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    width = session.get_inputs()[1].shape[1]
+    state = np.zeros((1, width), dtype=np.float32)
+    scores = []
+    for v in values:
+        score, _, state = session.run(None, {"x": np.array([[v]], dtype=np.float32), "state": state})
+        scores.append(score[0])
+    return np.asarray(scores)
+
+
+def test_interleaved_streams_match_each_stream_alone_including_eviction(machine_model: TrainReport) -> None:
+    model = machine_model.model_path
+    rng = np.random.default_rng(3)
+    n_streams, steps = 40, 30
+    series = {
+        f"m-{i}": 70 + np.cumsum(rng.normal(0, 0.5, steps)).astype(np.float32) for i in range(n_streams)
+    }
+    # Polls mix streams at different points of their lives; streams 0-9 fall silent after 10 readings for
+    # longer than the TTL while the others go on, are evicted, and come back cold.
+    config = _config(model, state={"initial_capacity": 4, "idle_ttl_s": 5 * STEP}, batching={"max_batch": 7})
+    processor = Processor(config, {"m": HostEngine(model, 4)})
+    events = []
+    for i, (stream, values) in enumerate(series.items()):
+        for t, v in enumerate(values):
+            ts = t * STEP + i
+            if i < 10 and t >= 10:
+                ts += 15 * STEP  # the silence that gets these streams evicted
+            events.append((ts, stream, float(v)))
+    events.sort()
+    scored: dict[str, list[float]] = {s: [] for s in series}
+    offset, evicted = 0, 0
+    for start in range(0, len(events), 97):
+        chunk = events[start : start + 97]
+        records = [_record(s, ts, v, offset + k) for k, (ts, s, v) in enumerate(chunk)]
+        offset += len(chunk)
+        out = processor.process(records)
+        assert not out.rejected and not out.dropped
+        evicted += out.evicted
+        for s in out.scored:
+            scored[s.stream].append(s.score)
+    evicted_streams = [f"m-{i}" for i in range(10)]
+    for stream, values in series.items():
+        got = np.asarray(scored[stream])
+        if stream in evicted_streams:
+            expected = np.concatenate([_alone(model, values[:10]), _alone(model, values[10:])])
+        else:
+            expected = _alone(model, values)
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=stream)
+    # 0-9 once while silent, then 10-39 once they end before 0-9 do; only 0-9 are still resident
+    assert evicted == 40
+    assert processor.active_streams == {"m": 10}
+    # capacity grew by doubling from 4 and never past what the live streams needed
+    assert processor.runtimes["m"].engine.table.slots.capacity == 64
+
+
+def test_duplicates_out_of_order_unknown_streams_and_gaps(machine_model: TrainReport) -> None:
+    config = _config(machine_model.model_path, state={"max_gap_s": 3 * STEP})
+    processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})
+    records = [
+        _record("m-1", 0.0, 70.0, 0),
+        _record("m-1", STEP, 70.5, 1),
+        _record("m-1", STEP, 70.5, 2),  # duplicate timestamp
+        _record("m-1", 0.5 * STEP, 70.1, 3),  # out of order
+        _record("oven-1", STEP, 70.0, 4),  # no model for it
+        _record("m-1", 10 * STEP, 71.0, 5),  # gap beyond max_gap_s: state restarts
+        _record("m-1", 11 * STEP, float("nan"), 6),
+    ]
+    out = processor.process(records)
+    assert [(d.reason, d.source.offset) for d in out.dropped] == [
+        ("duplicate_timestamp", 2),
+        ("out_of_order", 3),
+    ]
+    assert [(r.reason, r.source.offset) for _, r in out.rejected] == [
+        ("unknown_stream", 4),
+        ("non_finite", 6),
+    ]
+    assert [s.source.offset for s in out.scored] == [0, 1, 5]
+    assert out.gap_resets == 1
+    assert out.scored[2].score == 0.0  # a reset stream's first reading has nothing to compare against
+    # the later poll still sees the stream's last timestamp
+    again = processor.process([_record("m-1", 10 * STEP, 71.0, 7)])
+    assert [d.reason for d in again.dropped] == ["duplicate_timestamp"]
+
+
+def test_missing_channel_carried_for_at_most_k_readings(machine_model: TrainReport) -> None:
+    config = _config(machine_model.model_path, records={"carry_missing_for": 2})
+    processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})
+    body = [
+        json.dumps({"stream": "m-1", "ts": t * STEP, "values": {"temp_c": 70.0} if t == 0 else {"other": 1}})
+        for t in range(4)
+    ]
+    out = processor.process([RawRecord(b"m-1", b.encode(), Source("r", 0, i)) for i, b in enumerate(body)])
+    assert [s.source.offset for s in out.scored] == [0, 1, 2]
+    assert out.carried == 2 and out.unknown_channels == 2
+    assert [(r.reason, r.source.offset) for _, r in out.rejected] == [("missing_channel", 3)]
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_scores_topic_sampling(machine_model: TrainReport, every: int) -> None:
+    config = _config(machine_model.model_path, kafka={"scores_topic": "scores", "scores_every": every})
+    processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})
+    out = processor.process([_record("m-1", t * STEP, 70.0 + t, t) for t in range(9)])
+    assert [s.publish for s in out.scored] == [(t + 1) % every == 0 for t in range(9)]

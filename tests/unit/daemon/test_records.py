@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from daemon.records import Reading, Rejection, Source, decode, format_timestamp, parse_timestamp, to_vector
+
+SRC = Source("readings", 0, 42)
+CHANNELS = ("vib_rms", "temp_c")
+
+
+def _decode(value: bytes | None, key: bytes | None = b"press-07") -> Reading | Rejection:
+    return decode(key, value, SRC, max_bytes=1024)
+
+
+def test_valid_reading_with_iso_or_epoch_timestamp() -> None:
+    body = {"stream": "press-07", "ts": "2026-11-26T10:15:02.250Z", "values": {"vib_rms": 0.41}}
+    reading = _decode(json.dumps(body).encode())
+    assert isinstance(reading, Reading)
+    assert reading.ts == pytest.approx(1795688102.25)
+    assert format_timestamp(reading.ts) == "2026-11-26T10:15:02.250Z"
+    assert parse_timestamp(1795688102.25) == reading.ts
+    keyless = _decode(json.dumps(body).encode(), key=None)
+    assert isinstance(keyless, Reading) and keyless.stream == "press-07"
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        (None, b"s", "empty_value"),
+        (b"x" * 2000, b"s", "too_large"),
+        (b"{not json", b"s", "malformed_json"),
+        (b"[1, 2]", b"s", "not_an_object"),
+        (b'{"ts": 1, "values": {"a": 1}}', None, "missing_stream"),
+        (b'{"stream": "a", "ts": 1, "values": {"a": 1}}', b"b", "stream_mismatch"),
+        (b'{"stream": "s", "ts": "yesterday", "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b'{"stream": "s", "ts": true, "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b'{"stream": "s", "ts": 1, "values": {}}', b"s", "missing_values"),
+        (b'{"stream": "s", "ts": 1, "values": [1]}', b"s", "missing_values"),
+        (b'{"stream": "s", "ts": 1, "values": {"a": 1}}', b"\xff", "bad_key"),
+    ],
+)
+def test_structural_problems_are_rejected_with_a_reason(
+    value: bytes | None, key: bytes | None, reason: str
+) -> None:
+    result = _decode(value, key)
+    assert isinstance(result, Rejection)
+    assert result.reason == reason
+    assert result.source == SRC
+
+
+def _reading(values: dict[str, object]) -> Reading:
+    return Reading("press-07", 1.0, values, SRC)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"vib_rms": 0.4}, "missing_channel"),
+        ({"vib_rms": 0.4, "temp_c": "hot"}, "non_numeric"),
+        ({"vib_rms": 0.4, "temp_c": True}, "non_numeric"),
+        ({"vib_rms": 0.4, "temp_c": None}, "missing_channel"),
+        ({"vib_rms": float("nan"), "temp_c": 1.0}, "non_finite"),
+        ({"vib_rms": float("inf"), "temp_c": 1.0}, "non_finite"),
+        ({"vib_rms": 1e39, "temp_c": 1.0}, "non_finite"),
+    ],
+)
+def test_channel_problems_are_rejected(values: dict[str, object], reason: str) -> None:
+    result = to_vector(_reading(values), CHANNELS, None)
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+def test_vector_follows_model_order_counts_unknown_and_carries_missing() -> None:
+    result = to_vector(_reading({"temp_c": 61.2, "vib_rms": 0.41, "rpm": 1500}), CHANNELS, None)
+    assert not isinstance(result, Rejection)
+    vector, carried, unknown = result
+    np.testing.assert_allclose(vector, [0.41, 61.2], rtol=1e-6)
+    assert (carried, unknown) == ([], 1)
+    carried_result = to_vector(_reading({"temp_c": 62.0}), CHANNELS, vector)
+    assert not isinstance(carried_result, Rejection)
+    np.testing.assert_allclose(carried_result[0], [0.41, 62.0], rtol=1e-6)
+    assert carried_result[1] == ["vib_rms"]

@@ -1,0 +1,53 @@
+"""The exported ONNX step model must reproduce PyTorch, and training must be reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from daemon.model_file import METADATA_KEY
+from tests.support import MACHINE_TEMPERATURE
+from train.export import build_step_model, parity
+from train.fit import FitConfig, fit
+from train.model import Forecaster, ModelShape, ScoreParams
+from train.pipeline import PARITY_TOLERANCE, TrainReport
+from train.series import load_nab_csv
+
+
+@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("lstm", 2), ("gru", 2), ("rnn", 1)])
+def test_step_model_reproduces_the_full_sequence_over_2000_steps(cell: str, layers: int) -> None:
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(features=3, hidden=16, layers=layers, cell=cell))  # type: ignore[arg-type]
+    model.eval()
+    params = ScoreParams(mean=(1.0, -2.0, 0.5), std=(2.0, 1.0, 0.25), resid_std=(0.3, 0.2, 0.5))
+    rng = np.random.default_rng(1)
+    x = (np.cumsum(rng.normal(0, 0.3, (2000, 3)), axis=0) + np.array([1.0, -2.0, 0.5])).astype(np.float32)
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b", "c"]})
+    onnx.checker.check_model(proto, full_check=True)
+    assert parity(model, params, proto, x) <= PARITY_TOLERANCE
+
+
+def test_trained_model_carries_its_contract_and_passed_parity(machine_model: TrainReport) -> None:
+    proto = onnx.load(str(machine_model.model_path))
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+    assert meta["features"] == ["temp_c"] and meta["cell"] == "lstm"
+    assert meta["thresholds"]["fault"]["threshold"] == machine_model.threshold
+    assert [i.name for i in proto.graph.input] == ["x", "state"]
+    assert [o.name for o in proto.graph.output] == ["score", "contrib", "next_state"]
+    assert meta["state_width"] == 2 * 32 + 1 + 2
+    assert machine_model.parity_max_abs <= PARITY_TOLERANCE
+
+
+def test_same_seed_gives_identical_weights() -> None:
+    series = load_nab_csv(MACHINE_TEMPERATURE, "temp_c")
+    z = ((series.values[:1500] - series.values[:1000].mean()) / series.values[:1000].std()).astype(np.float32)
+    config = FitConfig(epochs=3, hidden=8)
+    first = fit(z[:1000], z[1000:], config, progress=False).model.state_dict()
+    second = fit(z[:1000], z[1000:], config, progress=False).model.state_dict()
+    other = fit(z[:1000], z[1000:], FitConfig(epochs=3, hidden=8, seed=8), progress=False).model.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
