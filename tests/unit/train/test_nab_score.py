@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:
-    # faultcast is not installed into the dev venv and pyproject sets no pytest ``pythonpath``.
-    sys.path.insert(0, str(REPO))
-
-from train.nab_score import (  # noqa: E402
+from tests.support import REPO
+from train.nab_score import (
     REWARD_LOW_FN_RATE,
     REWARD_LOW_FP_RATE,
     STANDARD,
@@ -39,7 +34,7 @@ from train.nab_score import (  # noqa: E402
     write_results_csv,
     write_scores_csv,
 )
-from train.nab_sweep import probationary_length  # noqa: E402
+from train.nab_sweep import probationary_length
 
 NAB_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "NAB"
 CATEGORY = "realKnownCause"
