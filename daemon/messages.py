@@ -19,8 +19,11 @@ _ALERT_NAMESPACE = uuid.UUID("5d0f6c1e-6b7a-4c6e-9d51-2f3c1b8a7e40")
 
 def alert_id(stream: str, kind: str, first: SourceKey) -> str:
     """
-    >>> alert_id("press-07", "fault", ("readings", 2, 18231)) == alert_id("press-07", "fault", ("other", 2, 18231))
+    >>> a = alert_id("press-07", "fault", ("readings", 2, 18231))
+    >>> a == alert_id("press-07", "fault", ("mirror", 2, 18231))
     True
+    >>> a == alert_id("press-07", "fault", ("readings", 2, 18232))
+    False
     """
     return str(uuid.uuid5(_ALERT_NAMESPACE, f"{stream}\x1f{kind}\x1f{first[2]}"))
 

@@ -152,15 +152,22 @@ class Processor:
             )
             return None
         runtime = self.runtimes[name]
+        # Invalid values are poison whatever their timestamp, so they are checked before ordering.
+        converted = self._vector(runtime, decoded)
+        if isinstance(converted, Rejection):
+            out.rejected.append((record, converted))
+            return None
+        vector, carried, unknown = converted
         previous = last_seen.get(decoded.stream, runtime.last_ts(decoded.stream))
         if previous is not None and decoded.ts <= previous:
             reason = "duplicate_timestamp" if decoded.ts == previous else "out_of_order"
             out.dropped.append(Drop(reason, decoded.stream, decoded.ts, record.source))
             return None
-        vector = self._vector(runtime, decoded, out)
-        if isinstance(vector, Rejection):
-            out.rejected.append((record, vector))
-            return None
+        out.unknown_channels += unknown
+        out.carried += carried
+        if self.config.records.carry_missing_for:
+            run = runtime.last_values.get(decoded.stream, (vector, 0))[1]
+            runtime.last_values[decoded.stream] = (vector, run + 1 if carried else 0)
         last_seen[decoded.stream] = decoded.ts
         self.watermark = max(self.watermark, decoded.ts)
         # A stream silent for longer than its TTL starts cold whether or not its slot was evicted yet, so
@@ -171,18 +178,15 @@ class Processor:
         out.gap_resets += reset
         return name, decoded, vector, reset
 
-    def _vector(self, runtime: ModelRuntime, reading: Reading, out: Outcome) -> np.ndarray | Rejection:
+    def _vector(self, runtime: ModelRuntime, reading: Reading) -> tuple[np.ndarray, int, int] | Rejection:
+        """The reading's vector, how many channels were carried, and how many were unknown."""
         limit = self.config.records.carry_missing_for
         last, carried_run = runtime.last_values.get(reading.stream, (None, 0)) if limit else (None, 0)
         result = to_vector(reading, runtime.engine.info.features, last if carried_run < limit else None)
         if isinstance(result, Rejection):
             return result
         vector, carried, unknown = result
-        out.unknown_channels += unknown
-        out.carried += len(carried)
-        if limit:
-            runtime.last_values[reading.stream] = (vector, carried_run + 1 if carried else 0)
-        return vector
+        return vector, len(carried), unknown
 
     def _publish_score(self, runtime: ModelRuntime, stream: str) -> bool:
         every = self.config.kafka.scores_every

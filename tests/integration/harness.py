@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -17,12 +16,17 @@ from daemon.config import Config, parse_config
 from daemon.service import Service
 
 
-def daemon_config(bootstrap: str, model: Path, streams: tuple[str, ...] = ("*",), **kafka: Any) -> Config:
-    """Unique topics and group per call, metrics on a free port."""
+def daemon_config(
+    bootstrap: str, model: Path, streams: tuple[str, ...] = ("*",), scores: bool = False
+) -> Config:
+    """Unique topics and group per call, metrics on a free port; ``scores`` adds a scores topic."""
     run = uuid.uuid4().hex[:10]
-    topics = {f"{name}_topic": f"t.{run}.{name}" for name in ("readings", "alerts", "dead_letter")}
+    names = (
+        ("readings", "alerts", "dead_letter", "scores") if scores else ("readings", "alerts", "dead_letter")
+    )
+    topics = {f"{name}_topic": f"t.{run}.{name}" for name in names}
     data = {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"g.{run}", **topics, **kafka},
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"g.{run}", **topics},
         "models": [{"name": "machine-temperature", "path": str(model), "streams": list(streams)}],
         "batching": {"max_wait_ms": 20},
         "metrics": {"port": 0},

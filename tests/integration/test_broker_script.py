@@ -38,11 +38,11 @@ def test_stop_leaves_no_process_and_no_port(tmp_path: Path) -> None:
     try:
         assert broker_count("127.0.0.1", port) == 1
         assert len(_kafka_pids(tmp_path)) == 1
-        status = subprocess.run([str(BROKER), "status"], env=env, capture_output=True, text=True)
+        status = subprocess.run([str(BROKER), "status"], env=env, capture_output=True, text=True, check=False)
         assert status.returncode == 0 and "running" in status.stdout
     finally:
         subprocess.run([str(BROKER), "stop"], env=env, check=True)
     assert _kafka_pids(tmp_path) == []
     assert not port_open(port) and not port_open(controller_port)
-    status = subprocess.run([str(BROKER), "status"], env=env, capture_output=True, text=True)
+    status = subprocess.run([str(BROKER), "status"], env=env, capture_output=True, text=True, check=False)
     assert status.returncode == 3 and status.stdout.strip() == "stopped"
