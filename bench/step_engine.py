@@ -1,0 +1,113 @@
+"""Step-engine throughput on CPU against baselines measured in the same run.
+
+    .venv/bin/python bench/step_engine.py [--streams 1000 10000 100000] [--waves 20]
+
+Prints stream-steps/s of: the bare onnxruntime call on a batch with no state handling (ceiling), the
+engine's wave (gather, ONNX step, scatter), the wave plus the alert state machine, and a naive
+per-reading PyTorch loop keeping a dict of per-stream states; ratios against the first and the last;
+and the fraction of this machine's float32 matmul rate the engine's arithmetic reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from daemon.alerts import AlertPolicy, AlertState, Observation, step
+from daemon.engine import HostEngine
+from train.export import build_step_model, save
+from train.model import Forecaster, ModelShape, ScoreParams
+
+HIDDEN, FEATURES = 32, 8
+
+
+def rate(fn: Callable[[], None], items: int, repeats: int) -> float:
+    fn()  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return items * repeats / (time.perf_counter() - started)
+
+
+def matmul_flops() -> float:
+    a, b = np.random.rand(1024, 1024).astype(np.float32), np.random.rand(1024, 1024).astype(np.float32)
+    c = np.empty_like(a)
+    return 2 * 1024**3 * rate(lambda: np.matmul(a, b, out=c), 1, 20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--waves", type=int, default=20)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(FEATURES, HIDDEN)).eval()
+    params = ScoreParams((0.0,) * FEATURES, (1.0,) * FEATURES, (1.0,) * FEATURES)
+    proto = build_step_model(
+        model, params, {"name": "bench", "version": "1", "features": [f"c{i}" for i in range(FEATURES)]}
+    )
+    path = Path(tempfile.mkdtemp()) / "bench.onnx"
+    save(proto, path)
+    width = proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+    # multiply-adds per step: LSTM gates (input + recurrent) and the forecast head
+    flops_per_step = 2 * (4 * HIDDEN * (FEATURES + HIDDEN) + HIDDEN * FEATURES)
+    peak = matmul_flops()
+    print(
+        f"model: LSTM hidden {HIDDEN}, {FEATURES} channels, state {width} floats; "
+        f"matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
+    print(
+        f"{'streams':>8} {'bare ORT':>12} {'engine':>12} {'+alerts':>12} {'naive torch':>12} "
+        f"{'eng/bare':>9} {'eng/naive':>10} {'of peak':>8}"
+    )
+    for n in args.streams:
+        bare, eng, full, slow = measure(n, path, model, width, args.waves)
+        print(
+            f"{n:>8} {bare:>12,.0f} {eng:>12,.0f} {full:>12,.0f} {slow:>12,.0f} {eng / bare:>9.2f} "
+            f"{eng / slow:>10.0f} {eng * flops_per_step / peak:>8.1%}"
+        )
+
+
+def measure(
+    n: int, path: Path, model: Forecaster, width: int, waves: int
+) -> tuple[float, float, float, float]:
+    """Stream-steps/s: bare ORT, engine wave, engine wave + alerts, naive per-reading PyTorch."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, FEATURES)).astype(np.float32)
+    state = np.zeros((n, width), dtype=np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    bare = rate(lambda: session.run(["score", "contrib", "next_state"], {"x": x, "state": state}), n, waves)
+    engine = HostEngine(path, 1024)
+    streams = [f"s{i}" for i in range(n)]
+    reset = np.zeros(n, dtype=bool)
+    eng = rate(lambda: engine.step(streams, x, reset), n, waves)
+    policy = AlertPolicy("fault", 5.0, 4.0, 3, 3, 0.0, (("warning", 1.0),))
+    alert_states = [AlertState()] * n
+
+    def with_alerts() -> None:
+        result = engine.step(streams, x, reset)
+        for i, score in enumerate(result.score.tolist()):
+            alert_states[i], _ = step(policy, alert_states[i], Observation(score, 0.0, ("t", 0, i)))
+
+    full = rate(with_alerts, n, max(1, waves // 4))
+    naive_states: dict[str, tuple[torch.Tensor, ...] | None] = {}
+    sample = min(n, 2000)
+    xt = torch.from_numpy(x[:sample]).unsqueeze(1)
+
+    def naive() -> None:
+        with torch.no_grad():
+            for i in range(sample):
+                _, naive_states[streams[i]] = model(xt[i : i + 1], naive_states.get(streams[i]))
+
+    return bare, eng, full, rate(naive, sample, 1)
+
+
+if __name__ == "__main__":
+    main()
