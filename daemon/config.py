@@ -61,6 +61,11 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ReloadConfig:
+    watch_interval_s: float = 5.0  # how often model files are checked for changes; 0: only on SIGHUP
+
+
+@dataclass(frozen=True)
 class BatchingConfig:
     max_batch: int = 4096
     max_wait_ms: int = 50
@@ -137,6 +142,7 @@ class Config:
     alerting: AlertingConfig = field(default_factory=AlertingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -21,6 +21,14 @@ class WaveResult:
     contrib: FloatArray  # [B, F]
 
 
+@dataclass(frozen=True)
+class Reloaded:
+    """A new model version took over; streams kept their state, or ``streams_reset`` restart cold."""
+
+    kept_state: bool
+    streams_reset: int
+
+
 class StateStore(Protocol):
     """What the engine needs of a state table; ``StateTable`` (host) and ``DeviceStateTable`` provide it."""
 
@@ -43,7 +51,22 @@ class Engine(Protocol):
     @property
     def table(self) -> StateStore: ...
 
+    def reload(self, path: Path) -> Reloaded | None: ...
+
     def step(self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_]) -> WaveResult: ...
+
+
+def state_layout(info: ModelInfo) -> tuple[object, ...]:
+    """What must match for a stream's state to mean the same thing under another model version."""
+    meta = info.metadata
+    return (
+        info.state_width,
+        meta.get("cell"),
+        meta.get("hidden"),
+        meta.get("layers"),
+        info.features,
+        str(meta.get("state_layout")),
+    )
 
 
 def session_for(raw: bytes, providers: list[str]) -> ort.InferenceSession:
@@ -59,6 +82,23 @@ class HostEngine:
         raw, self.info = read_model(path)
         self._session = session_for(raw, ["CPUExecutionProvider"])
         self.table = StateTable(self.info.state_width, initial_capacity)
+
+    def reload(self, path: Path) -> Reloaded | None:
+        """Swaps in the model at ``path``; None if its bytes did not change.
+
+        Streams keep their state when the new model's state layout equals the old one; otherwise
+        every live stream restarts cold (it keeps its slot and its last timestamp).
+        """
+        raw, info = read_model(path)
+        if info.sha256 == self.info.sha256:
+            return None
+        session = session_for(raw, ["CPUExecutionProvider"])
+        same_layout = state_layout(info) == state_layout(self.info)
+        self._session, self.info = session, info
+        if same_layout:
+            return Reloaded(kept_state=True, streams_reset=0)
+        self.table.reshape(info.state_width)
+        return Reloaded(kept_state=False, streams_reset=len(self.table.slots))
 
     def step(self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_]) -> WaveResult:
         """Advances each of ``streams`` (distinct) by one reading; rows of ``reset`` start cold."""

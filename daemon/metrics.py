@@ -85,5 +85,11 @@ class Metrics:
         self.last_wave = Gauge(
             "faultcast_last_loop_timestamp_seconds", "When the processing loop last turned", registry=r
         )
+        self.reloads = Counter(
+            "faultcast_model_reloads",
+            "Model reload attempts, by model and result (kept_state, reset_state, unchanged, failed)",
+            ["model", "result"],
+            registry=r,
+        )
         self.model_info = Info("faultcast_model", "Loaded models", ["model"], registry=r)
         Info("faultcast_build", "faultcast build", registry=r).info({"version": __version__})

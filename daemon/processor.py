@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from daemon.alerts import AlertPolicy, AlertState, Observation, step
 from daemon.batching import waves
 from daemon.config import AlertKindConfig, Config
-from daemon.engine import Engine
+from daemon.engine import Engine, Reloaded
 from daemon.messages import alert_message
 from daemon.records import Reading, Rejection, Source, decode, to_vector
 from daemon.routing import Router
@@ -84,10 +85,21 @@ class ModelRuntime:
     def __init__(self, name: str, engine: Engine, config: Config) -> None:
         self.name = name
         self.engine = engine
+        self.config = config
         self.fault = policy_for("fault", config.alerting.fault, engine.info.thresholds.get("fault"))
         self.alert_states: dict[str, AlertState] = {}  # idle streams are absent
         self.last_values: dict[str, tuple[np.ndarray, int]] = {}  # for carrying missing channels
         self.since_score: dict[str, int] = {}
+
+    def reload(self, path: Path) -> Reloaded | None:
+        """Takes the model at ``path``; None if it did not change."""
+        reloaded = self.engine.reload(path)
+        if reloaded is not None:
+            thresholds = self.engine.info.thresholds
+            self.fault = policy_for("fault", self.config.alerting.fault, thresholds.get("fault"))
+            if not reloaded.kept_state:
+                self.last_values.clear()
+        return reloaded
 
     def last_ts(self, stream: str) -> float | None:
         slot = self.engine.table.slots.get(stream)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -15,7 +17,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from daemon.config import Config
-from daemon.errors import BrokerError
+from daemon.errors import BrokerError, FaultcastError
 from daemon.kafka_io import HandOffListener, Rebalance, dead_letter_headers, encode_json, to_raw
 from daemon.messages import score_message
 from daemon.metrics import Metrics
@@ -46,16 +48,72 @@ class Service:
         self.notifier = notifier
         self.on_alert = on_alert
         self.stop_requested = threading.Event()
+        self.reload_requested = threading.Event()
+        self._model_files = self._stat_models()
+        self._next_watch = time.monotonic() + config.reload.watch_interval_s
         self.assigned: set[int] = set()
         self.processed = 0  # records handled and committed
         self._progress = threading.Condition()
         self.http_server: ThreadingHTTPServer | None = None
         self._announced_ready = False
-        for name, runtime in processor.runtimes.items():
+        self._publish_model_info()
+
+    def _publish_model_info(self) -> None:
+        for name, runtime in self.processor.runtimes.items():
             info = runtime.engine.info
-            metrics.model_info.labels(model=name).info(
+            self.metrics.model_info.labels(model=name).info(
                 {"version": info.version, "sha256": info.sha256[:16], "features": ",".join(info.features)}
             )
+
+    def _stat_models(self) -> dict[str, tuple[int, int]]:
+        stats = {}
+        for model in self.config.models:
+            try:
+                st = os.stat(model.path)
+            except OSError:
+                continue  # a file being replaced; the next check sees the new one
+            stats[model.name] = (st.st_mtime_ns, st.st_size)
+        return stats
+
+    def _maybe_reload(self) -> None:
+        """Between polls, so no wave is cut and no record is dropped: SIGHUP or a changed model file."""
+        interval = self.config.reload.watch_interval_s
+        if interval > 0 and time.monotonic() >= self._next_watch:
+            self._next_watch = time.monotonic() + interval
+            stats = self._stat_models()
+            if stats != self._model_files:
+                self._model_files = stats
+                self.reload_requested.set()
+        if not self.reload_requested.is_set():
+            return
+        self.reload_requested.clear()
+        for model in self.config.models:
+            runtime = self.processor.runtimes[model.name]
+            try:
+                reloaded = runtime.reload(Path(model.path))
+            except FaultcastError as exc:
+                log.error(
+                    "model reload failed; the loaded version keeps running",
+                    extra={"model": model.name, "error": str(exc)},
+                )
+                self.metrics.reloads.labels(model=model.name, result="failed").inc()
+                continue
+            if reloaded is None:
+                self.metrics.reloads.labels(model=model.name, result="unchanged").inc()
+                continue
+            result = "kept_state" if reloaded.kept_state else "reset_state"
+            self.metrics.reloads.labels(model=model.name, result=result).inc()
+            self.metrics.stream_resets.labels(reason="model_reload").inc(reloaded.streams_reset)
+            log.info(
+                "model reloaded",
+                extra={
+                    "model": model.name,
+                    "version": runtime.engine.info.version,
+                    "result": result,
+                    "streams_reset": reloaded.streams_reset,
+                },
+            )
+        self._publish_model_info()
 
     @property
     def ready(self) -> bool:
@@ -67,8 +125,12 @@ class Service:
             self.notifier.stopping()
             self.stop_requested.set()
 
+        def reload(_signum: int, _frame: object) -> None:
+            self.reload_requested.set()
+
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
 
     def run(self) -> None:
         """Runs until ``stop_requested``; the wave in progress finishes, is flushed and committed first."""
@@ -77,6 +139,7 @@ class Service:
             while not self.stop_requested.is_set():
                 self.metrics.last_wave.set_to_current_time()
                 self.notifier.watchdog()
+                self._maybe_reload()
                 polled = self.consumer.poll(timeout_ms=timeout_ms)
                 self._apply_rebalances()
                 records = [to_raw(m) for messages in polled.values() for m in messages]

@@ -113,8 +113,10 @@ class StateTable:
     def scatter(self, slots: IntArray, state: FloatArray) -> None:
         self._data[slots] = state
 
-    def reset(self, slots: IntArray) -> None:
-        self._data[slots] = 0.0
+    def reshape(self, width: int) -> None:
+        """Every stream's state becomes cold, ``width`` wide; slots and timestamps stay."""
+        self.width = width
+        self._data = np.zeros((self.slots.capacity, width), dtype=np.float32)
 
     def evict(self, stream: str) -> None:
         self.slots.release(stream)

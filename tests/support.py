@@ -5,6 +5,11 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import torch
+
+from train.export import build_step_model, save
+from train.model import Forecaster, ModelShape, ScoreParams
+
 REPO = Path(__file__).resolve().parents[1]
 NAB = REPO / "data" / "nab"
 MACHINE_TEMPERATURE = NAB / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
@@ -22,3 +27,21 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def write_model(path: Path, hidden: int = 8, seed: int = 0, version: str = "1") -> Path:
+    """An untrained one-channel ``temp_c`` step model with random weights (fast; for engine tests)."""
+    torch.manual_seed(seed)
+    model = Forecaster(ModelShape(features=1, hidden=hidden)).eval()
+    params = ScoreParams(mean=(70.0,), std=(5.0,), resid_std=(0.2,))
+    meta = {
+        "name": "m",
+        "version": version,
+        "features": ["temp_c"],
+        "cell": "lstm",
+        "hidden": hidden,
+        "layers": 1,
+        "thresholds": {"fault": {"threshold": 3.0}},
+    }
+    save(build_step_model(model, params, meta), path)
+    return path

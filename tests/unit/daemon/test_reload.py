@@ -1,0 +1,105 @@
+"""Model hot reload: a new version takes over between polls; state kept when its layout is unchanged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from prometheus_client import CollectorRegistry
+
+from daemon.config import parse_config
+from daemon.engine import HostEngine, Reloaded
+from daemon.kafka_io import HandOffListener
+from daemon.metrics import Metrics
+from daemon.processor import Processor, RawRecord
+from daemon.records import Source
+from daemon.service import Service
+from daemon.systemd import Notifier
+from tests.support import write_model
+
+
+def _records(start: int, count: int) -> list[RawRecord]:
+    return [
+        RawRecord(
+            b"s",
+            json.dumps({"stream": "s", "ts": t * 60.0, "values": {"temp_c": 70.0 + t % 5}}).encode(),
+            Source("r", 0, t),
+        )
+        for t in range(start, start + count)
+    ]
+
+
+def _setup(tmp_path: Path) -> tuple[Path, Processor]:
+    live = write_model(tmp_path / "live.onnx", seed=1)
+    config = parse_config({"models": [{"name": "m", "path": str(live)}]}, Path("."), env={})
+    return live, Processor(config, {"m": HostEngine(live, 4)})
+
+
+def test_same_layout_keeps_state_and_scores_with_the_new_weights(tmp_path: Path) -> None:
+    live, processor = _setup(tmp_path)
+    runtime = processor.runtimes["m"]
+    processor.process(_records(0, 10))
+    state_before = runtime.engine.table.gather(np.array([0]))
+    write_model(tmp_path / "v2.onnx", seed=2, version="2")
+    shutil.copy(tmp_path / "v2.onnx", live)
+    assert runtime.reload(live) == Reloaded(kept_state=True, streams_reset=0)
+    assert runtime.engine.info.version == "2"
+    out = processor.process(_records(10, 1))
+    session = ort.InferenceSession(str(live), providers=["CPUExecutionProvider"])
+    x = np.array([[70.0 + 10 % 5]], dtype=np.float32)
+    expected, _, _ = session.run(None, {"x": x, "state": state_before})
+    assert out.scored[0].score == expected[0]
+    assert runtime.reload(live) is None  # same bytes again: nothing to do
+
+
+def test_new_layout_resets_every_live_stream(tmp_path: Path) -> None:
+    live, processor = _setup(tmp_path)
+    runtime = processor.runtimes["m"]
+    processor.process(_records(0, 10))
+    write_model(live, hidden=16, seed=3)
+    assert runtime.reload(live) == Reloaded(kept_state=False, streams_reset=1)
+    assert runtime.engine.table.width == runtime.engine.info.state_width == 2 * 16 + 3
+    out = processor.process(_records(10, 2))
+    assert out.scored[0].score == 0.0 and out.scored[1].score > 0.0  # cold start, then warm
+    assert not out.dropped  # the stream kept its last timestamp
+
+
+class _NoKafka:
+    """The reload path touches neither consumer nor producer."""
+
+
+def test_service_reloads_on_file_change_and_counts_failures(tmp_path: Path) -> None:
+    live = write_model(tmp_path / "live.onnx", seed=1)
+    config = parse_config(
+        {"models": [{"name": "m", "path": str(live)}], "reload": {"watch_interval_s": 1e-9}},
+        Path("."),
+        env={},
+    )
+    processor = Processor(config, {"m": HostEngine(live, 4)})
+    registry = CollectorRegistry()
+    service = Service(
+        config,
+        processor,
+        _NoKafka(),
+        _NoKafka(),
+        HandOffListener(),
+        Metrics(registry),  # type: ignore[arg-type]
+        Notifier(env={}),
+    )
+    write_model(live, hidden=16, seed=4, version="3")
+    service._maybe_reload()
+    assert processor.runtimes["m"].engine.info.version == "3"
+    assert (
+        registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "reset_state"})
+        == 1
+    )
+    live.write_bytes(b"not onnx")
+    service._maybe_reload()
+    assert processor.runtimes["m"].engine.info.version == "3"  # the loaded model keeps running
+    assert registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "failed"}) == 1
+    service.reload_requested.set()  # SIGHUP with an unchanged (still broken) file: one more failed attempt
+    service._maybe_reload()
+    assert registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "failed"}) == 2
