@@ -72,6 +72,7 @@ class AlertEvent:
     started_at: float
     first_source: SourceKey  # the first offending reading: with stream and kind it fixes the alert id
     source: SourceKey  # the reading that caused this event
+    resolution: str | None = None  # for resolved events: recovered | stream_idle
 
 
 def step(policy: AlertPolicy, state: AlertState, obs: Observation) -> tuple[AlertState, AlertEvent | None]:
@@ -93,6 +94,18 @@ def step(policy: AlertPolicy, state: AlertState, obs: Observation) -> tuple[Aler
     return fired, _event(policy, fired, obs, "firing")
 
 
+def expire(policy: AlertPolicy, state: AlertState, ts: float) -> AlertEvent | None:
+    """The resolved event owed when a stream's state is dropped while its alert fires (idle past the TTL)."""
+    if state.phase != "firing":
+        return None
+    assert state.first_source is not None
+    return AlertEvent(
+        kind=policy.kind, state="resolved", severity=state.severity, score=0.0, peak=state.peak,
+        threshold=policy.threshold, ts=ts, started_at=state.started_at, first_source=state.first_source,
+        source=state.first_source, resolution="stream_idle",
+    )  # fmt: skip
+
+
 def _step_firing(
     policy: AlertPolicy, state: AlertState, obs: Observation
 ) -> tuple[AlertState, AlertEvent | None]:
@@ -106,7 +119,9 @@ def _step_firing(
     if run < policy.resolve_after:
         return replace(state, run=run, peak=peak), None
     resolved = AlertState(quiet_until=obs.ts + policy.cooldown_s)
-    return resolved, _event(policy, replace(state, peak=peak), obs, "resolved")
+    return resolved, replace(
+        _event(policy, replace(state, peak=peak), obs, "resolved"), resolution="recovered"
+    )
 
 
 def _event(

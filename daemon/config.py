@@ -8,24 +8,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from daemon.config_parse import build
 from daemon.errors import ConfigError
 
-# faultcast sets these itself because at-least-once delivery depends on them.
+# faultcast sets these itself: at-least-once delivery and the partition assignment depend on them.
 _RESERVED_CLIENT_KEYS = frozenset(
     {
-        "bootstrap_servers",
-        "group_id",
-        "enable_auto_commit",
-        "key_deserializer",
-        "value_deserializer",
-        "key_serializer",
-        "value_serializer",
-        "acks",
-        "auto_offset_reset",
-        "max_poll_records",
+        "bootstrap_servers", "group_id", "client_id", "enable_auto_commit", "key_deserializer",
+        "value_deserializer", "key_serializer", "value_serializer", "acks", "auto_offset_reset",
+        "max_poll_records", "retries", "enable_idempotence", "max_in_flight_requests_per_connection",
+        "delivery_timeout_ms", "partition_assignment_strategy",
     }
+)  # fmt: skip
+_CLIENT_KEYS = (
+    frozenset(KafkaConsumer.DEFAULT_CONFIG)
+    | frozenset(KafkaProducer.DEFAULT_CONFIG)
+    | frozenset(KafkaAdminClient.DEFAULT_CONFIG)
 )
 
 
@@ -47,6 +47,12 @@ class KafkaConfig:
         reserved = sorted(_RESERVED_CLIENT_KEYS & set(self.client))
         if reserved:
             raise ValueError(f"client.{reserved[0]} is set by faultcast itself; remove it from kafka.client")
+        unknown = sorted(set(self.client) - _CLIENT_KEYS)
+        if unknown:
+            raise ValueError(
+                f"client.{unknown[0]} is not a kafka-python client option (see kafka-python's "
+                "KafkaConsumer/KafkaProducer docs for names such as security_protocol, ssl_cafile)"
+            )
         if self.scores_every < 1:
             raise ValueError("scores_every must be >= 1")
         if self.topic_partitions < 1:
@@ -94,6 +100,7 @@ class StateConfig:
 class RecordsConfig:
     max_bytes: int = 65536
     carry_missing_for: int = 0
+    max_future_s: float = 86400.0
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ class WaveResult:
     slots: IntArray  # [B] the streams' slots in the state table
     score: FloatArray  # [B]
     contrib: FloatArray  # [B, F]
+    diverged: npt.NDArray[np.bool_]  # [B] rows whose score or state went non-finite; their state was reset
 
 
 @dataclass(frozen=True)
@@ -109,5 +110,9 @@ class HostEngine:
         score, contrib, next_state = self._session.run(
             ["score", "contrib", "next_state"], {"x": x, "state": state}
         )
+        # Extreme inputs can overflow the arithmetic; a NaN kept in the state would poison every later step.
+        diverged = ~(np.isfinite(score) & np.isfinite(next_state).all(axis=1))
+        if diverged.any():
+            next_state[diverged] = 0.0
         self.table.scatter(slots, next_state)
-        return WaveResult(slots=slots, score=score, contrib=contrib)
+        return WaveResult(slots=slots, score=score, contrib=contrib, diverged=diverged)

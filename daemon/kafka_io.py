@@ -6,11 +6,13 @@ import contextlib
 import json
 import logging
 import queue
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from daemon.config import Config, KafkaConfig
@@ -19,6 +21,7 @@ from daemon.processor import RawRecord
 from daemon.records import Rejection, Source
 
 log = logging.getLogger("faultcast.kafka")
+TOPIC_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,12 @@ class HandOffListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.events.put(Rebalance("lost", frozenset(tp.partition for tp in lost)))
 
 
+def _options(client: type, config: KafkaConfig) -> dict[str, Any]:
+    """The pass-through options this kind of client understands (config checked they exist somewhere)."""
+    known = client.DEFAULT_CONFIG  # type: ignore[attr-defined]
+    return {k: v for k, v in config.client.items() if k in known}
+
+
 def _servers(config: KafkaConfig) -> list[str]:
     return [s.strip() for s in config.bootstrap_servers.split(",") if s.strip()]
 
@@ -56,7 +65,9 @@ def ensure_topics(config: KafkaConfig) -> None:
         names.append(config.scores_topic)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=_servers(config), client_id="faultcast-admin", **config.client
+            bootstrap_servers=_servers(config),
+            client_id="faultcast-admin",
+            **_options(KafkaAdminClient, config),
         )
     except KafkaError as exc:
         raise BrokerError(
@@ -83,10 +94,23 @@ def make_consumer(config: Config, listener: HandOffListener) -> KafkaConsumer:
             auto_offset_reset=k.auto_offset_reset,
             max_poll_records=config.batching.max_poll_records,
             client_id="faultcast",
-            **k.client,
+            # cooperative: a rebalance revokes only the partitions that move, so other streams keep state
+            partition_assignment_strategy=(CooperativeStickyAssignor,),
+            **_options(KafkaConsumer, k),
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from exc
+    # Join the group only once the topic's partitions are in this client's metadata: an assignor that
+    # sees no partitions assigns none, and the next metadata refresh can be minutes away.
+    deadline = time.monotonic() + TOPIC_WAIT_S
+    while not consumer.partitions_for_topic(k.readings_topic):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise BrokerError(
+                f"readings topic {k.readings_topic!r} does not exist on {k.bootstrap_servers}; "
+                "create it or set kafka.create_topics: true"
+            )
+        time.sleep(0.2)
     consumer.subscribe([k.readings_topic], listener=listener)
     return consumer
 
@@ -98,7 +122,7 @@ def make_producer(config: KafkaConfig) -> KafkaProducer:
             acks="all",
             linger_ms=5,
             client_id="faultcast",
-            **config.client,
+            **_options(KafkaProducer, config),
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from exc

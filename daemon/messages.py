@@ -48,6 +48,7 @@ def alert_message(
         "score": round(event.score, 6),
         "peak": round(event.peak, 6),
         "threshold": round(event.threshold, 6),
+        "resolution": event.resolution,
         "top_channels": top_channels(contrib, model.features, top),
         "model": {"name": model.name, "version": model.version},
         "source": {"topic": topic, "partition": partition, "offset": offset},

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.alerts import AlertPolicy, AlertState, Observation, step
+from daemon.alerts import AlertPolicy, AlertState, Observation, expire, step
 from daemon.batching import waves
 from daemon.config import AlertKindConfig, Config
 from daemon.engine import Engine, Reloaded
@@ -37,6 +37,16 @@ class Scored:
     score: float
     source: Source
     publish: bool  # whether this score goes to the scores topic (every Nth reading of a stream)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A reading that passed every check, waiting for its wave."""
+
+    record: RawRecord
+    reading: Reading
+    vector: np.ndarray
+    reset: bool  # start the stream cold (gap or idle beyond the TTL)
 
 
 @dataclass(frozen=True)
@@ -124,17 +134,25 @@ class Processor:
     def process(self, records: list[RawRecord]) -> Outcome:
         """Scores one poll's records in order; alerts come out in the order their readings came in."""
         out = Outcome()
-        pending: dict[str, list[tuple[Reading, np.ndarray, bool]]] = {name: [] for name in self.runtimes}
+        pending: dict[str, list[Admitted]] = {name: [] for name in self.runtimes}
         last_seen: dict[str, float] = {}
         for record in records:
-            item = self._admit(record, last_seen, out)
-            if item is not None:
-                pending[item[0]].append(item[1:])
+            admitted = self._admit(record, last_seen, out)
+            if admitted is not None:
+                pending[admitted[0]].append(admitted[1])
         for name, items in pending.items():
             if items:
                 self._score(self.runtimes[name], items, out)
         cutoff = self.watermark - self.config.state.idle_ttl_s
-        out.evicted = sum(rt.evict(rt.engine.table.slots.idle_since(cutoff)) for rt in self.runtimes.values())
+        for rt in self.runtimes.values():
+            idle = rt.engine.table.slots.idle_since(cutoff)
+            top = self.config.alerting.fault.top_channels
+            for stream in idle:
+                event = expire(rt.fault, rt.alert_states.get(stream, AlertState()), self.watermark)
+                if event is not None:
+                    no_channels = np.zeros(len(rt.engine.info.features), dtype=np.float32)
+                    out.alerts.append(alert_message(event, stream, rt.engine.info, no_channels, top))
+            out.evicted += rt.evict(idle)
         return out
 
     def evict_partitions(self, partitions: set[int]) -> int:
@@ -147,8 +165,9 @@ class Processor:
 
     def _admit(
         self, record: RawRecord, last_seen: dict[str, float], out: Outcome
-    ) -> tuple[str, Reading, np.ndarray, bool] | None:
-        decoded = decode(record.key, record.value, record.source, self.config.records.max_bytes)
+    ) -> tuple[str, Admitted] | None:
+        limits = self.config.records
+        decoded = decode(record.key, record.value, record.source, limits.max_bytes, limits.max_future_s)
         if isinstance(decoded, Rejection):
             out.rejected.append((record, decoded))
             return None
@@ -188,7 +207,7 @@ class Processor:
         max_gap = state.idle_ttl_s if state.max_gap_s is None else min(state.max_gap_s, state.idle_ttl_s)
         reset = previous is not None and decoded.ts - previous > max_gap
         out.gap_resets += reset
-        return name, decoded, vector, reset
+        return name, Admitted(record, decoded, vector, reset)
 
     def _vector(self, runtime: ModelRuntime, reading: Reading) -> tuple[np.ndarray, int, int] | Rejection:
         """The reading's vector, how many channels were carried, and how many were unknown."""
@@ -210,41 +229,33 @@ class Processor:
         runtime.since_score[stream] = 0 if count >= every else count
         return count >= every
 
-    def _score(
-        self, runtime: ModelRuntime, items: list[tuple[Reading, np.ndarray, bool]], out: Outcome
-    ) -> None:
+    def _score(self, runtime: ModelRuntime, items: list[Admitted], out: Outcome) -> None:
         info = runtime.engine.info
         top = self.config.alerting.fault.top_channels
-        for wave in waves([reading.stream for reading, _, _ in items], self.config.batching.max_batch):
+        for wave in waves([item.reading.stream for item in items], self.config.batching.max_batch):
             batch = [items[i] for i in wave]
-            streams = [reading.stream for reading, _, _ in batch]
-            x = np.stack([vector for _, vector, _ in batch])
-            reset = np.fromiter((r for _, _, r in batch), dtype=bool, count=len(batch))
+            x = np.stack([item.vector for item in batch])
+            reset = np.fromiter((item.reset for item in batch), dtype=bool, count=len(batch))
             started = time.perf_counter()
-            result = runtime.engine.step(streams, x, reset)
+            result = runtime.engine.step([item.reading.stream for item in batch], x, reset)
             out.waves.append((runtime.name, len(batch), time.perf_counter() - started))
             slot_map = runtime.engine.table.slots
-            slot_map.last_ts[result.slots] = [reading.ts for reading, _, _ in batch]
-            slot_map.partition[result.slots] = [reading.source.partition for reading, _, _ in batch]
-            for row, (reading, _, _) in enumerate(batch):
-                score = float(result.score[row])
-                src = reading.source
-                out.scored.append(
-                    Scored(
-                        runtime.name,
-                        reading.stream,
-                        reading.ts,
-                        score,
-                        src,
-                        self._publish_score(runtime, reading.stream),
+            slot_map.last_ts[result.slots] = [item.reading.ts for item in batch]
+            slot_map.partition[result.slots] = [item.reading.source.partition for item in batch]
+            for row, item in enumerate(batch):
+                reading, src = item.reading, item.reading.source
+                if result.diverged[row]:
+                    detail = "the model's score or state became non-finite; the stream restarts cold"
+                    out.rejected.append(
+                        (item.record, Rejection("non_finite_score", detail, src, reading.stream))
                     )
-                )
+                    continue
+                score = float(result.score[row])
+                publish = self._publish_score(runtime, reading.stream)
+                out.scored.append(Scored(runtime.name, reading.stream, reading.ts, score, src, publish))
                 state = runtime.alert_states.get(reading.stream, AlertState())
-                state, event = step(
-                    runtime.fault,
-                    state,
-                    Observation(score, reading.ts, (src.topic, src.partition, src.offset)),
-                )
+                obs = Observation(score, reading.ts, (src.topic, src.partition, src.offset))
+                state, event = step(runtime.fault, state, obs)
                 if state.phase == "idle" and state.quiet_until < reading.ts:
                     runtime.alert_states.pop(reading.stream, None)
                 else:

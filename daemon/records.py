@@ -40,21 +40,37 @@ class Rejection:
     stream: str | None = None
 
 
-def parse_timestamp(raw: Any) -> float | None:
-    """Epoch seconds from an ISO-8601 string (naive means UTC) or a number of epoch seconds."""
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int | float):
-        return float(raw) if math.isfinite(raw) else None
-    if not isinstance(raw, str):
+# Years 1970-9999: what every timestamp must lie in to be formatted back into an alert.
+_MAX_TS = 253402300799.0
+
+
+def _finite(raw: Any) -> float | None:
+    """``raw`` as a float if it is a real (non-bool) number that fits one, else None."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None
     try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
+        value = float(raw)
+    except OverflowError:  # an int beyond float range
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return value if math.isfinite(value) else None
+
+
+def parse_timestamp(raw: Any) -> float | None:
+    """Epoch seconds from an ISO-8601 string (naive means UTC) or a number of epoch seconds."""
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
+            ts: float | None = parsed.timestamp()
+        except (OverflowError, ValueError):
+            return None
+    else:
+        ts = _finite(raw)
+    return ts if ts is not None and 0.0 <= ts <= _MAX_TS else None
 
 
 def format_timestamp(ts: float) -> str:
@@ -62,18 +78,25 @@ def format_timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def decode(key: bytes | None, value: bytes | None, source: Source, max_bytes: int) -> Reading | Rejection:
-    """Checks one record's structure; channel values are checked later against the stream's model."""
+def decode(
+    key: bytes | None, value: bytes | None, source: Source, max_bytes: int, max_future_s: float = 86400.0
+) -> Reading | Rejection:
+    """Checks one record's structure; channel values are checked later against the stream's model.
+
+    A reading stamped more than ``max_future_s`` after its Kafka record was written is rejected: one
+    bad clock would otherwise push event time ahead for every stream (idle eviction runs on it).
+    """
     if value is None:
         return Rejection("empty_value", "record has no value (tombstone)", source)
     if len(value) > max_bytes:
         return Rejection("too_large", f"{len(value)} bytes > records.max_bytes={max_bytes}", source)
-    key_stream = None
-    if key is not None:
-        try:
-            key_stream = key.decode("utf-8")
-        except UnicodeDecodeError:
-            return Rejection("bad_key", "record key is not UTF-8", source)
+    if key is None:
+        # Kafka spreads unkeyed records over partitions, which would split a stream between instances.
+        return Rejection("missing_key", "records must be keyed by their stream id", source)
+    try:
+        key_stream = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejection("bad_key", "record key is not UTF-8", source)
     try:
         body = json.loads(value)
     except (ValueError, RecursionError) as exc:
@@ -82,13 +105,19 @@ def decode(key: bytes | None, value: bytes | None, source: Source, max_bytes: in
         return Rejection("not_an_object", f"value is a JSON {type(body).__name__}", source, key_stream)
     stream = body.get("stream", key_stream)
     if not isinstance(stream, str) or not stream:
-        return Rejection("missing_stream", "no stream id in key or 'stream' field", source, key_stream)
-    if key_stream is not None and stream != key_stream:
+        return Rejection("missing_stream", "'stream' must be a non-empty string", source, key_stream)
+    if stream != key_stream:
         return Rejection("stream_mismatch", f"key {key_stream!r} != stream {stream!r}", source, key_stream)
     ts = parse_timestamp(body.get("ts"))
     if ts is None:
+        shown = repr(body.get("ts"))[:40]
         return Rejection(
-            "bad_timestamp", f"ts {body.get('ts')!r} is not ISO-8601 or epoch seconds", source, stream
+            "bad_timestamp", f"ts {shown} is not ISO-8601 or epoch seconds in 1970-9999", source, stream
+        )
+    if source.record_ts is not None and ts > source.record_ts + max_future_s:
+        ahead = ts - source.record_ts
+        return Rejection(
+            "future_timestamp", f"ts is {ahead:.0f}s after the record was written", source, stream
         )
     values = body.get("values")
     if not isinstance(values, dict) or not values:
@@ -119,8 +148,10 @@ def to_vector(
             continue
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             return Rejection("non_numeric", f"channel {name!r} is {raw!r}", reading.source, reading.stream)
-        if not math.isfinite(raw) or abs(raw) > 3.0e38:
-            return Rejection("non_finite", f"channel {name!r} is {raw!r}", reading.source, reading.stream)
-        vector[i] = raw
+        value = _finite(raw)
+        if value is None or abs(value) > 3.0e38:
+            shown = repr(raw)[:40]
+            return Rejection("non_finite", f"channel {name!r} is {shown}", reading.source, reading.stream)
+        vector[i] = value
     unknown = sum(1 for name in reading.values if name not in channels)
     return vector, carried, unknown

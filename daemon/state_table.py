@@ -1,7 +1,6 @@
 """Every live stream's recurrent state in one contiguous array per model, a slot per stream.
 
-Slots of idle streams are recycled; the array grows by doubling, never per stream. This is the CPU
-table (numpy); ``daemon.device_table`` keeps the same layout in GPU memory.
+Slots of idle streams are recycled; the array grows by doubling, never per stream.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ def test_alert_fields(two_runs: list[tuple[list[dict[str, Any]], str]], machine_
             "started_at",
             "score",
             "peak",
+            "resolution",
             "threshold",
             "top_channels",
             "model",
@@ -76,11 +77,11 @@ def test_alert_fields(two_runs: list[tuple[list[dict[str, Any]], str]], machine_
         assert 0 <= alert["source"]["offset"] < rows
         assert _epoch(alert["started_at"]) <= _epoch(alert["ts"])
         if alert["state"] == "firing":
-            assert alert["peak"] >= alert["threshold"]
+            assert alert["peak"] >= alert["threshold"] and alert["resolution"] is None
             open_ids.add(alert["id"])
         else:
             assert alert["id"] in open_ids, "resolved an alert that never fired"
-            assert alert["score"] < alert["threshold"]
+            assert alert["score"] < alert["threshold"] and alert["resolution"] == "recovered"
             open_ids.discard(alert["id"])
     assert not open_ids, "an alert was left firing although the series ends quietly"
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from daemon.alerts import AlertEvent, AlertPolicy, AlertState, Observation, step
+from daemon.alerts import AlertEvent, AlertPolicy, AlertState, Observation, expire, step
 
 POLICY = AlertPolicy(
     kind="fault",
@@ -53,3 +53,13 @@ def test_severity_escalates_once_with_the_same_first_offender() -> None:
     _, events = _run([2.1, 2.1, 2.1, 4.5, 5.0, 4.2])
     assert [(e.state, e.severity) for e in events] == [("firing", "warning"), ("firing", "critical")]
     assert events[0].first_source == events[1].first_source
+
+
+def test_dropping_a_firing_stream_owes_a_resolved_event() -> None:
+    state, events = _run([3.0, 3.0, 3.0])
+    owed = expire(POLICY, state, 99.0)
+    assert owed is not None and owed.state == "resolved" and owed.resolution == "stream_idle"
+    assert owed.first_source == events[0].first_source and owed.ts == 99.0
+    assert expire(POLICY, AlertState(), 99.0) is None
+    _, recovered = _run([3.0, 3.0, 3.0, 1.0, 1.0])
+    assert recovered[-1].resolution == "recovered"

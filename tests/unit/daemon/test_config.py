@@ -46,6 +46,10 @@ def test_client_options_pass_through_but_cannot_override_delivery_settings() -> 
     assert config.kafka.client == {"security_protocol": "SSL"}
     with pytest.raises(ConfigError, match=r"client.enable_auto_commit is set by faultcast itself"):
         parse_config({**MODELS, "kafka": {"client": {"enable_auto_commit": True}}}, Path("."), env={})
+    with pytest.raises(ConfigError, match=r"client.retries is set by faultcast itself"):
+        parse_config({**MODELS, "kafka": {"client": {"retries": 0}}}, Path("."), env={})
+    with pytest.raises(ConfigError, match=r"client.securty_protocol is not a kafka-python client option"):
+        parse_config({**MODELS, "kafka": {"client": {"securty_protocol": "SSL"}}}, Path("."), env={})
 
 
 def test_kafka_bootstrap_environment_wins_and_paths_resolve_against_the_file(tmp_path: Path) -> None:

@@ -134,3 +134,32 @@ def test_scores_topic_sampling(machine_model: TrainReport, every: int) -> None:
     processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})
     out = processor.process([_record("m-1", t * STEP, 70.0 + t, t) for t in range(9)])
     assert [s.publish for s in out.scored] == [(t + 1) % every == 0 for t in range(9)]
+
+
+def test_overflowing_reading_is_dead_lettered_and_the_stream_restarts_cold(
+    machine_model: TrainReport,
+) -> None:
+    processor = Processor(_config(machine_model.model_path), {"m": HostEngine(machine_model.model_path, 4)})
+    out = processor.process(
+        [_record("m-1", t * STEP, v, t) for t, v in enumerate([70.0, 70.2, 3e38, 70.4, 70.5])]
+    )
+    assert [(r.reason, r.source.offset) for _, r in out.rejected] == [("non_finite_score", 2)]
+    scores = {s.source.offset: s.score for s in out.scored}
+    assert sorted(scores) == [0, 1, 3, 4]
+    assert scores[3] == 0.0 and np.isfinite(scores[4])  # cold again, then scoring normally
+
+
+def test_stream_evicted_while_firing_gets_a_resolved_alert(machine_model: TrainReport) -> None:
+    config = _config(
+        machine_model.model_path,
+        state={"idle_ttl_s": 10 * STEP},
+        alerting={"fault": {"threshold": 0.01, "fire_after": 1}},
+    )
+    processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})
+    out = processor.process([_record("m-1", t * STEP, 70.0 + 3 * (t % 2), t) for t in range(4)])
+    assert [a["state"] for a in out.alerts] == ["firing"]
+    later = processor.process([_record("m-2", 100 * STEP, 70.0, 4)])
+    assert later.evicted == 1
+    [resolved] = later.alerts
+    assert resolved["state"] == "resolved" and resolved["resolution"] == "stream_idle"
+    assert resolved["id"] == out.alerts[0]["id"] and resolved["stream"] == "m-1"

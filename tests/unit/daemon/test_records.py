@@ -23,7 +23,7 @@ def test_valid_reading_with_iso_or_epoch_timestamp() -> None:
     assert format_timestamp(reading.ts) == "2026-11-26T10:15:02.250Z"
     assert parse_timestamp(1795688102.25) == reading.ts
     keyless = _decode(json.dumps(body).encode(), key=None)
-    assert isinstance(keyless, Reading) and keyless.stream == "press-07"
+    assert isinstance(keyless, Rejection) and keyless.reason == "missing_key"
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,15 @@ def test_valid_reading_with_iso_or_epoch_timestamp() -> None:
         (b"x" * 2000, b"s", "too_large"),
         (b"{not json", b"s", "malformed_json"),
         (b"[1, 2]", b"s", "not_an_object"),
-        (b'{"ts": 1, "values": {"a": 1}}', None, "missing_stream"),
+        (b'{"stream": "s", "ts": 1, "values": {"a": 1}}', None, "missing_key"),
+        (b'{"stream": "", "ts": 1, "values": {"a": 1}}', b"s", "missing_stream"),
+        (b'{"stream": "s", "ts": 1' + b"9" * 400 + b', "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b'{"stream": "s", "ts": 1e12, "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b'{"stream": "s", "ts": -5, "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b'{"stream": "s", "ts": "0001-01-01T00:00:00+01:00", "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b'{"stream": "s", "ts": "9999-12-31T23:59:59-01:00", "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b'{"stream": "s", "ts": NaN, "values": {"a": 1}}', b"s", "bad_timestamp"),
+        (b"[" * 100000 + b"]" * 100000, b"s", "too_large"),
         (b'{"stream": "a", "ts": 1, "values": {"a": 1}}', b"b", "stream_mismatch"),
         (b'{"stream": "s", "ts": "yesterday", "values": {"a": 1}}', b"s", "bad_timestamp"),
         (b'{"stream": "s", "ts": true, "values": {"a": 1}}', b"s", "bad_timestamp"),
@@ -51,6 +59,20 @@ def test_structural_problems_are_rejected_with_a_reason(
     assert result.source == SRC
 
 
+def test_reading_stamped_far_after_its_record_is_rejected() -> None:
+    src = Source("readings", 0, 42, record_ts=1_700_000_000.0)
+    ahead = json.dumps({"stream": "s", "ts": 1_700_000_000.0 + 2 * 86400, "values": {"a": 1}}).encode()
+    result = decode(b"s", ahead, src, max_bytes=1024, max_future_s=86400)
+    assert isinstance(result, Rejection) and result.reason == "future_timestamp"
+    late = json.dumps({"stream": "s", "ts": 1_600_000_000.0, "values": {"a": 1}}).encode()
+    assert isinstance(decode(b"s", late, src, max_bytes=1024, max_future_s=86400), Reading)
+
+
+def test_deeply_nested_json_is_rejected_not_raised() -> None:
+    result = decode(b"s", b"[" * 50000 + b"]" * 50000, SRC, max_bytes=10**6)
+    assert isinstance(result, Rejection) and result.reason == "malformed_json"
+
+
 def _reading(values: dict[str, object]) -> Reading:
     return Reading("press-07", 1.0, values, SRC)  # type: ignore[arg-type]
 
@@ -65,6 +87,7 @@ def _reading(values: dict[str, object]) -> Reading:
         ({"vib_rms": float("nan"), "temp_c": 1.0}, "non_finite"),
         ({"vib_rms": float("inf"), "temp_c": 1.0}, "non_finite"),
         ({"vib_rms": 1e39, "temp_c": 1.0}, "non_finite"),
+        ({"vib_rms": 10**400, "temp_c": 1.0}, "non_finite"),
     ],
 )
 def test_channel_problems_are_rejected(values: dict[str, object], reason: str) -> None:
