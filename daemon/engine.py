@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from daemon.errors import ModelError
 from daemon.model_file import ModelInfo, read_model
 from daemon.state_table import FloatArray, IntArray, SlotMap, StateTable
 
@@ -70,10 +71,13 @@ def state_layout(info: ModelInfo) -> tuple[object, ...]:
     )
 
 
-def session_for(raw: bytes, providers: list[str]) -> ort.InferenceSession:
+def session_for(raw: bytes, providers: list[str], path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(raw, sess_options=options, providers=providers)
+    try:
+        return ort.InferenceSession(raw, sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types, not exported for typing
+        raise ModelError(f"model {path}: onnxruntime cannot load it ({exc}); re-export it") from exc
 
 
 class HostEngine:
@@ -81,7 +85,7 @@ class HostEngine:
 
     def __init__(self, path: Path, initial_capacity: int) -> None:
         raw, self.info = read_model(path)
-        self._session = session_for(raw, ["CPUExecutionProvider"])
+        self._session = session_for(raw, ["CPUExecutionProvider"], path)
         self.table = StateTable(self.info.state_width, initial_capacity)
 
     def reload(self, path: Path) -> Reloaded | None:
@@ -93,7 +97,7 @@ class HostEngine:
         raw, info = read_model(path)
         if info.sha256 == self.info.sha256:
             return None
-        session = session_for(raw, ["CPUExecutionProvider"])
+        session = session_for(raw, ["CPUExecutionProvider"], path)
         same_layout = state_layout(info) == state_layout(self.info)
         self._session, self.info = session, info
         if same_layout:

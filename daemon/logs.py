@@ -33,7 +33,9 @@ class _Formatter(logging.Formatter):
 
 def _kv(value: Any) -> str:
     text = str(value)
-    return json.dumps(text) if (" " in text or "=" in text or '"' in text or not text) else text
+    # Quote anything that could split or forge a line (spaces, '=', quotes, control characters).
+    plain = text and text.isprintable() and not any(c in text for c in ' ="')
+    return text if plain else json.dumps(text)
 
 
 def setup(level: str, fmt: str) -> None:

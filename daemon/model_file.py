@@ -48,7 +48,17 @@ def read_model(path: Path) -> tuple[bytes, ModelInfo]:
     props = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY not in props:
         raise ModelError(f"model {path}: no '{METADATA_KEY}' metadata; export it with `faultcast train`")
-    meta = json.loads(props[METADATA_KEY])
+    try:
+        meta = json.loads(props[METADATA_KEY])
+        info = _info(meta, proto, raw, path)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(
+            f"model {path}: unreadable '{METADATA_KEY}' metadata ({exc!r}); re-export it"
+        ) from exc
+    return raw, info
+
+
+def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) -> ModelInfo:
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelError(
             f"model {path}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}; "
@@ -59,7 +69,7 @@ def read_model(path: Path) -> tuple[bytes, ModelInfo]:
     missing = [n for n in INPUTS if n not in inputs] + [n for n in REQUIRED_OUTPUTS if n not in outputs]
     if missing:
         raise ModelError(f"model {path}: graph lacks {', '.join(missing)}; it is not a faultcast step model")
-    info = ModelInfo(
+    return ModelInfo(
         name=str(meta["name"]),
         version=str(meta["version"]),
         features=tuple(meta["features"]),
@@ -70,4 +80,3 @@ def read_model(path: Path) -> tuple[bytes, ModelInfo]:
         path=path,
         metadata=meta,
     )
-    return raw, info

@@ -1,0 +1,54 @@
+"""Loading a step model: every breach of the contract is a ModelError that says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from daemon.engine import HostEngine
+from daemon.errors import ModelError
+from daemon.model_file import METADATA_KEY, read_model
+from tests.support import write_model
+
+
+def _with_metadata(src: Path, dst: Path, value: str | None) -> Path:
+    proto = onnx.load(str(src))
+    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    if value is not None:
+        onnx.helper.set_model_props(proto, {METADATA_KEY: value})
+    dst.write_bytes(proto.SerializeToString())
+    return dst
+
+
+def test_good_model_loads_with_its_metadata(tmp_path: Path) -> None:
+    _, info = read_model(write_model(tmp_path / "m.onnx", hidden=8))
+    assert (
+        info.features == ("temp_c",) and info.state_width == 2 * 8 + 3 and info.thresholds == {"fault": 3.0}
+    )
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        (None, "no 'faultcast' metadata; export it with `faultcast train`"),
+        ("{not json", "unreadable 'faultcast' metadata"),
+        ('{"format_version": 1}', "unreadable 'faultcast' metadata"),
+        ('{"format_version": 99}', "format_version 99 is not 1; re-export it"),
+    ],
+)
+def test_broken_metadata_is_a_model_error(tmp_path: Path, metadata: str | None, message: str) -> None:
+    path = _with_metadata(write_model(tmp_path / "m.onnx"), tmp_path / "broken.onnx", metadata)
+    with pytest.raises(ModelError, match=message):
+        HostEngine(path, 4)
+
+
+def test_missing_or_garbage_file_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="cannot read it"):
+        read_model(tmp_path / "absent.onnx")
+    (tmp_path / "garbage.onnx").write_bytes(b"\x00\x01 not a protobuf")
+    with pytest.raises(ModelError):
+        read_model(tmp_path / "garbage.onnx")
