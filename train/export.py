@@ -29,8 +29,12 @@ class StateLayout:
     features: int
 
     @property
-    def pred(self) -> int:
+    def base(self) -> int:
         return self.tensors * self.layers * self.hidden
+
+    @property
+    def pred(self) -> int:
+        return self.base + self.features
 
     @property
     def level(self) -> int:
@@ -50,6 +54,7 @@ class StateLayout:
         parts = [{"name": n, "offset": i * size, "size": size} for i, n in enumerate(names)]
         return [
             *parts,
+            {"name": "base", "offset": self.base, "size": self.features},
             {"name": "pred", "offset": self.pred, "size": self.features},
             {"name": "level", "offset": self.level, "size": 1},
             {"name": "steps", "offset": self.steps, "size": 1},
@@ -95,11 +100,20 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     layout = StateLayout(shape.hidden, shape.layers, shape.state_tensors, shape.features)
     g = GraphBuilder()
     std = np.asarray(params.std, dtype=np.float32)
-    z = g.op("Mul", g.op("Sub", "x", g.const(params.mean, "mean")), g.const(1.0 / std, "inv_std"))
+    z_raw = g.op("Mul", g.op("Sub", "x", g.const(params.mean, "mean")), g.const(1.0 / std, "inv_std"))
+    base = g.columns("state", layout.base, layout.base + shape.features)
     prev_pred = g.columns("state", layout.pred, layout.pred + shape.features)
     level = g.columns("state", layout.level, layout.level + 1)
     steps = g.columns("state", layout.steps, layout.steps + 1)
-    warm = g.op("Cast", g.op("Greater", steps, g.const([0.0])), to=onnx.TensorProto.FLOAT)
+    # The stream's baseline: a running mean of its first `baseline` readings, then held.
+    in_base = g.op("Cast", g.op("Less", steps, g.const([float(params.baseline)])), to=onnx.TensorProto.FLOAT)
+    base_step = g.op(
+        "Div", g.op("Mul", in_base, g.op("Sub", z_raw, base)), g.op("Add", steps, g.const([1.0]))
+    )
+    new_base = g.op("Add", base, base_step)
+    z = g.op("Sub", z_raw, new_base)
+    first = g.const([float(params.first_scored)])
+    warm = g.op("Cast", g.op("GreaterOrEqual", steps, first), to=onnx.TensorProto.FLOAT)
     inv_resid = g.const(1.0 / np.asarray(params.resid_std, dtype=np.float32), "inv_resid")
     err = g.op("Mul", g.op("Mul", g.op("Sub", z, prev_pred), inv_resid), warm)
     sq = g.op("Mul", err, err)
@@ -127,7 +141,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     head_w = model.head.weight.detach().numpy().T.astype(np.float32)
     pred = g.op("Add", z, g.matmul_add(layer_in, head_w, model.head.bias.detach().numpy().astype(np.float32)))
     new_steps = g.op("Min", g.op("Add", steps, g.const([1.0])), g.const([_STEPS_CAP]))
-    g.op("Concat", *hs, *cs, pred, new_level, new_steps, axis=1, out="next_state")
+    g.op("Concat", *hs, *cs, new_base, pred, new_level, new_steps, axis=1, out="next_state")
 
     meta = {
         **metadata,

@@ -46,11 +46,18 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def _segments(z: torch.Tensor, count: int) -> torch.Tensor:
-    """``z[T, F]`` cut into ``count`` equal contiguous slices: ``[count, T // count, F]``."""
-    count = max(1, min(count, len(z) // 8))
-    length = len(z) // count
-    return z[: count * length].reshape(count, length, z.shape[1])
+def _stack(parts: list[npt.NDArray[np.float32]], count: int, window: int) -> torch.Tensor:
+    """Contiguous slices of every part, all one length, stacked to ``[S, L, F]``.
+
+    The length aims at ``count`` slices over all parts together, but is never longer than the
+    shortest part nor shorter than one window; each part contributes as many whole slices as fit.
+    """
+    total = sum(len(p) for p in parts)
+    length = max(window + 1, min(*(len(p) for p in parts), total // max(count, 1)))
+    slices = [p[i : i + length] for p in parts for i in range(0, len(p) - length + 1, length)]
+    if not slices:
+        raise ValueError(f"no part has the {length} readings one training slice needs")
+    return torch.from_numpy(np.stack(slices))
 
 
 def _epoch(
@@ -77,17 +84,25 @@ def _epoch(
     return total / max(count, 1)
 
 
-def fit(
-    train_z: npt.NDArray[np.float32], val_z: npt.NDArray[np.float32], config: FitConfig, progress: bool = True
-) -> FitResult:
-    """Trains on normalised ``train_z[T, F]``; keeps the weights of the best validation epoch."""
+Parts = npt.NDArray[np.float32] | list[npt.NDArray[np.float32]]
+
+
+def fit(train_z: Parts, val_z: Parts, config: FitConfig, progress: bool = True) -> FitResult:
+    """Trains on normalised series ``[T, F]`` (one, or several parts); keeps the best validation epoch.
+
+    Validation parts are each run from a cold state, as a stream starts in the daemon.
+    """
+    train_parts = train_z if isinstance(train_z, list) else [train_z]
+    val_parts = val_z if isinstance(val_z, list) else [val_z]
     seed_everything(config.seed)
-    shape = ModelShape(train_z.shape[1], config.hidden, config.layers, config.cell, config.dropout)  # type: ignore[arg-type]
+    features = train_parts[0].shape[1]
+    shape = ModelShape(features, config.hidden, config.layers, config.cell, config.dropout)  # type: ignore[arg-type]
     model = Forecaster(shape)
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=config.lr_decay)
-    train = _segments(torch.from_numpy(train_z), config.segments)
-    val = torch.from_numpy(val_z).unsqueeze(0)
+    train = _stack(train_parts, config.segments, config.window)
+    vals = [torch.from_numpy(v).unsqueeze(0) for v in val_parts]
+    val_weights = [v.shape[1] - 1 for v in vals]
     result = FitResult(model=model)
     best, best_state, waited = float("inf"), copy.deepcopy(model.state_dict()), 0
     bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
@@ -96,7 +111,8 @@ def fit(
         train_loss = _epoch(model, train, config.window, optim, config.clip)
         model.eval()
         with torch.no_grad():
-            val_loss = _epoch(model, val, config.window, None, config.clip)
+            losses = [_epoch(model, v, config.window, None, config.clip) for v in vals]
+            val_loss = float(np.average(losses, weights=val_weights))
         schedule.step()
         result.history.append(
             {

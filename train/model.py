@@ -79,6 +79,27 @@ class ScoreParams:
     std: tuple[float, ...]
     resid_std: tuple[float, ...]
     smoothing: float = 0.1
+    # A stream's first ``baseline`` readings calibrate its own offsets (their running mean, in
+    # normalised units, is subtracted from then on) and score nothing; 0 turns this off.
+    baseline: int = 0
+
+    @property
+    def first_scored(self) -> int:
+        """Index of a stream's first reading that gets a non-zero score."""
+        return max(self.baseline, 1)
+
+
+def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
+    """Per-reading offsets of ``z[T, F]``: the running mean of its first ``baseline`` rows (0 if off).
+
+    >>> baseline_offsets(torch.tensor([[1.0], [3.0], [8.0], [9.0]]), 2).flatten().tolist()
+    [1.0, 2.0, 2.0, 2.0]
+    """
+    if baseline <= 0:
+        return torch.zeros_like(z)
+    head = z[:baseline]
+    running = torch.cumsum(head, dim=0) / torch.arange(1, len(head) + 1, dtype=z.dtype).unsqueeze(1)
+    return torch.cat([running, running[-1:].expand(len(z) - len(head), -1)])
 
 
 def stream_scores(
@@ -86,24 +107,24 @@ def stream_scores(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Score and channel shares for a raw series ``x[T, F]``, step by step as the daemon sees it.
 
-    The reference the exported ONNX step model must reproduce: the error of reading t is measured
-    against the prediction made at t - 1, scaled by the validation residual spread, and smoothed
-    with an exponential moving average; the first reading of a stream scores 0.
+    The reference the exported ONNX step model must reproduce: readings are normalised and offset by
+    the stream's baseline; the error of reading t is measured against the prediction made at t - 1,
+    scaled by the validation residual spread, and smoothed with an exponential moving average; readings
+    before ``params.first_scored`` score 0.
     """
-    mean = torch.tensor(params.mean)
-    std = torch.tensor(params.std)
-    resid = torch.tensor(params.resid_std)
-    z = ((x - mean) / std).unsqueeze(0)
+    z = (x - torch.tensor(params.mean)) / torch.tensor(params.std)
+    z = (z - baseline_offsets(z, params.baseline)).unsqueeze(0)
     with torch.no_grad():
         pred, _ = model(z)
+    first = params.first_scored
     err = torch.zeros_like(z[0])
-    err[1:] = (z[0, 1:] - pred[0, :-1]) / resid
+    err[first:] = (z[0, first:] - pred[0, first - 1 : -1]) / torch.tensor(params.resid_std)
     sq = err * err
     inst = torch.sqrt(sq.mean(dim=1))
     contrib = sq / (sq.sum(dim=1, keepdim=True) + 1e-12)
     score = torch.zeros_like(inst)
     level = torch.zeros(())
-    for t in range(1, len(inst)):
+    for t in range(first, len(inst)):
         level = params.smoothing * inst[t] + (1 - params.smoothing) * level
         score[t] = level
     return score, contrib

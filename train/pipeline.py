@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from train.calibrate import dynamic_threshold
 from train.export import build_step_model, parity, save
 from train.fit import FitConfig, fit
-from train.model import ScoreParams, stream_scores
+from train.model import ScoreParams, baseline_offsets, stream_scores
 from train.series import Series
 
 PARITY_TOLERANCE = 1e-4
@@ -27,6 +28,7 @@ class TrainSpec:
     fit_fraction: float = 0.15  # NAB's probation period: the only part a detector may learn from
     val_fraction: float = 0.3  # of the fitted part, the most recent readings
     smoothing: float = 0.1
+    baseline: int = 0  # readings that calibrate each stream's own offsets (see ScoreParams.baseline)
     # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
     # its highest score even when the dynamic threshold would cut lower.
     headroom: float = 1.5
@@ -43,6 +45,20 @@ class TrainReport:
     metadata: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of one stream for validation; rows before ``score_from`` only warm up its state."""
+
+    series: Series
+    score_from: int = 0
+
+
+def _prepare(values: np.ndarray, mean: np.ndarray, std: np.ndarray, baseline: int) -> np.ndarray:
+    """Raw readings as the model sees them: normalised, minus the stream's own baseline offsets."""
+    z = torch.from_numpy(((values - mean) / std).astype(np.float32))
+    return (z - baseline_offsets(z, baseline)).numpy()
+
+
 def train_series(
     series: Series, spec: TrainSpec, config: FitConfig, out: Path, progress: bool = True
 ) -> TrainReport:
@@ -51,32 +67,77 @@ def train_series(
     n_train = int(n_fit * (1 - spec.val_fraction))
     if n_train < 64 or n_fit - n_train < 32:
         raise ValueError(f"{series.name}: {n_fit} readings to fit on are too few (need >= 96)")
-    x = series.values
-    mean = x[:n_train].mean(axis=0)
-    std = np.maximum(x[:n_train].std(axis=0), 1e-6)
-    z = ((x - mean) / std).astype(np.float32)
-    result = fit(z[:n_train], z[n_train:n_fit], config, progress=progress)
-
-    with torch.no_grad():
-        pred, _ = result.model(torch.from_numpy(z[:n_fit]).unsqueeze(0))
-    errors = z[n_train:n_fit] - pred[0, n_train - 1 : n_fit - 1].numpy()
-    resid_std = np.maximum(errors.std(axis=0), 1e-6)
-    params = ScoreParams(
-        tuple(map(float, mean)), tuple(map(float, std)), tuple(map(float, resid_std)), spec.smoothing
+    # Parity runs on readings the model did not fit, or on the last fitted ones when none are left.
+    rest = len(series) - n_fit
+    held_out = (
+        series.rows(n_fit, n_fit + spec.parity_steps)
+        if rest >= 100
+        else series.rows(-spec.parity_steps, None)
     )
-    scores, _ = stream_scores(result.model, torch.from_numpy(x[:n_fit]), params)
-    val_scores = scores[n_train:].numpy()
+    return train_streams(
+        [series.head(n_train)], [Segment(series.head(n_fit), n_train)], held_out, spec, config, out, progress
+    )
+
+
+def train_streams(
+    train: list[Series],
+    val: list[Segment],
+    held_out: Series,
+    spec: TrainSpec,
+    config: FitConfig,
+    out: Path,
+    progress: bool = True,
+) -> TrainReport:
+    """Fits one model on several streams' training parts, calibrates on ``val``; parity on ``held_out``.
+
+    Normalisation statistics come from ``train`` only.
+    """
+    stacked = np.concatenate([s.values for s in train])
+    mean = stacked.mean(axis=0)
+    std = np.maximum(stacked.std(axis=0), 1e-6)
+    val_z = [_prepare(seg.series.values, mean, std, spec.baseline) for seg in val]
+    result = fit(
+        [_prepare(s.values, mean, std, spec.baseline) for s in train],
+        [z[seg.score_from :] for z, seg in zip(val_z, val, strict=True)],
+        config,
+        progress=progress,
+    )
+    first = max(spec.baseline, 1)
+    errors = []
+    for z, seg in zip(val_z, val, strict=True):
+        with torch.no_grad():
+            pred, _ = result.model(torch.from_numpy(z).unsqueeze(0))
+        start = max(seg.score_from, first)
+        errors.append(z[start:] - pred[0, start - 1 : -1].numpy())
+    resid_std = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
+    params = ScoreParams(
+        tuple(map(float, mean)),
+        tuple(map(float, std)),
+        tuple(map(float, resid_std)),
+        spec.smoothing,
+        spec.baseline,
+    )
+    val_scores = np.concatenate(
+        [
+            stream_scores(result.model, torch.from_numpy(seg.series.values), params)[0][
+                max(seg.score_from, first) :
+            ].numpy()
+            for seg in val
+        ]
+    )
     threshold = max(dynamic_threshold(val_scores), spec.headroom * float(val_scores.max()))
 
     shape = result.model.shape
+    fitted = sum(len(s) for s in train)
     metadata = {
         "name": spec.name,
         "version": spec.version,
-        "features": list(series.channels),
+        "features": list(train[0].channels),
         "cell": shape.cell,
         "hidden": shape.hidden,
         "layers": shape.layers,
         "horizon": None,
+        "baseline_readings": spec.baseline,
         "thresholds": {
             "fault": {
                 "threshold": threshold,
@@ -86,22 +147,27 @@ def train_series(
         },
         "score": dataclasses.asdict(params),
         "training": {
-            "series": series.name,
-            "fitted_readings": n_fit,
-            "validation_readings": n_fit - n_train,
-            "data_fingerprint": series.head(n_fit).fingerprint(),
+            "series": [s.name for s in train],
+            "fitted_readings": fitted,
+            "validation_readings": int(sum(len(seg.series) - seg.score_from for seg in val)),
+            "data_fingerprint": _fingerprint(train),
             "best_epoch": result.best_epoch,
             "fit": dataclasses.asdict(config),
         },
     }
     proto = build_step_model(result.model, params, metadata)
-    # Parity runs on readings the model did not fit, or on the last fitted ones when none are left.
-    held_out = x[n_fit : n_fit + spec.parity_steps] if len(x) - n_fit >= 100 else x[-spec.parity_steps :]
-    gap = parity(result.model, params, proto, held_out)
+    gap = parity(result.model, params, proto, held_out.values)
     if gap > PARITY_TOLERANCE:
         raise RuntimeError(f"export parity failed: ONNX step model differs from PyTorch by {gap:.2e}")
     save(proto, out)
     return TrainReport(out, threshold, gap, result.best_epoch, result.history, metadata)
+
+
+def _fingerprint(parts: list[Series]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.fingerprint().encode())
+    return digest.hexdigest()
 
 
 def write_run(report: TrainReport, run_dir: Path) -> None:

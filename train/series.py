@@ -26,7 +26,10 @@ class Series:
         return len(self.ts)
 
     def head(self, n: int) -> Series:
-        return Series(self.name, self.ts[:n], self.values[:n], self.channels)
+        return self.rows(0, n)
+
+    def rows(self, start: int | None, stop: int | None) -> Series:
+        return Series(self.name, self.ts[start:stop], self.values[start:stop], self.channels)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256(self.ts.tobytes() + self.values.tobytes() + "\0".join(self.channels).encode())

@@ -11,24 +11,33 @@ import torch
 
 from daemon.model_file import METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
-from train.export import build_step_model, parity
+from train.export import build_step_model, parity, step_through
 from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape, ScoreParams
 from train.pipeline import PARITY_TOLERANCE, TrainReport
 from train.series import load_nab_csv
 
 
-@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("lstm", 2), ("gru", 2), ("rnn", 1)])
-def test_step_model_reproduces_the_full_sequence_over_2000_steps(cell: str, layers: int) -> None:
+@pytest.mark.parametrize(
+    ("cell", "layers", "baseline"),
+    [("lstm", 1, 0), ("lstm", 2, 0), ("gru", 2, 0), ("rnn", 1, 0), ("lstm", 1, 400)],
+)
+def test_step_model_reproduces_the_full_sequence_over_2000_steps(
+    cell: str, layers: int, baseline: int
+) -> None:
     torch.manual_seed(0)
     model = Forecaster(ModelShape(features=3, hidden=16, layers=layers, cell=cell))  # type: ignore[arg-type]
     model.eval()
-    params = ScoreParams(mean=(1.0, -2.0, 0.5), std=(2.0, 1.0, 0.25), resid_std=(0.3, 0.2, 0.5))
+    params = ScoreParams(
+        mean=(1.0, -2.0, 0.5), std=(2.0, 1.0, 0.25), resid_std=(0.3, 0.2, 0.5), baseline=baseline
+    )
     rng = np.random.default_rng(1)
     x = (np.cumsum(rng.normal(0, 0.3, (2000, 3)), axis=0) + np.array([1.0, -2.0, 0.5])).astype(np.float32)
     proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b", "c"]})
     onnx.checker.check_model(proto, full_check=True)
     assert parity(model, params, proto, x) <= PARITY_TOLERANCE
+    scores, _ = step_through(proto, x)
+    assert np.all(scores[: params.first_scored] == 0) and np.all(scores[params.first_scored :] > 0)
 
 
 def test_trained_model_carries_its_contract_and_passed_parity(machine_model: TrainReport) -> None:
@@ -38,7 +47,7 @@ def test_trained_model_carries_its_contract_and_passed_parity(machine_model: Tra
     assert meta["thresholds"]["fault"]["threshold"] == machine_model.threshold
     assert [i.name for i in proto.graph.input] == ["x", "state"]
     assert [o.name for o in proto.graph.output] == ["score", "contrib", "next_state"]
-    assert meta["state_width"] == 2 * 32 + 1 + 2
+    assert meta["state_width"] == 2 * 32 + 2 * 1 + 2  # h, c, base and pred per channel, level, steps
     assert machine_model.parity_max_abs <= PARITY_TOLERANCE
 
 
