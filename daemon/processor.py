@@ -171,7 +171,7 @@ class Processor:
         if isinstance(decoded, Rejection):
             out.rejected.append((record, decoded))
             return None
-        name = self.router.model_for(decoded.stream)
+        name = self._model_of(decoded.stream)
         if name is None:
             out.rejected.append(
                 (
@@ -208,6 +208,12 @@ class Processor:
         reset = previous is not None and decoded.ts - previous > max_gap
         out.gap_resets += reset
         return name, Admitted(record, decoded, vector, reset)
+
+    def _model_of(self, stream: str) -> str | None:
+        for name, runtime in self.runtimes.items():
+            if stream in runtime.engine.table.slots:
+                return name
+        return self.router.model_for(stream)
 
     def _vector(self, runtime: ModelRuntime, reading: Reading) -> tuple[np.ndarray, int, int] | Rejection:
         """The reading's vector, how many channels were carried, and how many were unknown."""

@@ -5,10 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import torch
-
-from train.export import build_step_model, save
-from train.model import Forecaster, ModelShape, ScoreParams
+from train.export import untrained_model
 
 REPO = Path(__file__).resolve().parents[1]
 NAB = REPO / "data" / "nab"
@@ -31,17 +28,4 @@ def port_open(port: int) -> bool:
 
 def write_model(path: Path, hidden: int = 8, seed: int = 0, version: str = "1") -> Path:
     """An untrained one-channel ``temp_c`` step model with random weights (fast; for engine tests)."""
-    torch.manual_seed(seed)
-    model = Forecaster(ModelShape(features=1, hidden=hidden)).eval()
-    params = ScoreParams(mean=(70.0,), std=(5.0,), resid_std=(0.2,))
-    meta = {
-        "name": "m",
-        "version": version,
-        "features": ["temp_c"],
-        "cell": "lstm",
-        "hidden": hidden,
-        "layers": 1,
-        "thresholds": {"fault": {"threshold": 3.0}},
-    }
-    save(build_step_model(model, params, meta), path)
-    return path
+    return untrained_model(path, ("temp_c",), hidden, seed, version)

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 from daemon.model_file import FORMAT_VERSION, METADATA_KEY
-from train.model import Forecaster, ScoreParams, stream_scores
+from train.model import Forecaster, ModelShape, ScoreParams, stream_scores
 from train.onnx_graph import GraphBuilder
 
 # steps since a stream's last reset; capped so float32 keeps counting exactly
@@ -186,3 +186,24 @@ def save(proto: onnx.ModelProto, path: Path) -> None:
     onnx.checker.check_model(proto, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(proto.SerializeToString())
+
+
+def untrained_model(
+    path: Path, channels: tuple[str, ...], hidden: int = 8, seed: int = 0, version: str = "1"
+) -> Path:
+    """A step model with random weights and a fixed threshold: for engine tests and benchmarks."""
+    torch.manual_seed(seed)
+    model = Forecaster(ModelShape(features=len(channels), hidden=hidden)).eval()
+    n = len(channels)
+    params = ScoreParams(mean=(70.0,) * n, std=(5.0,) * n, resid_std=(0.2,) * n)
+    meta = {
+        "name": "m",
+        "version": version,
+        "features": list(channels),
+        "cell": "lstm",
+        "hidden": hidden,
+        "layers": 1,
+        "thresholds": {"fault": {"threshold": 3.0}},
+    }
+    save(build_step_model(model, params, meta), path)
+    return path
