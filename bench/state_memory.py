@@ -63,9 +63,7 @@ def main() -> None:
     width = table.width
     raw = args.streams * width * 4
     live = len(table.slots)
-    print(
-        f"streams {live:,}  state {width} floats = {width * 4} B each  capacity {table.slots.capacity:,}"
-    )
+    print(f"streams {live:,}  state {width} floats = {width * 4} B each  capacity {table.slots.capacity:,}")
     print(
         f"resident size added {added / 2**20:,.1f} MiB  raw state {raw / 2**20:,.1f} MiB  "
         f"ratio {added / raw:.2f}  per-stream constant {(added - raw) / live:,.0f} B"

@@ -259,9 +259,11 @@ class Processor:
                 score = float(result.score[row])
                 publish = self._publish_score(runtime, reading.stream)
                 out.scored.append(Scored(runtime.name, reading.stream, reading.ts, score, src, publish))
-                state = runtime.alert_states.get(reading.stream, AlertState())
+                state = runtime.alert_states.get(reading.stream)
+                if state is None and score < runtime.fault.threshold:
+                    continue  # the common case: an idle stream stays idle, nothing to record
                 obs = Observation(score, reading.ts, (src.topic, src.partition, src.offset))
-                state, event = step(runtime.fault, state, obs)
+                state, event = step(runtime.fault, state or AlertState(), obs)
                 if state.phase == "idle" and state.quiet_until < reading.ts:
                     runtime.alert_states.pop(reading.stream, None)
                 else:

@@ -1,0 +1,197 @@
+"""End-to-end readings/s of the daemon through a real broker against a bare consume-and-decode loop.
+
+    .venv/bin/python bench/daemon_throughput.py [--streams 1000] [--readings 100] [--latency-seconds 20]
+
+Uses $KAFKA_BOOTSTRAP, or starts the project's broker (scripts/kafka/broker.sh) on a free port and stops
+it afterwards. Publishes streams x readings records (NAB machine-temperature values), then measures in
+the same run: (1) a bare kafka-python consumer that polls and json-decodes every record; (2) the daemon
+(decode, route, batch, ONNX step, alerts, publish, commit) over the same topic; (3) with the daemon
+running, readings published at half its measured rate, and the p50/p99 latency from each record's
+Kafka timestamp to its score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from daemon.app import build_service
+from daemon.config import KafkaConfig, parse_config
+from daemon.kafka_io import encode_json, ensure_topics
+from daemon.replay import reading_message
+from train.fit import FitConfig
+from train.pipeline import TrainSpec, train_series
+from train.series import load_nab_csv
+
+REPO = Path(__file__).resolve().parents[1]
+SERIES = REPO / "data" / "nab" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def records(streams: int, readings: int, t0: int = 0) -> list[tuple[bytes, bytes]]:
+    series = load_nab_csv(SERIES, "temp_c")
+    out = []
+    for t in range(t0, t0 + readings):
+        row = t % len(series)
+        for s in range(streams):
+            stream = f"machine-{s:05d}"
+            ts = float(series.ts[0]) + t * 300.0
+            message = reading_message(
+                stream, ts, series.channels, series.values[(row + s) % len(series)].tolist()
+            )
+            out.append((stream.encode(), encode_json(message)))
+    return out
+
+
+def publish(bootstrap: str, topic: str, batch: list[tuple[bytes, bytes]], rate: float | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+    started = time.monotonic()
+    for i, (key, value) in enumerate(batch):
+        if rate is not None and i % 100 == 0:
+            ahead = i / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)  # pacing the load generator
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def bare_consume(bootstrap: str, topic: str, count: int) -> float:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, max_poll_records=5000
+    )
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    seen = 0
+    started = time.perf_counter()
+    while seen < count:
+        for batch in consumer.poll(timeout_ms=200).values():
+            for message in batch:
+                json.loads(message.value)
+            seen += sum(1 for _ in batch)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return count / elapsed
+
+
+def quantile_from_histogram(registry: CollectorRegistry, name: str, q: float) -> float:
+    buckets = sorted(
+        (float(s.labels["le"]), s.value)
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == f"{name}_bucket"
+    )
+    total = buckets[-1][1]
+    lower_le, lower_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= q * total:
+            if le == float("inf"):
+                return lower_le
+            return lower_le + (le - lower_le) * (q * total - lower_count) / max(count - lower_count, 1e-9)
+        lower_le, lower_count = le, count
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--readings", type=int, default=100)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    broker_env = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        port = free_port()
+        broker_env = {
+            **os.environ,
+            "KAFKA_PORT": str(port),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "FAULTCAST_KAFKA_DIR": tempfile.mkdtemp(prefix="faultcast-bench-kafka-"),
+        }
+        subprocess.run([str(REPO / "scripts/kafka/broker.sh"), "start"], env=broker_env, check=True)
+        bootstrap = f"127.0.0.1:{port}"
+    try:
+        run(bootstrap, args)
+    finally:
+        if broker_env is not None:
+            subprocess.run([str(REPO / "scripts/kafka/broker.sh"), "stop"], env=broker_env, check=True)
+
+
+def run(bootstrap: str, args: argparse.Namespace) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    topics = {
+        "readings_topic": f"bench.{run_id}.readings",
+        "alerts_topic": f"bench.{run_id}.alerts",
+        "dead_letter_topic": f"bench.{run_id}.dead-letter",
+    }
+    ensure_topics(KafkaConfig(bootstrap_servers=bootstrap, **topics))
+    count = args.streams * args.readings
+    publish(bootstrap, topics["readings_topic"], records(args.streams, args.readings))
+    bare = bare_consume(bootstrap, topics["readings_topic"], count)
+
+    # The demo model: trained on the series' probation period, so alerts are as rare as in production.
+    series = load_nab_csv(SERIES, "temp_c")
+    model = Path(tempfile.mkdtemp()) / "m.onnx"
+    train_series(series, TrainSpec(name="bench"), FitConfig(), model, progress=False)
+    config = parse_config(
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "group_id": f"bench-{run_id}", **topics},
+            "models": [{"name": "m", "path": str(model)}],
+            "metrics": {"port": 0},
+        },
+        Path("."),
+        env={},
+    )
+    registry = CollectorRegistry()
+    service = build_service(config, registry)
+    worker = threading.Thread(target=service.run)
+    started = time.perf_counter()
+    worker.start()
+    assert service.wait_processed(count, timeout=600)
+    daemon_rate = count / (time.perf_counter() - started)
+    print(f"records {count:,} ({args.streams} streams x {args.readings})")
+    print(f"bare consume+decode {bare:,.0f}/s  daemon {daemon_rate:,.0f}/s  ratio {daemon_rate / bare:.2f}")
+
+    # Latency at half the daemon's rate: only readings published from now on count.
+    fresh = CollectorRegistry()
+    service.metrics.latency = type(service.metrics.latency)(
+        "faultcast_end_to_end_latency_seconds",
+        "latency",
+        buckets=[x / 1000 for x in range(5, 10000, 5)],
+        registry=fresh,
+    )
+    n = int(daemon_rate / 2 * args.latency_seconds)
+    more = records(args.streams, max(1, n // args.streams), t0=args.readings)
+    publish(bootstrap, topics["readings_topic"], more, rate=daemon_rate / 2)
+    assert service.wait_processed(count + len(more), timeout=600)
+    service.stop_requested.set()
+    worker.join()
+    p50 = quantile_from_histogram(fresh, "faultcast_end_to_end_latency_seconds", 0.5)
+    p99 = quantile_from_histogram(fresh, "faultcast_end_to_end_latency_seconds", 0.99)
+    print(
+        f"at {daemon_rate / 2:,.0f}/s for {len(more) / (daemon_rate / 2):.0f}s: latency record->score "
+        f"p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms"
+    )
+    print(f"state bytes {service.processor.runtimes['m'].engine.table.nbytes:,}  np {np.__version__}")
+
+
+if __name__ == "__main__":
+    main()
