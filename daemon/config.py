@@ -19,7 +19,7 @@ _RESERVED_CLIENT_KEYS = frozenset(
         "bootstrap_servers", "group_id", "client_id", "enable_auto_commit", "key_deserializer",
         "value_deserializer", "key_serializer", "value_serializer", "acks", "auto_offset_reset",
         "max_poll_records", "retries", "enable_idempotence", "max_in_flight_requests_per_connection",
-        "delivery_timeout_ms", "partition_assignment_strategy",
+        "delivery_timeout_ms",
     }
 )  # fmt: skip
 _CLIENT_KEYS = (
@@ -41,6 +41,7 @@ class KafkaConfig:
     create_topics: bool = True
     topic_partitions: int = 1
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    commit_interval_ms: int = 200
     client: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

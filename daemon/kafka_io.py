@@ -12,7 +12,6 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from daemon.config import Config, KafkaConfig
@@ -80,6 +79,18 @@ def ensure_topics(config: KafkaConfig) -> None:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another instance created it first
                 admin.create_topics([NewTopic(n, config.topic_partitions, 1) for n in missing])
+        # A consumer that joins its group before the broker serves a new topic's metadata gets an empty
+        # assignment, and kafka-python may not recover from that until its next metadata refresh.
+        deadline = time.monotonic() + TOPIC_WAIT_S
+        while not all(
+            t["error_code"] == 0 and t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
+            for t in admin.describe_topics(names)
+        ):
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"topics {names} not ready on {config.bootstrap_servers} after {TOPIC_WAIT_S:.0f}s"
+                )
+            time.sleep(0.1)
     finally:
         admin.close()
 
@@ -94,23 +105,10 @@ def make_consumer(config: Config, listener: HandOffListener) -> KafkaConsumer:
             auto_offset_reset=k.auto_offset_reset,
             max_poll_records=config.batching.max_poll_records,
             client_id="faultcast",
-            # cooperative: a rebalance revokes only the partitions that move, so other streams keep state
-            partition_assignment_strategy=(CooperativeStickyAssignor,),
             **_options(KafkaConsumer, k),
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from exc
-    # Join the group only once the topic's partitions are in this client's metadata: an assignor that
-    # sees no partitions assigns none, and the next metadata refresh can be minutes away.
-    deadline = time.monotonic() + TOPIC_WAIT_S
-    while not consumer.partitions_for_topic(k.readings_topic):
-        if time.monotonic() > deadline:
-            consumer.close()
-            raise BrokerError(
-                f"readings topic {k.readings_topic!r} does not exist on {k.bootstrap_servers}; "
-                "create it or set kafka.create_topics: true"
-            )
-        time.sleep(0.2)
     consumer.subscribe([k.readings_topic], listener=listener)
     return consumer
 

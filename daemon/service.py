@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from daemon.config import Config
-from daemon.errors import BrokerError, FaultcastError
+from daemon.errors import BrokerError
 from daemon.kafka_io import HandOffListener, Rebalance, dead_letter_headers, encode_json, to_raw
 from daemon.messages import score_message
 from daemon.metrics import Metrics
 from daemon.processor import Outcome, Processor, RawRecord
+from daemon.reloader import ModelReloader
 from daemon.systemd import Notifier
 
 log = logging.getLogger("faultcast.service")
@@ -48,11 +47,13 @@ class Service:
         self.notifier = notifier
         self.on_alert = on_alert
         self.stop_requested = threading.Event()
-        self.reload_requested = threading.Event()
-        self._model_files = self._stat_models()
-        self._next_watch = time.monotonic() + config.reload.watch_interval_s
+        self.reloader = ModelReloader(config, processor, metrics, self._publish_model_info)
         self.assigned: set[int] = set()
         self.processed = 0  # records handled and committed
+        self._unacked: list[Any] = []  # futures of records published since the last commit
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._uncommitted_count = 0
+        self._last_commit = time.monotonic()
         self._progress = threading.Condition()
         self.http_server: ThreadingHTTPServer | None = None
         self._announced_ready = False
@@ -65,56 +66,6 @@ class Service:
                 {"version": info.version, "sha256": info.sha256[:16], "features": ",".join(info.features)}
             )
 
-    def _stat_models(self) -> dict[str, tuple[int, int]]:
-        stats = {}
-        for model in self.config.models:
-            try:
-                st = os.stat(model.path)
-            except OSError:
-                continue  # a file being replaced; the next check sees the new one
-            stats[model.name] = (st.st_mtime_ns, st.st_size)
-        return stats
-
-    def _maybe_reload(self) -> None:
-        """Between polls, so no wave is cut and no record is dropped: SIGHUP or a changed model file."""
-        interval = self.config.reload.watch_interval_s
-        if interval > 0 and time.monotonic() >= self._next_watch:
-            self._next_watch = time.monotonic() + interval
-            stats = self._stat_models()
-            if stats != self._model_files:
-                self._model_files = stats
-                self.reload_requested.set()
-        if not self.reload_requested.is_set():
-            return
-        self.reload_requested.clear()
-        for model in self.config.models:
-            runtime = self.processor.runtimes[model.name]
-            try:
-                reloaded = runtime.reload(Path(model.path))
-            except FaultcastError as exc:
-                log.error(
-                    "model reload failed; the loaded version keeps running",
-                    extra={"model": model.name, "error": str(exc)},
-                )
-                self.metrics.reloads.labels(model=model.name, result="failed").inc()
-                continue
-            if reloaded is None:
-                self.metrics.reloads.labels(model=model.name, result="unchanged").inc()
-                continue
-            result = "kept_state" if reloaded.kept_state else "reset_state"
-            self.metrics.reloads.labels(model=model.name, result=result).inc()
-            self.metrics.stream_resets.labels(reason="model_reload").inc(reloaded.streams_reset)
-            log.info(
-                "model reloaded",
-                extra={
-                    "model": model.name,
-                    "version": runtime.engine.info.version,
-                    "result": result,
-                    "streams_reset": reloaded.streams_reset,
-                },
-            )
-        self._publish_model_info()
-
     @property
     def ready(self) -> bool:
         return bool(self.assigned)
@@ -126,44 +77,66 @@ class Service:
             self.stop_requested.set()
 
         def reload(_signum: int, _frame: object) -> None:
-            self.reload_requested.set()
+            self.reloader.requested.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
 
     def run(self) -> None:
-        """Runs until ``stop_requested``; the wave in progress finishes, is flushed and committed first."""
+        """Runs until ``stop_requested``; what was scored is then flushed and committed before leaving."""
         timeout_ms = self.config.batching.max_wait_ms
         try:
             while not self.stop_requested.is_set():
                 self.metrics.last_wave.set_to_current_time()
                 self.notifier.watchdog()
-                self._maybe_reload()
+                self.reloader.check()
                 polled = self.consumer.poll(timeout_ms=timeout_ms)
                 self._apply_rebalances()
                 records = [to_raw(m) for messages in polled.values() for m in messages]
                 if records:
                     self.handle(records)
+                self._commit_if_due()
+            self._commit_if_due(force=True)
         finally:
             self.close()
 
     def handle(self, records: list[RawRecord]) -> None:
-        """Scores one poll, publishes its results and commits past it once the broker acknowledged them."""
+        """Scores one poll and publishes its results; offsets are committed later, once those are acked."""
         outcome = self.processor.process(records)
-        futures = self._publish(outcome)
+        self._unacked.extend(self._publish(outcome))
+        for r in records:
+            tp = TopicPartition(r.source.topic, r.source.partition)
+            self._uncommitted[tp] = OffsetAndMetadata(r.source.offset + 1, "", -1)
+        self._uncommitted_count += len(records)
+        self._record_metrics(records, outcome)
+
+    def _commit_if_due(self, force: bool = False) -> None:
+        """Every ``kafka.commit_interval_ms``: wait for the broker to ack what was published, then commit.
+
+        Batching commits saves two round trips per poll; a crash replays at most one interval of
+        records, and their alerts come out with the same ids.
+        """
+        if not self._uncommitted_count:
+            return
+        interval = self.config.kafka.commit_interval_ms / 1000.0
+        if not force and time.monotonic() - self._last_commit < interval:
+            return
         self.producer.flush()
-        for future in futures:
+        for future in self._unacked:
             if future.failed():
                 raise BrokerError(
                     f"publishing to Kafka failed: {future.exception}; records are not committed "
                     "and will be read again after restart"
                 )
-        self._commit(records)
-        self._record_metrics(records, outcome)
+        self._unacked = []
+        if not self._commit(self._uncommitted):
+            return
         with self._progress:
-            self.processed += len(records)
+            self.processed += self._uncommitted_count
             self._progress.notify_all()
+        self._uncommitted, self._uncommitted_count = {}, 0
+        self._last_commit = time.monotonic()
 
     def wait_processed(self, count: int, timeout: float) -> bool:
         """Blocks until ``count`` records are committed (True) or ``timeout`` seconds pass (False)."""
@@ -235,21 +208,25 @@ class Service:
                     )
         return futures
 
-    def _commit(self, records: list[RawRecord]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            offsets[TopicPartition(r.source.topic, r.source.partition)] = OffsetAndMetadata(
-                r.source.offset + 1, "", -1
-            )
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+        """True when done with these offsets (committed, or moved away); False to retry after a poll."""
         try:
             self.consumer.commit(offsets)
+        except RebalanceInProgressError:
+            # The group is rebalancing; poll() completes it, then the commit is retried.
+            log.info("offset commit deferred: group rebalancing")
+            return False
         except CommitFailedError as exc:
             # The partitions moved to another instance mid-poll; it re-reads from the last commit.
             log.warning("offset commit refused after a rebalance", extra={"error": str(exc)})
-            return
+            return True
         except KafkaError as exc:
+            if exc.retriable:  # e.g. the group coordinator moved or is still loading
+                log.warning("offset commit deferred", extra={"error": str(exc)})
+                return False
             raise BrokerError(f"offset commit failed: {exc}") from exc
         self.metrics.commits.inc()
+        return True
 
     def _apply_rebalances(self) -> None:
         while not self.listener.events.empty():

@@ -37,7 +37,15 @@ def daemon_config(
 def run_daemon(config: Config, produce: list[tuple[bytes | None, bytes]], timeout: float = 180) -> Service:
     """Starts the daemon, publishes ``produce`` to its readings topic, and stops it once all are committed."""
     service = build_service(config, CollectorRegistry())
-    worker = threading.Thread(target=service.run, name="daemon-under-test")
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # handed to the test thread, which fails with it
+            failures.append(exc)
+
+    worker = threading.Thread(target=serve, name="daemon-under-test")
     worker.start()
     try:
         producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all", linger_ms=5)
@@ -45,13 +53,15 @@ def run_daemon(config: Config, produce: list[tuple[bytes | None, bytes]], timeou
             producer.send(config.kafka.readings_topic, key=key, value=value)
         producer.flush()
         producer.close()
-        assert service.wait_processed(len(produce), timeout), (
-            f"daemon committed {service.processed}/{len(produce)}"
-        )
+        deadline = time.monotonic() + timeout
+        while not service.wait_processed(len(produce), timeout=1.0):
+            assert not failures, f"the daemon stopped with {failures[0]!r}"
+            assert time.monotonic() < deadline, f"daemon committed {service.processed}/{len(produce)}"
     finally:
         service.stop_requested.set()
         worker.join(timeout=60)
     assert not worker.is_alive(), "daemon did not stop within 60 s of the stop request"
+    assert not failures, f"the daemon stopped with {failures[0]!r}"
     return service
 
 

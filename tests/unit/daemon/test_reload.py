@@ -90,16 +90,16 @@ def test_service_reloads_on_file_change_and_counts_failures(tmp_path: Path) -> N
         Notifier(env={}),
     )
     write_model(live, hidden=16, seed=4, version="3")
-    service._maybe_reload()
+    service.reloader.check()
     assert processor.runtimes["m"].engine.info.version == "3"
     assert (
         registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "reset_state"})
         == 1
     )
     live.write_bytes(b"not onnx")
-    service._maybe_reload()
+    service.reloader.check()
     assert processor.runtimes["m"].engine.info.version == "3"  # the loaded model keeps running
     assert registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "failed"}) == 1
-    service.reload_requested.set()  # SIGHUP with an unchanged (still broken) file: one more failed attempt
-    service._maybe_reload()
+    service.reloader.requested.set()  # SIGHUP with an unchanged (still broken) file: one more failed attempt
+    service.reloader.check()
     assert registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "failed"}) == 2
