@@ -1,0 +1,152 @@
+"""Replays recorded series through the daemon's own Processor and ONNX engine: per-row scores and alerts."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.config import Config, parse_config
+from daemon.engine import HostEngine
+from daemon.kafka_io import encode_json
+from daemon.processor import Outcome, Processor, RawRecord
+from daemon.records import Source
+from daemon.replay import reading_message
+from train.dataset import LabelledSeries
+from train.series import Series
+
+TOPIC = "backtest.readings"
+MODEL = "backtest"
+
+
+@dataclass
+class StreamResult:
+    """One stream's backtest: per-row score (NaN where not scored), firing state, and its alert records."""
+
+    stream: str
+    ts: npt.NDArray[np.float64]
+    score: npt.NDArray[np.float64]
+    firing: npt.NDArray[np.bool_]
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def onsets(self) -> npt.NDArray[np.bool_]:
+        """Rows whose reading made an alert fire (a new alert, not an escalation)."""
+        out = np.zeros(len(self.ts), dtype=bool)
+        seen: set[str] = set()
+        for alert in self.alerts:
+            if alert["state"] == "firing" and alert["id"] not in seen:
+                seen.add(alert["id"])
+                out[alert["source"]["offset"]] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Every stream's result, the fault threshold the alert state machine used, and record counts."""
+
+    streams: dict[str, StreamResult]
+    threshold: float
+    rejected: int
+    dropped: int
+
+
+def config_for(model: Path, alerting: Mapping[str, Any] | None = None, **sections: Any) -> Config:
+    """A daemon config with one model scoring every stream; ``alerting`` is the ``alerting.fault`` section."""
+    data: dict[str, Any] = {"models": [{"name": MODEL, "path": str(model)}], **sections}
+    if alerting:
+        data["alerting"] = {"fault": dict(alerting)}
+    return parse_config(data, model.parent, env={})
+
+
+def records(streams: Sequence[Series]) -> list[RawRecord]:
+    """Each series as keyed reading records, merged in time order as a topic would deliver them.
+
+    Stream i lives on partition i; a record's offset is its row index in the series.
+    """
+
+    def rows(part: int, s: Series) -> list[tuple[float, int, int]]:
+        return [(float(t), part, row) for row, t in enumerate(s.ts)]
+
+    merged = heapq.merge(*(rows(i, s) for i, s in enumerate(streams)))
+    out = []
+    for _, part, row in merged:
+        s = streams[part]
+        message = reading_message(s.name, float(s.ts[row]), s.channels, s.values[row].tolist())
+        out.append(RawRecord(s.name.encode("utf-8"), encode_json(message), Source(TOPIC, part, row)))
+    return out
+
+
+def backtest(
+    model: Path,
+    series: Sequence[Series | LabelledSeries],
+    alerting: Mapping[str, Any] | None = None,
+    config: Config | None = None,
+) -> Backtest:
+    """Streams ``series`` (distinct names) through ``Processor`` + ``HostEngine`` exactly as the daemon would.
+
+    Records go in polls of ``batching.max_poll_records``. A row is firing from the reading that fired an
+    alert until the reading that resolved it (a resolution at eviction ends it after the stream's last
+    row so far).
+    """
+    plain = [s.series if isinstance(s, LabelledSeries) else s for s in series]
+    names = [s.name for s in plain]
+    if len(set(names)) != len(names):
+        raise ValueError(f"stream names must be distinct: {names}")
+    cfg = config if config is not None else config_for(model, alerting)
+    engine = HostEngine(Path(cfg.models[0].path), cfg.state.initial_capacity)
+    processor = Processor(cfg, {cfg.models[0].name: engine})
+    results = {
+        s.name: StreamResult(
+            s.name, s.ts.astype(np.float64), np.full(len(s), np.nan), np.zeros(len(s), dtype=bool)
+        )
+        for s in plain
+    }
+    changes: dict[str, list[tuple[int, bool]]] = {n: [] for n in names}
+    last_row = dict.fromkeys(names, -1)
+    rejected = dropped = 0
+    recs = records(plain)
+    poll = cfg.batching.max_poll_records
+    for start in range(0, len(recs), poll):
+        out = processor.process(recs[start : start + poll])
+        rejected += len(out.rejected)
+        dropped += len(out.dropped)
+        for scored in out.scored:
+            results[scored.stream].score[scored.source.offset] = scored.score
+            last_row[scored.stream] = max(last_row[scored.stream], scored.source.offset)
+        _collect_alerts(out, results, changes, last_row)
+    for name, result in results.items():
+        result.firing[:] = _firing(len(result.ts), changes[name])
+    threshold = processor.runtimes[cfg.models[0].name].fault.threshold
+    return Backtest(results, threshold, rejected, dropped)
+
+
+def _collect_alerts(
+    out: Outcome,
+    results: dict[str, StreamResult],
+    changes: dict[str, list[tuple[int, bool]]],
+    last_row: dict[str, int],
+) -> None:
+    for alert in out.alerts:
+        stream = alert["stream"]
+        results[stream].alerts.append(alert)
+        if alert["state"] == "firing":
+            changes[stream].append((alert["source"]["offset"], True))
+        elif alert["resolution"] == "stream_idle":
+            changes[stream].append((last_row[stream] + 1, False))
+        else:
+            changes[stream].append((alert["source"]["offset"], False))
+
+
+def _firing(rows: int, changes: list[tuple[int, bool]]) -> npt.NDArray[np.bool_]:
+    """Per-row state from (row, firing) changes in event order: each holds until the next one."""
+    out = np.zeros(rows, dtype=bool)
+    for (row, on), (until, _) in zip(changes, [*changes[1:], (rows, False)], strict=False):
+        if on:
+            out[row:until] = True
+    return out
