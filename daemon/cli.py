@@ -86,6 +86,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from train.evaluate import main as evaluate_main
+
+    return evaluate_main(list(args.rest))
+
+
+def _cmd_train_compare(rest: list[str]) -> int:
+    from train.compare import main as compare_main
+
+    return compare_main(rest)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from daemon.demo import run_demo
 
@@ -120,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train a model on a CSV series and export its ONNX step model",
+        help="train a model on a CSV series and export its ONNX step model; `train compare`: LSTM/GRU/RNN",
         description="Fit a recurrent forecaster on the first --fit-fraction of a "
         "timestamp,value CSV, calibrate its alert threshold, export the ONNX step model.",
     )
@@ -166,6 +178,17 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--limit", type=int, help="publish only the first N rows")
     rep.set_defaults(func=_cmd_replay)
 
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score models on labelled data through the daemon's own path (NAB, SKAB)",
+        description="Backtest on labelled data with the field's scoring rules: `faultcast evaluate nab "
+        "--root data/nab --report DIR` or `faultcast evaluate skab --root ../shared/data --report DIR`; "
+        "`faultcast evaluate nab --help` lists the options.",
+        add_help=False,
+    )
+    evaluate.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of `evaluate nab|skab`")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
     demo = sub.add_parser(
         "demo",
         help="local broker + training + replay + daemon, alerts on screen",
@@ -181,6 +204,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["train", "compare"]:
+        # `train compare` takes its own options (train.compare), not those of `train`
+        return _cmd_train_compare(argv[2:])
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
