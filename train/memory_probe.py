@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from train.model import CORES, init_recurrent
+
 CELLS: tuple[str, ...] = ("lstm", "gru", "rnn")
 DEFAULT_DELAYS: tuple[int, ...] = (5, 10, 20, 40, 80, 160)
 FORGET_BELOW = 0.75  # a cell "stops remembering" at the first delay whose accuracy falls under this
-_CORES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,10 @@ def cue_batch(
 class _Probe(nn.Module):
     def __init__(self, cell: str, hidden: int) -> None:
         super().__init__()
-        self.core: nn.RNNBase = _CORES[cell](input_size=2, hidden_size=hidden, batch_first=True)
+        self.core: nn.RNNBase = CORES[cell](input_size=2, hidden_size=hidden, batch_first=True)
         self.readout = nn.Linear(hidden, 1)
-        # the forecaster's initialisation (train/model.py), so the probe speaks for the shipped cells
-        for name, param in self.core.named_parameters():
-            if name.startswith("weight_ih"):
-                nn.init.xavier_uniform_(param)
-            elif name.startswith("weight_hh"):
-                nn.init.orthogonal_(param)
-            else:
-                nn.init.zeros_(param)
-                if cell == "lstm" and name.startswith("bias_ih"):
-                    param.data[hidden : 2 * hidden] = 1.0
+        # the forecaster's initialisation, so the probe speaks for the shipped cells
+        init_recurrent(self.core, cell, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.core(x)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 Cell = Literal["lstm", "gru", "rnn"]
-_CORES: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CORES: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,27 @@ class ModelShape:
         return 2 if self.cell == "lstm" else 1
 
 
+def init_recurrent(core: nn.RNNBase, cell: str, hidden: int) -> None:
+    """Xavier input maps and orthogonal recurrent maps keep early gradients from vanishing or exploding."""
+    for name, param in core.named_parameters():
+        if name.startswith("weight_ih"):
+            nn.init.xavier_uniform_(param)
+        elif name.startswith("weight_hh"):
+            nn.init.orthogonal_(param)
+        else:
+            nn.init.zeros_(param)
+            if cell == "lstm" and name.startswith("bias_ih"):
+                # forget-gate bias 1: remember by default until the data says otherwise
+                param.data[hidden : 2 * hidden] = 1.0
+
+
 class Forecaster(nn.Module):
     """Predicts each channel's next normalised value as the current one plus a learned step."""
 
     def __init__(self, shape: ModelShape) -> None:
         super().__init__()
         self.shape = shape
-        self.core: nn.RNNBase = _CORES[shape.cell](
+        self.core: nn.RNNBase = CORES[shape.cell](
             input_size=shape.features,
             hidden_size=shape.hidden,
             num_layers=shape.layers,
@@ -44,17 +58,7 @@ class Forecaster(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Xavier for input maps, orthogonal recurrent maps keep early gradients from vanishing or exploding.
-        for name, param in self.core.named_parameters():
-            if name.startswith("weight_ih"):
-                nn.init.xavier_uniform_(param)
-            elif name.startswith("weight_hh"):
-                nn.init.orthogonal_(param)
-            else:
-                nn.init.zeros_(param)
-                if self.shape.cell == "lstm" and name.startswith("bias_ih"):
-                    # forget-gate bias 1: remember by default until the data says otherwise
-                    param.data[self.shape.hidden : 2 * self.shape.hidden] = 1.0
+        init_recurrent(self.core, self.shape.cell, self.shape.hidden)
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
