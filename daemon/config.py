@@ -75,7 +75,9 @@ class ReloadConfig:
 @dataclass(frozen=True)
 class BatchingConfig:
     max_batch: int = 4096
-    max_wait_ms: int = 50
+    # A poll returns as soon as records arrive; this bounds only idle polls. Too short a bound starves
+    # kafka-python's group join and coordinator lookups, which run inside poll().
+    max_wait_ms: int = 500
     max_poll_records: int = 5000
 
     def __post_init__(self) -> None:

@@ -91,7 +91,8 @@ class Service:
                 self.metrics.last_wave.set_to_current_time()
                 self.notifier.watchdog()
                 self.reloader.check()
-                polled = self.consumer.poll(timeout_ms=timeout_ms)
+                # Until partitions are assigned the poll drives the group join: give it room to finish.
+                polled = self.consumer.poll(timeout_ms=timeout_ms if self.ready else max(timeout_ms, 2000))
                 self._apply_rebalances()
                 records = [to_raw(m) for messages in polled.values() for m in messages]
                 if records:

@@ -28,7 +28,6 @@ def daemon_config(
     data = {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": f"g.{run}", **topics},
         "models": [{"name": "machine-temperature", "path": str(model), "streams": list(streams)}],
-        "batching": {"max_wait_ms": 20},
         "metrics": {"port": 0},
     }
     return parse_config(data, Path("."), env={})
