@@ -115,7 +115,7 @@ class HostEngine:
             ["score", "contrib", "next_state"], {"x": x, "state": state}
         )
         # Extreme inputs can overflow the arithmetic; a NaN kept in the state would poison every later step.
-        diverged = ~(np.isfinite(score) & np.isfinite(next_state).all(axis=1))
+        diverged = ~np.isfinite(score + next_state.sum(axis=1))  # any NaN or inf makes the sum non-finite
         if diverged.any():
             next_state[diverged] = 0.0
         self.table.scatter(slots, next_state)

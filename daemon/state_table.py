@@ -92,6 +92,9 @@ class StateTable:
 
     def assign(self, streams: list[str]) -> IntArray:
         """Slots for ``streams`` (distinct), allocating zeroed (cold) state for new ones."""
+        known = [self.slots.get(stream) for stream in streams]
+        if None not in known:  # the steady state: every stream already has a slot
+            return np.fromiter(known, dtype=np.int64, count=len(known))
         slots = np.empty(len(streams), dtype=np.int64)
         fresh = []
         for i, stream in enumerate(streams):
