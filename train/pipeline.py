@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from train.calibrate import dynamic_threshold
 from train.export import build_step_model, parity, save
@@ -171,7 +173,19 @@ def _fingerprint(parts: list[Series]) -> str:
 
 
 def write_run(report: TrainReport, run_dir: Path) -> None:
-    """The run folder: resolved metadata and per-epoch metrics as JSON."""
+    """The run folder: resolved metadata, per-epoch metrics as JSON, and the loss curves as a PNG."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metadata.json").write_text(json.dumps(report.metadata, indent=2, sort_keys=True))
     (run_dir / "metrics.json").write_text(json.dumps(report.history, indent=2))
+    figure = Figure(figsize=(7, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    epochs = [h["epoch"] for h in report.history]
+    axes.plot(epochs, [h["train_loss"] for h in report.history], label="train")
+    axes.plot(epochs, [h["val_loss"] for h in report.history], label="validation")
+    axes.axvline(report.best_epoch, color="grey", linestyle=":", label=f"kept (epoch {report.best_epoch})")
+    axes.set(
+        xlabel="epoch", ylabel="MSE (normalised units)", yscale="log", title=str(report.metadata["name"])
+    )
+    axes.legend()
+    figure.savefig(run_dir / "loss.png", dpi=100, bbox_inches="tight")

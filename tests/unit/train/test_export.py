@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +15,7 @@ from tests.support import MACHINE_TEMPERATURE
 from train.export import build_step_model, parity, step_through
 from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape, ScoreParams
-from train.pipeline import PARITY_TOLERANCE, TrainReport
+from train.pipeline import PARITY_TOLERANCE, TrainReport, write_run
 from train.series import load_nab_csv
 
 
@@ -60,3 +61,12 @@ def test_same_seed_gives_identical_weights() -> None:
     other = fit(z[:1000], z[1000:], FitConfig(epochs=3, hidden=8, seed=8), progress=False).model.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_run_folder_holds_metadata_metrics_and_loss_curves(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    write_run(machine_model, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == machine_model.history
+    assert json.loads((tmp_path / "metadata.json").read_text())["name"] == "machine-temperature"
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
