@@ -53,7 +53,9 @@ def ensure_model(path: Path) -> None:
 
 
 def run_demo(config_path: Path, exit_when_done: bool) -> int:
-    own_broker = not os.environ.get("KAFKA_BOOTSTRAP")
+    # Stop on exit only a broker this demo started: one that was already running belongs to someone else.
+    running = subprocess.run([str(BROKER), "status"], capture_output=True, check=False).returncode == 0
+    own_broker = not os.environ.get("KAFKA_BOOTSTRAP") and not running
     if own_broker:
         subprocess.run([str(BROKER), "start"], check=True)
     try:
