@@ -21,7 +21,7 @@ import onnx
 import onnxruntime
 import torch
 
-from daemon.engine import HostEngine
+from daemon.engine import HostEngine, session_for
 from train import pipeline
 from train.export import step_through
 from train.fit import FitConfig
@@ -96,9 +96,7 @@ def _timers(model_path: Path) -> tuple[Callable[[], object], ...]:
     proto = onnx.load(str(model_path))
     width = proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
     features = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    options = onnxruntime.SessionOptions()  # the daemon's options (daemon/engine.py)
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = session_for(model_path.read_bytes(), ["CPUExecutionProvider"], model_path)
     x = np.random.default_rng(0).standard_normal((1000, features)).astype(np.float32)
     state = np.zeros((1000, width), dtype=np.float32)
     engine, streams, reset = (
@@ -247,7 +245,7 @@ one torch thread; `train s` is the whole `train_series` call (fit, calibration, 
   threshold is one no row reaches, i.e. alarming nowhere beats every threshold).
 - **parity**: max |ONNX - PyTorch| on held-out readings; ✗: over {pipeline.PARITY_TOLERANCE:.0e}, the shipping
   bound, which `faultcast train` refuses (this comparison allows {COMPARE_PARITY_TOLERANCE:.0e}).
-- **µs/stream-step**: the exported step model in onnxruntime on the CPU (default session options, as
+- **µs/stream-step**: the exported step model in onnxruntime on the CPU (the daemon's session settings, as
   the daemon), a batch of 1,000 streams per call, per stream; *engine*: the same through `HostEngine`
   (slot lookup, gather, step, scatter); **µs/step B=1**: one stream per call. Fastest of 7 blocks,
   the models taking turns block by block (the machine is shared).

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+import onnx
 import pytest
 
 from daemon.config import Config, parse_config
 from daemon.engine import HostEngine
 from daemon.processor import Processor, RawRecord
 from daemon.records import Source
+from train.export import step_through
 from train.pipeline import TrainReport
 
 STEP = 300.0
@@ -31,14 +32,8 @@ def _record(stream: str, ts: float, value: object, offset: int) -> RawRecord:
 
 def _alone(model: Path, values: np.ndarray) -> np.ndarray:
     """Steps one stream through the bare ONNX model, state carried by hand."""
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    width = session.get_inputs()[1].shape[1]
-    state = np.zeros((1, width), dtype=np.float32)
-    scores = []
-    for v in values:
-        score, _, state = session.run(None, {"x": np.array([[v]], dtype=np.float32), "state": state})
-        scores.append(score[0])
-    return np.asarray(scores)
+    scores, _ = step_through(onnx.load(str(model)), values.astype(np.float32)[:, None])
+    return scores
 
 
 def test_interleaved_streams_match_each_stream_alone_including_eviction(machine_model: TrainReport) -> None:
