@@ -245,8 +245,8 @@ one torch thread; `train s` is the whole `train_series` call (fit, calibration, 
   threshold is one no row reaches, i.e. alarming nowhere beats every threshold).
 - **parity**: max |ONNX - PyTorch| on held-out readings; ✗: over {pipeline.PARITY_TOLERANCE:.0e}, the shipping
   bound, which `faultcast train` refuses (this comparison allows {COMPARE_PARITY_TOLERANCE:.0e}).
-- **µs/stream-step**: the exported step model in onnxruntime on the CPU (the daemon's session settings, as
-  the daemon), a batch of 1,000 streams per call, per stream; *engine*: the same through `HostEngine`
+- **µs/stream-step**: the exported step model in onnxruntime on the CPU (the daemon's session
+  settings), a batch of 1,000 streams per call, per stream; *engine*: the same through `HostEngine`
   (slot lookup, gather, step, scatter); **µs/step B=1**: one stream per call. Fastest of 7 blocks,
   the models taking turns block by block (the machine is shared).
 
