@@ -86,13 +86,13 @@ def measure(
     bare = rate(lambda: session.run(["score", "contrib", "next_state"], {"x": x, "state": state}), n, waves)
     engine = HostEngine(path, 1024)
     streams = [f"s{i}" for i in range(n)]
-    reset = np.zeros(n, dtype=bool)
-    eng = rate(lambda: engine.step(streams, x, reset), n, waves)
+    reset, ts = np.zeros(n, dtype=bool), np.zeros(n)
+    eng = rate(lambda: engine.step(streams, x, reset, ts), n, waves)
     policy = AlertPolicy("fault", 5.0, 4.0, 3, 3, 0.0, (("warning", 1.0),))
     alert_states = [AlertState()] * n
 
     def with_alerts() -> None:
-        result = engine.step(streams, x, reset)
+        result = engine.step(streams, x, reset, ts)
         for i, score in enumerate(result.score.tolist()):
             alert_states[i], _ = step(policy, alert_states[i], Observation(score, 0.0, ("t", 0, i)))
 
@@ -104,7 +104,7 @@ def measure(
     def naive() -> None:
         with torch.no_grad():
             for i in range(sample):
-                _, naive_states[streams[i]] = model(xt[i : i + 1], naive_states.get(streams[i]))
+                _, _, naive_states[streams[i]] = model(xt[i : i + 1], naive_states.get(streams[i]))
 
     return bare, eng, full, rate(naive, sample, 1)
 

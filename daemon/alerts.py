@@ -140,3 +140,27 @@ def _event(
         first_source=state.first_source,
         source=obs.source,
     )
+
+
+class KindAlerts:
+    """One alert kind's policy and the state of every stream that is not idle under it."""
+
+    def __init__(self, policy: AlertPolicy) -> None:
+        self.policy = policy
+        self.states: dict[str, AlertState] = {}  # idle streams are absent: most streams, most of the time
+
+    def observe(self, stream: str, obs: Observation) -> AlertEvent | None:
+        state = self.states.get(stream)
+        if state is None and obs.score < self.policy.threshold:
+            return None  # the common case: an idle stream stays idle, nothing to record
+        state, event = step(self.policy, state or AlertState(), obs)
+        if state.phase == "idle" and state.quiet_until < obs.ts:
+            self.states.pop(stream, None)
+        else:
+            self.states[stream] = state
+        return event
+
+    def expire(self, stream: str, ts: float) -> AlertEvent | None:
+        """Forgets ``stream``; the resolved event owed if its alert was firing."""
+        state = self.states.pop(stream, None)
+        return None if state is None else expire(self.policy, state, ts)

@@ -126,8 +126,22 @@ class AlertKindConfig:
 
 
 @dataclass(frozen=True)
+class CongestionAlertConfig(AlertKindConfig):
+    """Congestion defaults: a load forecast is smoother than an anomaly score, so fewer readings confirm
+    it, the resolve band is tighter, and 25% past the limit is critical. ``threshold`` is the limit."""
+
+    resolve_ratio: float = 0.9
+    fire_after: int = 2
+    resolve_after: int = 3
+    cooldown_s: float = 1800.0
+    severities: dict[str, float] = field(default_factory=lambda: {"warning": 1.0, "critical": 1.25})
+    top_channels: int = 1
+
+
+@dataclass(frozen=True)
 class AlertingConfig:
     fault: AlertKindConfig = field(default_factory=AlertKindConfig)
+    congestion: CongestionAlertConfig = field(default_factory=CongestionAlertConfig)
 
 
 @dataclass(frozen=True)

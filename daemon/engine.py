@@ -20,6 +20,7 @@ class WaveResult:
     slots: IntArray  # [B] the streams' slots in the state table
     score: FloatArray  # [B]
     contrib: FloatArray  # [B, F]
+    congestion: FloatArray | None  # [B, Q] the congestion head's quantile forecasts, raw units
     diverged: npt.NDArray[np.bool_]  # [B] rows whose score or state went non-finite; their state was reset
 
 
@@ -55,7 +56,9 @@ class Engine(Protocol):
 
     def reload(self, path: Path) -> Reloaded | None: ...
 
-    def step(self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_]) -> WaveResult: ...
+    def step(
+        self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_], ts: npt.NDArray[np.float64]
+    ) -> WaveResult: ...
 
 
 def state_layout(info: ModelInfo) -> tuple[object, ...]:
@@ -69,6 +72,11 @@ def state_layout(info: ModelInfo) -> tuple[object, ...]:
         info.features,
         str(meta.get("state_layout")),
     )
+
+
+def step_outputs(info: ModelInfo) -> list[str]:
+    """The outputs one wave asks for, in the order ``WaveResult`` takes them."""
+    return ["score", "contrib", "next_state", *(["congestion"] if info.congestion else [])]
 
 
 def session_for(raw: bytes, providers: list[str], path: Path) -> ort.InferenceSession:
@@ -105,18 +113,24 @@ class HostEngine:
         self.table.reshape(info.state_width)
         return Reloaded(kept_state=False, streams_reset=len(self.table.slots))
 
-    def step(self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_]) -> WaveResult:
-        """Advances each of ``streams`` (distinct) by one reading; rows of ``reset`` start cold."""
+    def step(
+        self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_], ts: npt.NDArray[np.float64]
+    ) -> WaveResult:
+        """Advances each of ``streams`` (distinct) by one reading taken at ``ts``; ``reset`` rows start cold.
+
+        ``ts`` reaches the model only if it has clock inputs."""
         slots = self.table.assign(streams)
         state = self.table.gather(slots)
         if reset.any():
             state[reset] = 0.0
-        score, contrib, next_state = self._session.run(
-            ["score", "contrib", "next_state"], {"x": x, "state": state}
-        )
+        feed = {"x": x, "state": state, "ts": ts} if self.info.clock else {"x": x, "state": state}
+        outputs = step_outputs(self.info)
+        score, contrib, next_state, *head = self._session.run(outputs, feed)
         # Extreme inputs can overflow the arithmetic; a NaN kept in the state would poison every later step.
-        diverged = ~np.isfinite(score + next_state.sum(axis=1))  # any NaN or inf makes the sum non-finite
+        total = score + next_state.sum(axis=1) + (head[0].sum(axis=1) if head else 0.0)
+        diverged = ~np.isfinite(total)  # any NaN or inf makes the sum non-finite
         if diverged.any():
             next_state[diverged] = 0.0
         self.table.scatter(slots, next_state)
-        return WaveResult(slots=slots, score=score, contrib=contrib, diverged=diverged)
+        congestion = head[0] if head else None
+        return WaveResult(slots=slots, score=score, contrib=contrib, congestion=congestion, diverged=diverged)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from daemon.alerts import AlertEvent, SourceKey
-from daemon.model_file import ModelInfo
+from daemon.model_file import CongestionInfo, ModelInfo
 from daemon.records import format_timestamp
 
 # Fixed namespace: the same (stream, kind, first offending offset) yields the same id in every run, so a
@@ -33,9 +33,52 @@ def top_channels(contrib: np.ndarray, channels: tuple[str, ...], count: int) -> 
     return [{"name": channels[i], "share": round(float(contrib[i]), 4)} for i in order if contrib[i] > 0]
 
 
-def alert_message(
-    event: AlertEvent, stream: str, model: ModelInfo, contrib: np.ndarray, top: int
+def congestion_detail(
+    head: CongestionInfo, forecast: np.ndarray, current: float, ts: float, limit: float
 ) -> dict[str, Any]:
+    """What a congestion alert says beyond the score: the forecast, the limit and when it is reached.
+
+    The time to the limit interpolates linearly from the current load to the warning forecast at the
+    horizon; it is None when that forecast stays under the limit (resolving readings).
+
+    >>> from daemon.model_file import CongestionInfo
+    >>> head = CongestionInfo(channel=0, quantiles=(0.5, 0.9), warn=0, limit=20.0, horizon_s=1800.0)
+    >>> d = congestion_detail(head, np.array([26.0, 31.0]), 14.0, 0.0, 20.0)
+    >>> d["forecast"]["quantiles"], d["time_to_limit_s"], d["expected_at"]
+    ({'0.5': 26.0, '0.9': 31.0}, 900.0, '1970-01-01T00:15:00.000Z')
+    """
+    value = float(forecast[head.warn])
+    if current >= limit:
+        eta: float | None = 0.0
+    elif value >= limit:
+        eta = head.horizon_s * (limit - current) / (value - current)
+    else:
+        eta = None
+    return {
+        "forecast": {
+            "value": round(value, 6),
+            "quantile": head.quantiles[head.warn],
+            "horizon_s": head.horizon_s,
+            "quantiles": {
+                f"{q:g}": round(float(v), 6) for q, v in zip(head.quantiles, forecast, strict=True)
+            },
+        },
+        "limit": round(limit, 6),
+        "current": round(current, 6),
+        "time_to_limit_s": None if eta is None else round(eta, 3),
+        "expected_at": None if eta is None else format_timestamp(ts + eta),
+    }
+
+
+def alert_message(
+    event: AlertEvent,
+    stream: str,
+    model: ModelInfo,
+    contrib: np.ndarray,
+    top: int,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The alert record; ``detail`` adds kind-specific fields (a congestion alert's forecast)."""
     topic, partition, offset = event.source
     return {
         "id": alert_id(stream, event.kind, event.first_source),
@@ -52,13 +95,21 @@ def alert_message(
         "top_channels": top_channels(contrib, model.features, top),
         "model": {"name": model.name, "version": model.version},
         "source": {"topic": topic, "partition": partition, "offset": offset},
+        **(detail or {}),
     }
 
 
-def score_message(stream: str, ts: float, score: float, model: ModelInfo) -> dict[str, Any]:
-    return {
+def score_message(
+    stream: str, ts: float, score: float, model: ModelInfo, forecast: np.ndarray | None = None
+) -> dict[str, Any]:
+    """A reading's score; with a congestion head also the load forecast its warnings are decided on."""
+    message: dict[str, Any] = {
         "stream": stream,
         "ts": format_timestamp(ts),
         "score": round(score, 6),
         "model": {"name": model.name, "version": model.version},
     }
+    head = model.congestion
+    if head is not None and forecast is not None:
+        message["forecast"] = round(float(forecast[head.warn]), 6)
+    return message

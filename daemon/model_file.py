@@ -19,6 +19,17 @@ REQUIRED_OUTPUTS = ("score", "contrib", "next_state")
 
 
 @dataclass(frozen=True)
+class CongestionInfo:
+    """The congestion head: quantile forecasts of the load channel ``horizon_s`` ahead."""
+
+    channel: int  # index into the model's features
+    quantiles: tuple[float, ...]
+    warn: int  # index of the quantile whose forecast is compared with the limit
+    limit: float  # raw units of the load channel
+    horizon_s: float
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the daemon needs to know about one step model, from its metadata."""
 
@@ -31,6 +42,8 @@ class ModelInfo:
     sha256: str
     path: Path
     metadata: dict[str, Any]
+    clock: bool = False  # the step takes each reading's timestamp as input ``ts``
+    congestion: CongestionInfo | None = None
 
 
 def read_model(path: Path) -> tuple[bytes, ModelInfo]:
@@ -69,6 +82,18 @@ def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) 
     missing = [n for n in INPUTS if n not in inputs] + [n for n in REQUIRED_OUTPUTS if n not in outputs]
     if missing:
         raise ModelError(f"model {path}: graph lacks {', '.join(missing)}; it is not a faultcast step model")
+    congestion = None
+    if "congestion" in outputs:
+        head = meta["congestion"]
+        congestion = CongestionInfo(
+            channel=list(meta["features"]).index(head["channel"]),
+            quantiles=tuple(float(q) for q in head["quantiles"]),
+            warn=int(head["warn_quantile"]),
+            limit=float(head["limit"]),
+            horizon_s=float(head["horizon_steps"]) * float(head["step_s"]),
+        )
+        if not 0 <= congestion.warn < len(congestion.quantiles):
+            raise ValueError(f"congestion.warn_quantile {congestion.warn} is not a quantile's index")
     return ModelInfo(
         name=str(meta["name"]),
         version=str(meta["version"]),
@@ -79,4 +104,6 @@ def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) 
         sha256=hashlib.sha256(raw).hexdigest(),
         path=path,
         metadata=meta,
+        clock="ts" in inputs,
+        congestion=congestion,
     )

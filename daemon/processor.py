@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from daemon.alerts import AlertPolicy, AlertState, Observation, expire, step
 from daemon.batching import waves
-from daemon.config import AlertKindConfig, Config
-from daemon.engine import Engine, Reloaded
-from daemon.messages import alert_message
+from daemon.config import Config
+from daemon.engine import Engine
 from daemon.records import Reading, Rejection, Source, decode, to_vector
 from daemon.routing import Router
+from daemon.runtime import ModelRuntime
 
 
 @dataclass(frozen=True)
@@ -37,6 +35,7 @@ class Scored:
     score: float
     source: Source
     publish: bool  # whether this score goes to the scores topic (every Nth reading of a stream)
+    forecast: np.ndarray | None = None  # the congestion head's quantile forecasts [Q], raw units
 
 
 @dataclass(frozen=True)
@@ -72,58 +71,6 @@ class Outcome:
     waves: list[tuple[str, int, float]] = field(default_factory=list)  # model, batch size, seconds
 
 
-def policy_for(kind: str, config: AlertKindConfig, model_threshold: float | None) -> AlertPolicy:
-    threshold = config.threshold if config.threshold is not None else model_threshold
-    if threshold is None:
-        raise ValueError(
-            f"no {kind} threshold: set alerting.{kind}.threshold or use a model that carries one"
-        )
-    return AlertPolicy(
-        kind=kind,
-        threshold=threshold,
-        resolve_threshold=threshold * config.resolve_ratio,
-        fire_after=config.fire_after,
-        resolve_after=config.resolve_after,
-        cooldown_s=config.cooldown_s,
-        severities=tuple(sorted(config.severities.items(), key=lambda kv: kv[1])),
-    )
-
-
-class ModelRuntime:
-    """One model's engine plus the per-stream bookkeeping around it."""
-
-    def __init__(self, name: str, engine: Engine, config: Config) -> None:
-        self.name = name
-        self.engine = engine
-        self.config = config
-        self.fault = policy_for("fault", config.alerting.fault, engine.info.thresholds.get("fault"))
-        self.alert_states: dict[str, AlertState] = {}  # idle streams are absent
-        self.last_values: dict[str, tuple[np.ndarray, int]] = {}  # for carrying missing channels
-        self.since_score: dict[str, int] = {}
-
-    def reload(self, path: Path) -> Reloaded | None:
-        """Takes the model at ``path``; None if it did not change."""
-        reloaded = self.engine.reload(path)
-        if reloaded is not None:
-            thresholds = self.engine.info.thresholds
-            self.fault = policy_for("fault", self.config.alerting.fault, thresholds.get("fault"))
-            if not reloaded.kept_state:
-                self.last_values.clear()
-        return reloaded
-
-    def last_ts(self, stream: str) -> float | None:
-        slot = self.engine.table.slots.get(stream)
-        return None if slot is None else float(self.engine.table.slots.last_ts[slot])
-
-    def evict(self, streams: list[str]) -> int:
-        for stream in streams:
-            self.engine.table.evict(stream)
-            self.alert_states.pop(stream, None)
-            self.last_values.pop(stream, None)
-            self.since_score.pop(stream, None)
-        return len(streams)
-
-
 class Processor:
     def __init__(self, config: Config, engines: dict[str, Engine]) -> None:
         self.config = config
@@ -146,18 +93,22 @@ class Processor:
         cutoff = self.watermark - self.config.state.idle_ttl_s
         for rt in self.runtimes.values():
             idle = rt.engine.table.slots.idle_since(cutoff)
-            top = self.config.alerting.fault.top_channels
-            for stream in idle:
-                event = expire(rt.fault, rt.alert_states.get(stream, AlertState()), self.watermark)
-                if event is not None:
-                    no_channels = np.zeros(len(rt.engine.info.features), dtype=np.float32)
-                    out.alerts.append(alert_message(event, stream, rt.engine.info, no_channels, top))
-            out.evicted += rt.evict(idle)
+            out.alerts += rt.evict(idle, self.watermark)
+            out.evicted += len(idle)
         return out
 
     def evict_partitions(self, partitions: set[int]) -> int:
-        """Forgets the streams of partitions this instance no longer owns."""
-        return sum(rt.evict(rt.engine.table.slots.on_partitions(partitions)) for rt in self.runtimes.values())
+        """Forgets the streams of partitions this instance no longer owns.
+
+        Their alerts move with the partitions: the new owner resumes from the committed offsets, so
+        no resolution is sent from here.
+        """
+        count = 0
+        for rt in self.runtimes.values():
+            streams = rt.engine.table.slots.on_partitions(partitions)
+            rt.evict(streams, self.watermark, resolve=False)
+            count += len(streams)
+        return count
 
     @property
     def active_streams(self) -> dict[str, int]:
@@ -236,17 +187,16 @@ class Processor:
         return count >= every
 
     def _score(self, runtime: ModelRuntime, items: list[Admitted], out: Outcome) -> None:
-        info = runtime.engine.info
-        top = self.config.alerting.fault.top_channels
         for wave in waves([item.reading.stream for item in items], self.config.batching.max_batch):
             batch = [items[i] for i in wave]
             x = np.stack([item.vector for item in batch])
             reset = np.fromiter((item.reset for item in batch), dtype=bool, count=len(batch))
+            ts = np.fromiter((item.reading.ts for item in batch), dtype=np.float64, count=len(batch))
             started = time.perf_counter()
-            result = runtime.engine.step([item.reading.stream for item in batch], x, reset)
+            result = runtime.engine.step([item.reading.stream for item in batch], x, reset, ts)
             out.waves.append((runtime.name, len(batch), time.perf_counter() - started))
             slot_map = runtime.engine.table.slots
-            slot_map.last_ts[result.slots] = [item.reading.ts for item in batch]
+            slot_map.last_ts[result.slots] = ts
             slot_map.partition[result.slots] = [item.reading.source.partition for item in batch]
             for row, item in enumerate(batch):
                 reading, src = item.reading, item.reading.source
@@ -256,17 +206,10 @@ class Processor:
                         (item.record, Rejection("non_finite_score", detail, src, reading.stream))
                     )
                     continue
-                score = float(result.score[row])
                 publish = self._publish_score(runtime, reading.stream)
-                out.scored.append(Scored(runtime.name, reading.stream, reading.ts, score, src, publish))
-                state = runtime.alert_states.get(reading.stream)
-                if state is None and score < runtime.fault.threshold:
-                    continue  # the common case: an idle stream stays idle, nothing to record
-                obs = Observation(score, reading.ts, (src.topic, src.partition, src.offset))
-                state, event = step(runtime.fault, state or AlertState(), obs)
-                if state.phase == "idle" and state.quiet_until < reading.ts:
-                    runtime.alert_states.pop(reading.stream, None)
-                else:
-                    runtime.alert_states[reading.stream] = state
-                if event is not None:
-                    out.alerts.append(alert_message(event, reading.stream, info, result.contrib[row], top))
+                forecast = result.congestion[row] if result.congestion is not None else None
+                score = float(result.score[row])
+                out.scored.append(
+                    Scored(runtime.name, reading.stream, reading.ts, score, src, publish, forecast)
+                )
+                out.alerts += runtime.observe(reading.stream, row, result, reading, item.vector)

@@ -204,7 +204,7 @@ class Service:
                         self.producer.send(
                             k.scores_topic,
                             key=s.stream.encode(),
-                            value=encode_json(score_message(s.stream, s.ts, s.score, info)),
+                            value=encode_json(score_message(s.stream, s.ts, s.score, info, s.forecast)),
                         )
                     )
         return futures

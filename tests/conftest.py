@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BROKER, MACHINE_TEMPERATURE, free_port
+from tests.support import BROKER, MACHINE_TEMPERATURE, OCCUPANCY, free_port
+from train.evaluate_congestion import CongestionOptions, fit_load_model
 from train.fit import FitConfig
 from train.pipeline import TrainReport, TrainSpec, train_series
 from train.series import load_nab_csv
@@ -21,6 +22,14 @@ def machine_model(tmp_path_factory: pytest.TempPathFactory) -> TrainReport:
     out = tmp_path_factory.mktemp("model") / "machine_temperature.onnx"
     series = load_nab_csv(MACHINE_TEMPERATURE, "temp_c")
     return train_series(series, TrainSpec(name="machine-temperature"), FitConfig(), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def traffic_model(tmp_path_factory: pytest.TempPathFactory) -> TrainReport:
+    """A congestion model (clock inputs, quantile head) fitted on half a freeway occupancy file."""
+    out = tmp_path_factory.mktemp("model") / "traffic.onnx"
+    series = load_nab_csv(OCCUPANCY, "occupancy")
+    return fit_load_model(series, CongestionOptions(), out, name="traffic")
 
 
 def broker_env(port: int, state: Path) -> dict[str, str]:

@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 NAB = REPO / "data" / "nab"
 MACHINE_TEMPERATURE = NAB / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
 WINDOWS = NAB / "labels" / "combined_windows.json"
+OCCUPANCY = NAB / "data" / "realTraffic" / "occupancy_6005.csv"
 BROKER = REPO / "scripts" / "kafka" / "broker.sh"
 
 

@@ -31,8 +31,11 @@ class StreamResult:
     stream: str
     ts: npt.NDArray[np.float64]
     score: npt.NDArray[np.float64]
-    firing: npt.NDArray[np.bool_]
+    firing: npt.NDArray[np.bool_]  # a fault alert
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    # with a congestion head: the load forecasts [T, Q] (NaN where none), and where a congestion alert fires
+    forecast: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
+    warning: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def onsets(self) -> npt.NDArray[np.bool_]:
@@ -40,7 +43,7 @@ class StreamResult:
         out = np.zeros(len(self.ts), dtype=bool)
         seen: set[str] = set()
         for alert in self.alerts:
-            if alert["state"] == "firing" and alert["id"] not in seen:
+            if alert["kind"] == "fault" and alert["state"] == "firing" and alert["id"] not in seen:
                 seen.add(alert["id"])
                 out[alert["source"]["offset"]] = True
         return out
@@ -56,11 +59,18 @@ class Backtest:
     dropped: int
 
 
-def config_for(model: Path, alerting: Mapping[str, Any] | None = None, **sections: Any) -> Config:
-    """A daemon config with one model scoring every stream; ``alerting`` is the ``alerting.fault`` section."""
+def config_for(
+    model: Path,
+    alerting: Mapping[str, Any] | None = None,
+    congestion: Mapping[str, Any] | None = None,
+    **sections: Any,
+) -> Config:
+    """A daemon config with one model scoring every stream; ``alerting`` and ``congestion`` are the
+    ``alerting.fault`` and ``alerting.congestion`` sections."""
     data: dict[str, Any] = {"models": [{"name": MODEL, "path": str(model)}], **sections}
-    if alerting:
-        data["alerting"] = {"fault": dict(alerting)}
+    kinds = {"fault": alerting, "congestion": congestion}
+    if any(kinds.values()):
+        data["alerting"] = {kind: dict(section) for kind, section in kinds.items() if section}
     return parse_config(data, model.parent, env={})
 
 
@@ -101,13 +111,21 @@ def backtest(
     cfg = config if config is not None else config_for(model, alerting)
     engine = HostEngine(Path(cfg.models[0].path), cfg.state.initial_capacity)
     processor = Processor(cfg, {cfg.models[0].name: engine})
+    quantiles = len(engine.info.congestion.quantiles) if engine.info.congestion else 0
     results = {
         s.name: StreamResult(
-            s.name, s.ts.astype(np.float64), np.full(len(s), np.nan), np.zeros(len(s), dtype=bool)
+            s.name,
+            s.ts.astype(np.float64),
+            np.full(len(s), np.nan),
+            np.zeros(len(s), dtype=bool),
+            forecast=np.full((len(s), quantiles), np.nan),
+            warning=np.zeros(len(s), dtype=bool),
         )
         for s in plain
     }
-    changes: dict[str, list[tuple[int, bool]]] = {n: [] for n in names}
+    changes: dict[tuple[str, str], list[tuple[int, bool]]] = {
+        (n, kind): [] for n in names for kind in ("fault", "congestion")
+    }
     last_row = dict.fromkeys(names, -1)
     rejected = dropped = 0
     recs = records(plain)
@@ -118,29 +136,33 @@ def backtest(
         dropped += len(out.dropped)
         for scored in out.scored:
             results[scored.stream].score[scored.source.offset] = scored.score
+            if scored.forecast is not None:
+                results[scored.stream].forecast[scored.source.offset] = scored.forecast
             last_row[scored.stream] = max(last_row[scored.stream], scored.source.offset)
         _collect_alerts(out, results, changes, last_row)
     for name, result in results.items():
-        result.firing[:] = _firing(len(result.ts), changes[name])
-    threshold = processor.runtimes[cfg.models[0].name].fault.threshold
+        result.firing[:] = _firing(len(result.ts), changes[name, "fault"])
+        result.warning[:] = _firing(len(result.ts), changes[name, "congestion"])
+    threshold = processor.runtimes[cfg.models[0].name].kinds["fault"].policy.threshold
     return Backtest(results, threshold, rejected, dropped)
 
 
 def _collect_alerts(
     out: Outcome,
     results: dict[str, StreamResult],
-    changes: dict[str, list[tuple[int, bool]]],
+    changes: dict[tuple[str, str], list[tuple[int, bool]]],
     last_row: dict[str, int],
 ) -> None:
     for alert in out.alerts:
         stream = alert["stream"]
         results[stream].alerts.append(alert)
+        kind_changes = changes[stream, alert["kind"]]
         if alert["state"] == "firing":
-            changes[stream].append((alert["source"]["offset"], True))
+            kind_changes.append((alert["source"]["offset"], True))
         elif alert["resolution"] == "stream_idle":
-            changes[stream].append((last_row[stream] + 1, False))
+            kind_changes.append((last_row[stream] + 1, False))
         else:
-            changes[stream].append((alert["source"]["offset"], False))
+            kind_changes.append((alert["source"]["offset"], False))
 
 
 def _firing(rows: int, changes: list[tuple[int, bool]]) -> npt.NDArray[np.bool_]:

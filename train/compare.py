@@ -99,14 +99,15 @@ def _timers(model_path: Path) -> tuple[Callable[[], object], ...]:
     session = session_for(model_path.read_bytes(), ["CPUExecutionProvider"], model_path)
     x = np.random.default_rng(0).standard_normal((1000, features)).astype(np.float32)
     state = np.zeros((1000, width), dtype=np.float32)
-    engine, streams, reset = (
+    engine, streams, reset, ts = (
         HostEngine(model_path, 1000),
         [f"s{i}" for i in range(1000)],
         np.zeros(1000, bool),
+        np.zeros(1000),
     )
     return (
         lambda: session.run(None, {"x": x, "state": state}),
-        lambda: engine.step(streams, x, reset),
+        lambda: engine.step(streams, x, reset, ts),
         lambda: session.run(None, {"x": x[:1], "state": state[:1]}),
     )
 
@@ -161,7 +162,7 @@ def compare_cells(
                             progress=False,
                         )
                     train_s = time.perf_counter() - started
-                    scores, _ = step_through(onnx.load(str(out)), series.values)
+                    scores = step_through(onnx.load(str(out)), series.values).score
                     nab = nab_scores(path, series.ts, scores, report.threshold)
                     models.append(out)
                     rows.append(

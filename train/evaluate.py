@@ -1,4 +1,4 @@
-"""`faultcast evaluate`: NAB and SKAB backtests on the daemon's own code path, scored, with a report."""
+"""`faultcast evaluate`: NAB, SKAB and congestion backtests on the daemon's own code path, with a report."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ from train import evaluate_report as rep
 from train import nab_score as ns
 from train.backtest import StreamResult, backtest
 from train.dataset import load_dataset, load_spec
+from train.evaluate_congestion import (
+    CongestionOptions,
+    congestion_plots,
+    congestion_summary,
+    evaluate_congestion,
+)
 from train.evaluate_skab import SkabOptions, evaluate_skab, fit_retrying, score_skab, skab_plots, skab_summary
 from train.fit import FitConfig
 from train.nab_score import STANDARD_PROFILES, LabelledFile, Profile, ThresholdScore
@@ -246,6 +252,15 @@ def run_skab(args: argparse.Namespace, command: str, folder: Path) -> str:
     return skab_summary(result, command) + "\n\n" + rep.table(["same model", "F1", "FAR %", "MAR %"], [row])
 
 
+def run_congestion(args: argparse.Namespace, command: str, folder: Path) -> str:
+    o = CongestionOptions()
+    o = replace(o, fit=replace(o.fit, epochs=args.epochs or o.fit.epochs, hidden=args.hidden or o.fit.hidden))
+    o = replace(o, fit=replace(o.fit, seed=args.seed))
+    streams = evaluate_congestion(Path(args.root), o, folder / "models")
+    congestion_plots(streams, folder)
+    return congestion_summary(streams, o, command)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="faultcast evaluate", description=__doc__)
     sub = p.add_subparsers(dest="benchmark", required=True)
@@ -261,10 +276,16 @@ def parser() -> argparse.ArgumentParser:
     skab.add_argument("--threshold-scale", type=float, default=0.8, help="x the calibrated threshold")
     skab.add_argument("--fire-after", type=int, default=3)
     skab.add_argument("--resolve-after", type=int, default=6)
-    for q in (nab, skab):
+    congestion = sub.add_parser(
+        "congestion", help="NAB realTraffic occupancy: congestion warnings against two baselines"
+    )
+    congestion.add_argument("--root", default="data/nab", help="the NAB folder (data/realTraffic/)")
+    congestion.add_argument("--seed", type=int, default=7)
+    for q in (nab, skab, congestion):
         q.add_argument("--report", type=Path, help="write summary.md, PNGs, models and CSVs here")
         q.add_argument("--epochs", type=int)
         q.add_argument("--hidden", type=int)
+    for q in (nab, skab):
         q.add_argument("--smoothing", type=float)
     return p
 
@@ -275,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="faultcast-evaluate-") as tmp:
         folder = args.report or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        run = run_nab if args.benchmark == "nab" else run_skab
+        run = {"nab": run_nab, "skab": run_skab, "congestion": run_congestion}[args.benchmark]
         text = f"# faultcast evaluation\n\n{run(args, command, folder)}\n"
         (folder / "summary.md").write_text(text, encoding="utf-8")
         print(text)

@@ -95,13 +95,13 @@ class SeriesPlot:
     scored_from: float | None = None
 
 
-def _dates(ts: FloatArray) -> list[datetime]:
+def dates(ts: FloatArray) -> list[datetime]:
     return [datetime.fromtimestamp(float(t), tz=UTC).replace(tzinfo=None) for t in ts]
 
 
 def plot_series(p: SeriesPlot, path: Path) -> None:
     """One panel per channel, then the score with its threshold; labels shaded, alerts marked."""
-    x = _dates(p.ts)
+    x = dates(p.ts)
     n = len(p.channels)
     fig = Figure(figsize=(14, 3 + 1.2 * n if n > 1 else 6))
     FigureCanvasAgg(fig)  # the Agg canvas: no display, no pyplot global state
@@ -118,9 +118,9 @@ def plot_series(p: SeriesPlot, path: Path) -> None:
     for ax in axes:
         for i, (start, end) in enumerate(p.spans):
             label = "labelled" if i == 0 and ax is bottom else None
-            ax.axvspan(*_dates(np.array([start, end])), color="tab:green", alpha=0.2, label=label)
+            ax.axvspan(*dates(np.array([start, end])), color="tab:green", alpha=0.2, label=label)
         if p.scored_from is not None:
-            ax.axvline(_dates(np.array([p.scored_from]))[0], color="grey", lw=1, ls=":")
+            ax.axvline(dates(np.array([p.scored_from]))[0], color="grey", lw=1, ls=":")
     for i, (first, last) in enumerate(runs(p.firing)):
         label = "alert firing" if i == 0 else None
         bottom.axvspan(x[first], x[last], color="tab:red", alpha=0.15, label=label)

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 from daemon.model_file import FORMAT_VERSION, METADATA_KEY
-from train.model import Forecaster, ModelShape, ScoreParams, stream_scores
+from train.model import DAY_S, Forecaster, ModelShape, ScoreParams, stream_scores
 from train.onnx_graph import GraphBuilder
 
 # steps since a stream's last reset; capped so float32 keeps counting exactly
@@ -94,8 +94,17 @@ def _cell(
     return h_new, c_new
 
 
+def _clock(g: GraphBuilder) -> str:
+    """Time of day from ``ts[B]`` (epoch seconds, float64) as ``[B, 2]`` (sine, cosine); see clock_inputs."""
+    day = g.op("Mod", "ts", g.const(DAY_S, "day", np.float64), fmod=1)
+    phase = g.op("Mul", g.op("Cast", day, to=onnx.TensorProto.FLOAT), g.const(np.float32(2 * np.pi / DAY_S)))
+    column = g.op("Unsqueeze", phase, g.const([1], "ax", np.int64))
+    return g.op("Concat", g.op("Sin", column), g.op("Cos", column), axis=1)
+
+
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
-    """The step graph: ``x[B, F]``, ``state[B, S]`` -> ``score[B]``, ``contrib[B, F]``, ``next_state``."""
+    """The step graph: ``x[B, F]``, ``state[B, S]`` (and ``ts[B]`` with clock inputs) -> ``score[B]``,
+    ``contrib[B, F]``, ``next_state`` (and ``congestion[B, Q]`` with a congestion head)."""
     shape = model.shape
     layout = StateLayout(shape.hidden, shape.layers, shape.state_tensors, shape.features)
     g = GraphBuilder()
@@ -125,7 +134,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     g.op("Squeeze", new_level, g.const([1], "ax", np.int64), out="score")
 
     size = shape.layers * shape.hidden
-    hs, cs, layer_in = [], [], z
+    hs, cs, layer_in = [], [], (g.op("Concat", z, _clock(g), axis=1) if shape.clock else z)
     for layer in range(shape.layers):
         h = g.columns("state", layer * shape.hidden, (layer + 1) * shape.hidden)
         c = (
@@ -142,6 +151,26 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     pred = g.op("Add", z, g.matmul_add(layer_in, head_w, model.head.bias.detach().numpy().astype(np.float32)))
     new_steps = g.op("Min", g.op("Add", steps, g.const([1.0])), g.const([_STEPS_CAP]))
     g.op("Concat", *hs, *cs, new_base, pred, new_level, new_steps, axis=1, out="next_state")
+    outputs: list[tuple[str, list[str | int]]] = [
+        ("score", ["batch"]),
+        ("contrib", ["batch", shape.features]),
+        ("next_state", ["batch", layout.width]),
+    ]
+    if model.congestion is not None:
+        # Back to raw units: forecast (normalised, offset by the stream's baseline) * std + mean.
+        load = shape.load
+        ahead = g.op(
+            "Add",
+            g.op("Add", g.columns(z, load, load + 1), g.columns(new_base, load, load + 1)),
+            g.matmul_add(
+                layer_in,
+                model.congestion.weight.detach().numpy().T.astype(np.float32),
+                model.congestion.bias.detach().numpy().astype(np.float32),
+            ),
+        )
+        scale = g.op("Mul", ahead, g.const([params.std[load]]))
+        g.op("Add", scale, g.const([params.mean[load]]), out="congestion")
+        outputs.append(("congestion", ["batch", len(shape.quantiles)]))
 
     meta = {
         **metadata,
@@ -150,36 +179,66 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         "state_width": layout.width,
         "state_layout": layout.describe(),
     }
+    inputs: list[tuple[str, list[str | int]]] = [
+        ("x", ["batch", shape.features]),
+        ("state", ["batch", layout.width]),
+    ]
+    if shape.clock:
+        inputs.append(("ts", ["batch"]))
     return g.model(
-        [("x", shape.features), ("state", layout.width)],
-        [
-            ("score", ["batch"]),
-            ("contrib", ["batch", shape.features]),
-            ("next_state", ["batch", layout.width]),
-        ],
-        {METADATA_KEY: json.dumps(meta, sort_keys=True)},
+        inputs, outputs, {METADATA_KEY: json.dumps(meta, sort_keys=True)}, doubles=frozenset({"ts"})
     )
 
 
-def step_through(proto: onnx.ModelProto, x: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Stepped:
+    """What the step model produced for each reading of one series."""
+
+    score: npt.NDArray[np.float32]  # [T]
+    contrib: npt.NDArray[np.float32]  # [T, F]
+    congestion: npt.NDArray[np.float32]  # [T, Q]; Q = 0 without a congestion head
+
+
+def step_through(
+    proto: onnx.ModelProto, x: npt.NDArray[np.float32], ts: npt.NDArray[np.float64] | None = None
+) -> Stepped:
     """Runs the step model over one series ``x[T, F]`` a reading at a time, as the daemon would."""
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     width = proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+    clock = any(i.name == "ts" for i in proto.graph.input)
+    times = np.zeros(len(x)) if ts is None else ts
+    names = [o.name for o in proto.graph.output]
     state = np.zeros((1, width), dtype=np.float32)
-    scores, contribs = np.empty(len(x), dtype=np.float32), np.empty(x.shape, dtype=np.float32)
+    rows: list[list[np.ndarray]] = []
     for t in range(len(x)):
-        score, contrib, state = session.run(None, {"x": x[t : t + 1], "state": state})
-        scores[t], contribs[t] = score[0], contrib[0]
-    return scores, contribs
+        feed = {"x": x[t : t + 1], "state": state}
+        if clock:
+            feed["ts"] = times[t : t + 1]
+        out = dict(zip(names, session.run(names, feed), strict=True))
+        state = out["next_state"]
+        rows.append([out["score"][0], out["contrib"][0], out.get("congestion", np.zeros((1, 0)))[0]])
+    score, contrib, congestion = (np.asarray([r[i] for r in rows], dtype=np.float32) for i in range(3))
+    return Stepped(score, contrib.reshape(x.shape), congestion.reshape(len(x), -1))
 
 
 def parity(
-    model: Forecaster, params: ScoreParams, proto: onnx.ModelProto, x: npt.NDArray[np.float32]
+    model: Forecaster,
+    params: ScoreParams,
+    proto: onnx.ModelProto,
+    x: npt.NDArray[np.float32],
+    ts: npt.NDArray[np.float64] | None = None,
 ) -> float:
-    """Max abs difference between the PyTorch full-sequence scores and the ONNX step model's."""
-    ref_score, ref_contrib = stream_scores(model, torch.from_numpy(x), params)
-    score, contrib = step_through(proto, x)
-    return float(max(np.abs(ref_score.numpy() - score).max(), np.abs(ref_contrib.numpy() - contrib).max()))
+    """Max abs difference between the PyTorch full-sequence outputs and the ONNX step model's.
+
+    The congestion forecast is compared in the load channel's normalised units, like the score.
+    """
+    ref = stream_scores(model, torch.from_numpy(x), params, ts)
+    got = step_through(proto, x, ts)
+    gaps = [np.abs(ref.score.numpy() - got.score).max(), np.abs(ref.contrib.numpy() - got.contrib).max()]
+    if got.congestion.size:
+        load_std = params.std[model.shape.load]
+        gaps.append(np.abs(ref.congestion.numpy() - got.congestion).max() / load_std)
+    return float(max(gaps))
 
 
 def save(proto: onnx.ModelProto, path: Path) -> None:
@@ -189,14 +248,24 @@ def save(proto: onnx.ModelProto, path: Path) -> None:
 
 
 def untrained_model(
-    path: Path, channels: tuple[str, ...], hidden: int = 8, seed: int = 0, version: str = "1"
+    path: Path,
+    channels: tuple[str, ...],
+    hidden: int = 8,
+    seed: int = 0,
+    version: str = "1",
+    congestion_limit: float | None = None,
 ) -> Path:
-    """A step model with random weights and a fixed threshold: for engine tests and benchmarks."""
+    """A step model with random weights and a fixed threshold: for engine tests and benchmarks.
+
+    With ``congestion_limit`` it has a congestion head on the first channel whose quantiles (0.5, 0.9)
+    forecast the current reading and the reading plus 5: alerts that are easy to predict.
+    """
     torch.manual_seed(seed)
-    model = Forecaster(ModelShape(features=len(channels), hidden=hidden)).eval()
+    quantiles = (0.5, 0.9) if congestion_limit is not None else ()
+    model = Forecaster(ModelShape(features=len(channels), hidden=hidden, quantiles=quantiles)).eval()
     n = len(channels)
     params = ScoreParams(mean=(70.0,) * n, std=(5.0,) * n, resid_std=(0.2,) * n)
-    meta = {
+    meta: dict[str, Any] = {
         "name": "m",
         "version": version,
         "features": list(channels),
@@ -205,5 +274,17 @@ def untrained_model(
         "layers": 1,
         "thresholds": {"fault": {"threshold": 3.0}},
     }
+    if model.congestion is not None:
+        with torch.no_grad():
+            model.congestion.weight.zero_()
+            model.congestion.bias.copy_(torch.tensor([0.0, 5.0 / params.std[0]]))
+        meta["congestion"] = {
+            "channel": channels[0],
+            "horizon_steps": 6,
+            "step_s": 300.0,
+            "quantiles": list(quantiles),
+            "warn_quantile": 0,
+            "limit": congestion_limit,
+        }
     save(build_step_model(model, params, meta), path)
     return path

@@ -30,6 +30,16 @@ class FitConfig:
     weight_decay: float = 1e-4
     clip: float = 1.0
     seed: int = 7
+    congestion_weight: float = 1.0  # of the congestion head's quantile loss beside the forecast's MSE
+
+
+@dataclass(frozen=True)
+class Heads:
+    """What the model has beside the next-step forecast: clock inputs, a congestion head."""
+
+    clock: bool = False
+    quantiles: tuple[float, ...] = ()
+    load: int = 0
 
 
 @dataclass
@@ -60,26 +70,53 @@ def _stack(parts: list[npt.NDArray[np.float32]], count: int, window: int) -> tor
     return torch.from_numpy(np.stack(slices))
 
 
+def pinball(
+    ahead: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, levels: torch.Tensor
+) -> torch.Tensor:
+    """Mean quantile (pinball) loss of ``ahead[..., Q]`` over the rows where ``mask`` is 1.
+
+    >>> one = torch.tensor([1.0])
+    >>> round(float(pinball(torch.tensor([[0.0]]), 2 * one, one, torch.tensor([0.9]))), 6)  # under by 2
+    1.8
+    """
+    err = target.unsqueeze(-1) - ahead
+    loss = torch.maximum(levels * err, (levels - 1) * err).mean(dim=-1)
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 def _epoch(
-    model: Forecaster, data: torch.Tensor, window: int, optim: torch.optim.Optimizer | None, clip: float
+    model: Forecaster,
+    data: torch.Tensor,
+    config: FitConfig,
+    optim: torch.optim.Optimizer | None,
 ) -> float:
-    """One pass over ``data[S, T, F]`` in windows, carrying (detached) state from window to window."""
+    """One pass over ``data[S, T, C]`` in windows, carrying (detached) state from window to window.
+
+    Columns: the model's inputs, then (with a congestion head) its target and the target's mask.
+    """
+    shape = model.shape
+    levels = torch.tensor(shape.quantiles)
     state: tuple[torch.Tensor, ...] | None = None
     total, count = 0.0, 0
-    loss_fn = nn.MSELoss(reduction="sum")
-    for start in range(0, data.shape[1] - 1, window):
-        chunk = data[:, start : start + window + 1]
+    for start in range(0, data.shape[1] - 1, config.window):
+        chunk = data[:, start : start + config.window + 1]
         if chunk.shape[1] < 2:
             break
-        pred, state = model(chunk[:, :-1], state)
-        loss = loss_fn(pred, chunk[:, 1:])
+        pred, ahead, state = model(chunk[:, :-1, : shape.inputs], state)
+        sq_sum = nn.functional.mse_loss(pred, chunk[:, 1:, : shape.features], reduction="sum")
+        loss = sq_sum / pred.numel()
+        extra = torch.zeros(())
+        if shape.quantiles:
+            target, mask = chunk[:, :-1, shape.inputs], chunk[:, :-1, shape.inputs + 1]
+            extra = config.congestion_weight * pinball(ahead, target, mask, levels)
+            loss = loss + extra
         if optim is not None:
             optim.zero_grad()
-            (loss / pred.numel()).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip)
             optim.step()
         state = tuple(s.detach() for s in state)
-        total += float(loss.detach())
+        total += float(sq_sum.detach()) + float(extra.detach()) * pred.numel()
         count += pred.numel()
     return total / max(count, 1)
 
@@ -87,16 +124,23 @@ def _epoch(
 Parts = npt.NDArray[np.float32] | list[npt.NDArray[np.float32]]
 
 
-def fit(train_z: Parts, val_z: Parts, config: FitConfig, progress: bool = True) -> FitResult:
+def fit(
+    train_z: Parts, val_z: Parts, config: FitConfig, progress: bool = True, heads: Heads | None = None
+) -> FitResult:
     """Trains on normalised series ``[T, F]`` (one, or several parts); keeps the best validation epoch.
 
-    Validation parts are each run from a cold state, as a stream starts in the daemon.
+    With ``heads``, parts carry extra columns after the readings (see ``_epoch``). Validation parts
+    are each run from a cold state, as a stream starts in the daemon.
     """
     train_parts = train_z if isinstance(train_z, list) else [train_z]
     val_parts = val_z if isinstance(val_z, list) else [val_z]
     seed_everything(config.seed)
-    features = train_parts[0].shape[1]
-    shape = ModelShape(features, config.hidden, config.layers, config.cell, config.dropout)  # type: ignore[arg-type]
+    heads = heads or Heads()
+    features = train_parts[0].shape[1] - (2 if heads.clock else 0) - (2 if heads.quantiles else 0)
+    shape = ModelShape(
+        features, config.hidden, config.layers, config.cell, config.dropout,  # type: ignore[arg-type]
+        heads.clock, heads.quantiles, heads.load,
+    )  # fmt: skip
     model = Forecaster(shape)
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=config.lr_decay)
@@ -108,10 +152,10 @@ def fit(train_z: Parts, val_z: Parts, config: FitConfig, progress: bool = True) 
     bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        train_loss = _epoch(model, train, config.window, optim, config.clip)
+        train_loss = _epoch(model, train, config, optim)
         model.eval()
         with torch.no_grad():
-            losses = [_epoch(model, v, config.window, None, config.clip) for v in vals]
+            losses = [_epoch(model, v, config, None) for v in vals]
             val_loss = float(np.average(losses, weights=val_weights))
         schedule.step()
         result.history.append(

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -20,10 +22,17 @@ class ModelShape:
     layers: int = 1
     cell: Cell = "lstm"
     dropout: float = 0.0
+    clock: bool = False  # two time-of-day inputs (sine, cosine) beside the readings
+    quantiles: tuple[float, ...] = ()  # the congestion head's quantile levels; empty: no head
+    load: int = 0  # the channel the congestion head forecasts
 
     @property
     def state_tensors(self) -> int:
         return 2 if self.cell == "lstm" else 1
+
+    @property
+    def inputs(self) -> int:
+        return self.features + (2 if self.clock else 0)
 
 
 def init_recurrent(core: nn.RNNBase, cell: str, hidden: int) -> None:
@@ -47,7 +56,7 @@ class Forecaster(nn.Module):
         super().__init__()
         self.shape = shape
         self.core: nn.RNNBase = CORES[shape.cell](
-            input_size=shape.features,
+            input_size=shape.inputs,
             hidden_size=shape.hidden,
             num_layers=shape.layers,
             batch_first=True,
@@ -55,24 +64,35 @@ class Forecaster(nn.Module):
         )
         self.drop = nn.Dropout(shape.dropout)
         self.head = nn.Linear(shape.hidden, shape.features)
+        self.congestion = nn.Linear(shape.hidden, len(shape.quantiles)) if shape.quantiles else None
         self._init_weights()
 
     def _init_weights(self) -> None:
         init_recurrent(self.core, self.shape.cell, self.shape.hidden)
-        nn.init.xavier_uniform_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        for head in (self.head, self.congestion):
+            if head is not None:
+                nn.init.xavier_uniform_(head.weight)
+                nn.init.zeros_(head.bias)
 
     def forward(
-        self, z: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """``z[B, T, F]`` normalised readings -> predictions of ``z[:, t + 1]`` and the final state."""
+        self, inputs: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``inputs[B, T, I]`` (normalised readings, then clock inputs) -> forecasts and the final state.
+
+        The forecasts are ``z[:, t + 1]`` for every channel and, with a congestion head, the quantiles of
+        the load channel ``horizon`` steps ahead (``[B, T, Q]``, normalised; ``[B, T, 0]`` without one).
+        """
         if self.shape.cell == "lstm":
-            out, (h, c) = self.core(z, None if state is None else (state[0], state[1]))
+            out, (h, c) = self.core(inputs, None if state is None else (state[0], state[1]))
             new_state: tuple[torch.Tensor, ...] = (h, c)
         else:
-            out, h = self.core(z, None if state is None else state[0])
+            out, h = self.core(inputs, None if state is None else state[0])
             new_state = (h,)
-        return z + self.head(self.drop(out)), new_state
+        out = self.drop(out)
+        z = inputs[..., : self.shape.features]
+        load = z[..., self.shape.load : self.shape.load + 1]
+        ahead = load + self.congestion(out) if self.congestion is not None else load[..., :0]
+        return z + self.head(out), ahead, new_state
 
 
 @dataclass(frozen=True)
@@ -106,23 +126,51 @@ def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
     return torch.cat([running, running[-1:].expand(len(z) - len(head), -1)])
 
 
+DAY_S = 86400.0
+
+
+def clock_inputs(ts: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """Time of day as ``[T, 2]`` (sine, cosine), in float32 arithmetic exactly as the step graph does it.
+
+    >>> clock_inputs(np.array([0.0, 21600.0])).round(6).tolist()
+    [[0.0, 1.0], [1.0, -0.0]]
+    """
+    phase = np.fmod(ts, DAY_S).astype(np.float32) * np.float32(2 * np.pi / DAY_S)
+    return np.stack([np.sin(phase), np.cos(phase)], axis=1)
+
+
+def model_inputs(shape: ModelShape, z: torch.Tensor, ts: npt.NDArray[np.float64]) -> torch.Tensor:
+    """The core's inputs for normalised readings ``z[T, F]`` taken at ``ts[T]``."""
+    return torch.cat([z, torch.from_numpy(clock_inputs(ts))], dim=1) if shape.clock else z
+
+
+@dataclass(frozen=True)
+class StreamOutputs:
+    score: torch.Tensor  # [T]
+    contrib: torch.Tensor  # [T, F]
+    congestion: torch.Tensor  # [T, Q] the load channel's quantiles ``horizon`` steps ahead, raw units
+
+
 def stream_scores(
-    model: Forecaster, x: torch.Tensor, params: ScoreParams
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score and channel shares for a raw series ``x[T, F]``, step by step as the daemon sees it.
+    model: Forecaster, x: torch.Tensor, params: ScoreParams, ts: npt.NDArray[np.float64] | None = None
+) -> StreamOutputs:
+    """Score, channel shares and congestion forecast for a raw series ``x[T, F]``, as the daemon sees it.
 
     The reference the exported ONNX step model must reproduce: readings are normalised and offset by
     the stream's baseline; the error of reading t is measured against the prediction made at t - 1,
     scaled by the validation residual spread, and smoothed with an exponential moving average; readings
-    before ``params.first_scored`` score 0.
+    before ``params.first_scored`` score 0. ``ts`` is needed when the model has clock inputs.
     """
-    z = (x - torch.tensor(params.mean)) / torch.tensor(params.std)
-    z = (z - baseline_offsets(z, params.baseline)).unsqueeze(0)
+    mean, std = torch.tensor(params.mean), torch.tensor(params.std)
+    z_raw = (x - mean) / std
+    offsets = baseline_offsets(z_raw, params.baseline)
+    z = z_raw - offsets
+    times = np.zeros(len(x)) if ts is None else ts
     with torch.no_grad():
-        pred, _ = model(z)
+        pred, ahead, _ = model(model_inputs(model.shape, z, times).unsqueeze(0))
     first = params.first_scored
-    err = torch.zeros_like(z[0])
-    err[first:] = (z[0, first:] - pred[0, first - 1 : -1]) / torch.tensor(params.resid_std)
+    err = torch.zeros_like(z)
+    err[first:] = (z[first:] - pred[0, first - 1 : -1]) / torch.tensor(params.resid_std)
     sq = err * err
     inst = torch.sqrt(sq.mean(dim=1))
     contrib = sq / (sq.sum(dim=1, keepdim=True) + 1e-12)
@@ -131,4 +179,6 @@ def stream_scores(
     for t in range(first, len(inst)):
         level = params.smoothing * inst[t] + (1 - params.smoothing) * level
         score[t] = level
-    return score, contrib
+    load = model.shape.load
+    congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
+    return StreamOutputs(score, contrib, congestion)

@@ -48,15 +48,21 @@ class GraphBuilder:
 
     def model(
         self,
-        inputs: list[tuple[str, int]],
+        inputs: list[tuple[str, list[str | int]]],
         outputs: list[tuple[str, list[str | int]]],
         metadata: dict[str, str],
+        doubles: frozenset[str] = frozenset(),
     ) -> onnx.ModelProto:
-        """``inputs``: (name, width) of [batch, width] float tensors; ``outputs``: (name, shape)."""
+        """Tensors are (name, shape), float32 except the inputs named in ``doubles`` (float64)."""
         graph = helper.make_graph(
             self.nodes,
             "faultcast_step",
-            [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", w]) for n, w in inputs],
+            [
+                helper.make_tensor_value_info(
+                    n, TensorProto.DOUBLE if n in doubles else TensorProto.FLOAT, shape
+                )
+                for n, shape in inputs
+            ],
             [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in outputs],
             self.initializers,
         )

@@ -15,9 +15,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from train.calibrate import dynamic_threshold
+from train.congestion import CongestionSpec, ahead_target, calibrate
 from train.export import build_step_model, parity, save
-from train.fit import FitConfig, fit
-from train.model import ScoreParams, baseline_offsets, stream_scores
+from train.fit import FitConfig, Heads, fit
+from train.model import ScoreParams, baseline_offsets, clock_inputs, model_inputs, stream_scores
 from train.series import Series
 
 PARITY_TOLERANCE = 1e-4
@@ -35,6 +36,8 @@ class TrainSpec:
     # its highest score even when the dynamic threshold would cut lower.
     headroom: float = 1.5
     parity_steps: int = 2000
+    clock: bool = False  # time of day as an input: for loads that follow a daily rhythm
+    congestion: CongestionSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -97,18 +100,26 @@ def train_streams(
     stacked = np.concatenate([s.values for s in train])
     mean = stacked.mean(axis=0)
     std = np.maximum(stacked.std(axis=0), 1e-6)
+    channels = train[0].channels
+    heads = Heads(
+        clock=spec.clock,
+        quantiles=spec.congestion.quantiles if spec.congestion else (),
+        load=channels.index(spec.congestion.channel) if spec.congestion else 0,
+    )
     val_z = [_prepare(seg.series.values, mean, std, spec.baseline) for seg in val]
     result = fit(
-        [_prepare(s.values, mean, std, spec.baseline) for s in train],
-        [z[seg.score_from :] for z, seg in zip(val_z, val, strict=True)],
+        [_columns(s, _prepare(s.values, mean, std, spec.baseline), spec, heads) for s in train],
+        [_columns(seg.series, z, spec, heads)[seg.score_from :] for z, seg in zip(val_z, val, strict=True)],
         config,
         progress=progress,
+        heads=heads,
     )
     first = max(spec.baseline, 1)
     errors = []
     for z, seg in zip(val_z, val, strict=True):
+        inputs = model_inputs(result.model.shape, torch.from_numpy(z), seg.series.ts)
         with torch.no_grad():
-            pred, _ = result.model(torch.from_numpy(z).unsqueeze(0))
+            pred, _, _ = result.model(inputs.unsqueeze(0))
         start = max(seg.score_from, first)
         errors.append(z[start:] - pred[0, start - 1 : -1].numpy())
     resid_std = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
@@ -119,16 +130,32 @@ def train_streams(
         spec.smoothing,
         spec.baseline,
     )
+    val_out = [
+        stream_scores(result.model, torch.from_numpy(seg.series.values), params, seg.series.ts) for seg in val
+    ]
     val_scores = np.concatenate(
-        [
-            stream_scores(result.model, torch.from_numpy(seg.series.values), params)[0][
-                max(seg.score_from, first) :
-            ].numpy()
-            for seg in val
-        ]
+        [out.score[max(seg.score_from, first) :].numpy() for out, seg in zip(val_out, val, strict=True)]
     )
     threshold = max(dynamic_threshold(val_scores), spec.headroom * float(val_scores.max()))
 
+    thresholds: dict[str, dict[str, Any]] = {
+        "fault": {
+            "threshold": threshold,
+            "method": "dynamic (Hundman et al. 2018)",
+            "headroom": spec.headroom,
+        }
+    }
+    congestion: dict[str, Any] | None = None
+    if spec.congestion is not None:
+        forecasts = [
+            (seg.series, seg.score_from, out.congestion.numpy())
+            for seg, out in zip(val, val_out, strict=True)
+        ]
+        congestion = calibrate(spec.congestion, stacked[:, heads.load], forecasts)
+        thresholds["congestion"] = {
+            "threshold": congestion["limit"],
+            "method": f"percentile {spec.congestion.limit_percentile:g} of the training part",
+        }
     shape = result.model.shape
     fitted = sum(len(s) for s in train)
     metadata = {
@@ -138,15 +165,10 @@ def train_streams(
         "cell": shape.cell,
         "hidden": shape.hidden,
         "layers": shape.layers,
-        "horizon": None,
+        "horizon": spec.congestion.horizon if spec.congestion else None,
+        "clock": spec.clock,
         "baseline_readings": spec.baseline,
-        "thresholds": {
-            "fault": {
-                "threshold": threshold,
-                "method": "dynamic (Hundman et al. 2018)",
-                "headroom": spec.headroom,
-            }
-        },
+        "thresholds": thresholds,
         "score": dataclasses.asdict(params),
         "training": {
             "series": [s.name for s in train],
@@ -157,12 +179,25 @@ def train_streams(
             "fit": dataclasses.asdict(config),
         },
     }
+    if congestion is not None:
+        metadata["congestion"] = congestion
     proto = build_step_model(result.model, params, metadata)
-    gap = parity(result.model, params, proto, held_out.values)
+    gap = parity(result.model, params, proto, held_out.values, held_out.ts)
     if gap > PARITY_TOLERANCE:
         raise RuntimeError(f"export parity failed: ONNX step model differs from PyTorch by {gap:.2e}")
     save(proto, out)
     return TrainReport(out, threshold, gap, result.best_epoch, result.history, metadata)
+
+
+def _columns(series: Series, z: np.ndarray, spec: TrainSpec, heads: Heads) -> np.ndarray:
+    """The columns ``fit`` trains on: normalised readings, clock inputs, congestion target and mask."""
+    columns = [z]
+    if heads.clock:
+        columns.append(clock_inputs(series.ts))
+    if spec.congestion is not None:
+        target, mask = ahead_target(series.ts, z[:, heads.load], spec.congestion)
+        columns += [target[:, None], mask[:, None].astype(np.float32)]
+    return np.concatenate(columns, axis=1).astype(np.float32)
 
 
 def _fingerprint(parts: list[Series]) -> str:

@@ -32,7 +32,7 @@ def _record(stream: str, ts: float, value: object, offset: int) -> RawRecord:
 
 def _alone(model: Path, values: np.ndarray) -> np.ndarray:
     """Steps one stream through the bare ONNX model, state carried by hand."""
-    scores, _ = step_through(onnx.load(str(model)), values.astype(np.float32)[:, None])
+    scores = step_through(onnx.load(str(model)), values.astype(np.float32)[:, None]).score
     return scores
 
 

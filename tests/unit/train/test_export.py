@@ -20,25 +20,51 @@ from train.series import load_nab_csv
 
 
 @pytest.mark.parametrize(
-    ("cell", "layers", "baseline"),
-    [("lstm", 1, 0), ("lstm", 2, 0), ("gru", 2, 0), ("rnn", 1, 0), ("lstm", 1, 400)],
+    ("cell", "layers", "baseline", "heads"),
+    [
+        ("lstm", 1, 0, False),
+        ("lstm", 2, 0, False),
+        ("gru", 2, 0, False),
+        ("rnn", 1, 0, False),
+        ("lstm", 1, 400, False),
+        ("lstm", 1, 400, True),
+        ("gru", 2, 0, True),
+    ],
 )
 def test_step_model_reproduces_the_full_sequence_over_2000_steps(
-    cell: str, layers: int, baseline: int
+    cell: str, layers: int, baseline: int, heads: bool
 ) -> None:
     torch.manual_seed(0)
-    model = Forecaster(ModelShape(features=3, hidden=16, layers=layers, cell=cell))  # type: ignore[arg-type]
-    model.eval()
+    quantiles = (0.5, 0.9) if heads else ()
+    shape = ModelShape(3, 16, layers, cell, clock=heads, quantiles=quantiles, load=1)  # type: ignore[arg-type]
+    model = Forecaster(shape).eval()
     params = ScoreParams(
         mean=(1.0, -2.0, 0.5), std=(2.0, 1.0, 0.25), resid_std=(0.3, 0.2, 0.5), baseline=baseline
     )
     rng = np.random.default_rng(1)
     x = (np.cumsum(rng.normal(0, 0.3, (2000, 3)), axis=0) + np.array([1.0, -2.0, 0.5])).astype(np.float32)
+    ts = 1.7e9 + 300.0 * np.arange(2000) + rng.uniform(0, 30, 2000)
     proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b", "c"]})
     onnx.checker.check_model(proto, full_check=True)
-    assert parity(model, params, proto, x) <= PARITY_TOLERANCE
-    scores, _ = step_through(proto, x)
+    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
+    stepped = step_through(proto, x, ts)
+    scores = stepped.score
     assert np.all(scores[: params.first_scored] == 0) and np.all(scores[params.first_scored :] > 0)
+    assert stepped.congestion.shape == (2000, len(quantiles))
+    inputs = [i.name for i in proto.graph.input]
+    assert inputs == (["x", "state", "ts"] if heads else ["x", "state"])
+
+
+def test_clock_inputs_change_what_the_step_model_says() -> None:
+    """The time of day reaches the forecast: the same readings at other hours forecast otherwise."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(1, 8, clock=True, quantiles=(0.5,))).eval()
+    params = ScoreParams(mean=(10.0,), std=(2.0,), resid_std=(0.5,))
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["occ"]})
+    x = np.full((50, 1), 10.0, dtype=np.float32)
+    night = step_through(proto, x, 1.7e9 + 60.0 * np.arange(50)).congestion
+    noon = step_through(proto, x, 1.7e9 + 43200 + 60.0 * np.arange(50)).congestion
+    assert np.abs(night - noon).max() > 1e-3
 
 
 def test_trained_model_carries_its_contract_and_passed_parity(machine_model: TrainReport) -> None:

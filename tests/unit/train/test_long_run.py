@@ -39,7 +39,7 @@ def test_score_distribution_and_false_alarms_stay_put_over_100_windows(tmp_path:
     )
     proto = onnx.load(str(report.model_path))
     # One uninterrupted stream over fresh normal data, as the daemon would run it.
-    scores, _ = step_through(proto, values[fit_rows:][:, None])
+    scores = step_through(proto, values[fit_rows:][:, None]).score
     tenth = STEPS // 10
     first, last = scores[1:tenth], scores[-tenth:]
     medians = np.median(first), np.median(last)

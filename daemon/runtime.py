@@ -1,0 +1,116 @@
+"""One model's engine and the per-stream bookkeeping around it: alert states, carried values, sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.alerts import AlertPolicy, KindAlerts, Observation
+from daemon.config import AlertKindConfig, Config
+from daemon.engine import Engine, Reloaded, WaveResult
+from daemon.messages import alert_message, congestion_detail
+from daemon.records import Reading
+
+
+def policy_for(kind: str, config: AlertKindConfig, model_threshold: float | None) -> AlertPolicy:
+    threshold = config.threshold if config.threshold is not None else model_threshold
+    if threshold is None:
+        raise ValueError(
+            f"no {kind} threshold: set alerting.{kind}.threshold or use a model that carries one"
+        )
+    return AlertPolicy(
+        kind=kind,
+        threshold=threshold,
+        resolve_threshold=threshold * config.resolve_ratio,
+        fire_after=config.fire_after,
+        resolve_after=config.resolve_after,
+        cooldown_s=config.cooldown_s,
+        severities=tuple(sorted(config.severities.items(), key=lambda kv: kv[1])),
+    )
+
+
+class ModelRuntime:
+    """One model's engine plus the per-stream bookkeeping around it."""
+
+    def __init__(self, name: str, engine: Engine, config: Config) -> None:
+        self.name = name
+        self.engine = engine
+        self.config = config
+        self.kinds = self._alert_kinds()
+        self.last_values: dict[str, tuple[np.ndarray, int]] = {}  # for carrying missing channels
+        self.since_score: dict[str, int] = {}
+
+    def _alert_kinds(self) -> dict[str, KindAlerts]:
+        """Fault alerts always; congestion alerts when the model has a congestion head."""
+        info, alerting = self.engine.info, self.config.alerting
+        kinds = {"fault": KindAlerts(policy_for("fault", alerting.fault, info.thresholds.get("fault")))}
+        if info.congestion is not None:
+            policy = policy_for("congestion", alerting.congestion, info.congestion.limit)
+            kinds["congestion"] = KindAlerts(policy)
+        return kinds
+
+    def reload(self, path: Path) -> Reloaded | None:
+        """Takes the model at ``path``; None if it did not change.
+
+        Alert states carry over for the kinds the new model still has; their policies take its thresholds.
+        """
+        reloaded = self.engine.reload(path)
+        if reloaded is not None:
+            kinds = self._alert_kinds()
+            for kind, alerts in kinds.items():
+                if kind in self.kinds:
+                    alerts.states = self.kinds[kind].states
+            self.kinds = kinds
+            if not reloaded.kept_state:
+                self.last_values.clear()
+        return reloaded
+
+    def last_ts(self, stream: str) -> float | None:
+        slot = self.engine.table.slots.get(stream)
+        return None if slot is None else float(self.engine.table.slots.last_ts[slot])
+
+    def evict(self, streams: list[str], ts: float, resolve: bool = True) -> list[dict[str, Any]]:
+        """Forgets ``streams``; with ``resolve``, returns the resolved alerts owed for firing ones."""
+        owed = []
+        info = self.engine.info
+        for stream in streams:
+            self.engine.table.evict(stream)
+            for kind, alerts in self.kinds.items():
+                event = alerts.expire(stream, ts)
+                if event is not None and resolve:
+                    no_channels = np.zeros(len(info.features), dtype=np.float32)
+                    top = self._alerting(kind).top_channels
+                    owed.append(alert_message(event, stream, info, no_channels, top))
+            self.last_values.pop(stream, None)
+            self.since_score.pop(stream, None)
+        return owed
+
+    def _alerting(self, kind: str) -> AlertKindConfig:
+        return self.config.alerting.congestion if kind == "congestion" else self.config.alerting.fault
+
+    def observe(
+        self, stream: str, row: int, result: WaveResult, reading: Reading, vector: np.ndarray
+    ) -> list[dict[str, Any]]:
+        """Feeds row ``row`` of a wave to each alert kind; the alert messages it causes."""
+        src = reading.source
+        key = (src.topic, src.partition, src.offset)
+        info, messages = self.engine.info, []
+        event = self.kinds["fault"].observe(stream, Observation(float(result.score[row]), reading.ts, key))
+        if event is not None:
+            top = self.config.alerting.fault.top_channels
+            messages.append(alert_message(event, stream, info, result.contrib[row], top))
+        head, congestion = info.congestion, self.kinds.get("congestion")
+        if head is not None and congestion is not None and result.congestion is not None:
+            forecast = result.congestion[row]
+            obs = Observation(float(forecast[head.warn]), reading.ts, key)
+            event = congestion.observe(stream, obs)
+            if event is not None:
+                share = np.zeros(len(info.features), dtype=np.float32)
+                share[head.channel] = 1.0
+                limit = congestion.policy.threshold
+                detail = congestion_detail(head, forecast, float(vector[head.channel]), reading.ts, limit)
+                top = self.config.alerting.congestion.top_channels
+                messages.append(alert_message(event, stream, info, share, top, detail))
+        return messages

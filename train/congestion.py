@@ -1,0 +1,90 @@
+"""The congestion head: its training target, and the limit it is calibrated against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from train.series import Series
+
+
+@dataclass(frozen=True)
+class CongestionSpec:
+    """The congestion head: quantiles of one load channel ``horizon`` steps of ``step_s`` ahead."""
+
+    channel: str
+    horizon: int = 6
+    step_s: float = 300.0
+    quantiles: tuple[float, ...] = (0.5, 0.9)
+    # The quantile whose forecast is held against the limit. The median warns when the load is more
+    # likely over the limit than under it; picking a level by validation F1 instead was tried and was
+    # noisy (a day of validation holds a few dozen crossings), and upper levels warned 3-6x too often.
+    warn: float = 0.5
+    limit_percentile: float = 90.0  # the limit: this percentile of the training part's load values
+
+    def __post_init__(self) -> None:
+        if self.warn not in self.quantiles:
+            raise ValueError(f"warn quantile {self.warn} is not one of the quantiles {self.quantiles}")
+
+
+def ahead_target(
+    ts: npt.NDArray[np.float64], load: np.ndarray, spec: CongestionSpec
+) -> tuple[np.ndarray, npt.NDArray[np.bool_]]:
+    """``load[t + horizon]`` and where it is defined: only when no reading is missing between.
+
+    >>> ts, load = np.array([0.0, 1, 2, 4]), np.array([1.0, 2, 5, 9])
+    >>> target, mask = ahead_target(ts, load, CongestionSpec("v", horizon=1, step_s=1.0))
+    >>> target.tolist(), mask.tolist()
+    ([2.0, 5.0, 0.0, 0.0], [True, True, False, False])
+    """
+    h = spec.horizon
+    target = np.zeros(len(load), dtype=np.float32)
+    mask = np.zeros(len(load), dtype=bool)
+    if len(load) > h:
+        target[:-h] = load[h:]
+        mask[:-h] = np.isclose(ts[h:] - ts[:-h], h * spec.step_s)
+    target[~mask] = 0.0
+    return target, mask
+
+
+def calibrate(
+    spec: CongestionSpec, train_load: np.ndarray, val: list[tuple[Series, int, np.ndarray]]
+) -> dict[str, Any]:
+    """The congestion metadata: the limit (a percentile of the training load) and how each quantile's
+    warnings scored on validation, for the record.
+
+    ``val`` holds each validation series, the row its scoring starts at, and its forecasts ``[T, Q]``.
+    A warning is a quantile's forecast above the limit; it is right when the load ``horizon`` steps
+    later is above the limit.
+    """
+    limit = float(np.percentile(train_load, spec.limit_percentile))
+    hits = np.zeros(len(spec.quantiles))
+    warned = np.zeros(len(spec.quantiles))
+    crossings = 0
+    for series, score_from, forecast in val:
+        raw = series.values[:, series.channels.index(spec.channel)]
+        _, mask = ahead_target(series.ts, raw, spec)
+        mask[:score_from] = False
+        actual = np.zeros(len(raw), dtype=bool)
+        actual[: len(raw) - spec.horizon] = raw[spec.horizon :] > limit
+        warn = forecast > limit
+        hits += (warn & actual[:, None])[mask].sum(axis=0)
+        warned += warn[mask].sum(axis=0)
+        crossings += int(actual[mask].sum())
+    return {
+        "channel": spec.channel,
+        "horizon_steps": spec.horizon,
+        "step_s": spec.step_s,
+        "quantiles": list(spec.quantiles),
+        "warn_quantile": spec.quantiles.index(spec.warn),
+        "limit": limit,
+        "limit_percentile": spec.limit_percentile,
+        "validation": {
+            "crossings": crossings,
+            "warnings": [int(v) for v in warned],
+            "f1": [round(float(v), 4) for v in 2 * hits / np.maximum(warned + crossings, 1)],
+        },
+    }
