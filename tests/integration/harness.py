@@ -17,9 +17,16 @@ from daemon.service import Service
 
 
 def daemon_config(
-    bootstrap: str, model: Path, streams: tuple[str, ...] = ("*",), scores: bool = False
+    bootstrap: str,
+    model: Path,
+    streams: tuple[str, ...] = ("*",),
+    scores: bool = False,
+    more_models: tuple[tuple[str, Path, tuple[str, ...]], ...] = (),
 ) -> Config:
-    """Unique topics and group per call, metrics on a free port; ``scores`` adds a scores topic."""
+    """Unique topics and group per call, metrics on a free port; ``scores`` adds a scores topic.
+
+    ``model`` is named machine-temperature; ``more_models`` adds (name, path, stream patterns).
+    """
     run = uuid.uuid4().hex[:10]
     names = (
         ("readings", "alerts", "dead_letter", "scores") if scores else ("readings", "alerts", "dead_letter")
@@ -27,7 +34,10 @@ def daemon_config(
     topics = {f"{name}_topic": f"t.{run}.{name}" for name in names}
     data = {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": f"g.{run}", **topics},
-        "models": [{"name": "machine-temperature", "path": str(model), "streams": list(streams)}],
+        "models": [
+            {"name": "machine-temperature", "path": str(model), "streams": list(streams)},
+            *({"name": n, "path": str(p), "streams": list(s)} for n, p, s in more_models),
+        ],
         "metrics": {"port": 0},
     }
     return parse_config(data, Path("."), env={})
