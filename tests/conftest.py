@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import BROKER, MACHINE_TEMPERATURE, OCCUPANCY, free_port
-from train.evaluate_congestion import CongestionOptions, fit_load_model
+from train.evaluate_congestion import CongestionOptions
 from train.fit import FitConfig
-from train.pipeline import TrainReport, TrainSpec, train_series
+from train.pipeline import TrainReport, TrainSpec, train_load_series, train_series
 from train.series import load_nab_csv
 
 
@@ -29,7 +29,8 @@ def traffic_model(tmp_path_factory: pytest.TempPathFactory) -> TrainReport:
     """A congestion model (clock inputs, quantile head) fitted on half a freeway occupancy file."""
     out = tmp_path_factory.mktemp("model") / "traffic.onnx"
     series = load_nab_csv(OCCUPANCY, "occupancy")
-    return fit_load_model(series, CongestionOptions(), out, name="traffic")
+    o = CongestionOptions()
+    return train_load_series(series, o.congestion, o.fit, out, name="traffic")
 
 
 def broker_env(port: int, state: Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from train.backtest import StreamResult, backtest, config_for
 from train.congestion import CongestionSpec, ahead_target
 from train.fit import FitConfig
 from train.model import DAY_S
-from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
+from train.pipeline import TrainReport, train_load_series
 from train.series import Series, load_nab_csv
 
 METHODS = ("faultcast", "persistence", "yesterday")
@@ -144,31 +144,14 @@ def score_warnings(
     return Warnings(tp, fp, fn, len(starts), ahead, lead, float(err[rows].sum()), int(rows.sum()))
 
 
-def fit_load_model(series: Series, o: CongestionOptions, out: Path, name: str | None = None) -> TrainReport:
-    """A model with clock inputs and a congestion head for the one-channel load ``series``, fitted on its
-    training part (the last ``val_fraction`` of which validates), written to ``out``."""
-    n_part = int(len(series) * o.train_fraction)
-    n_fit = int(n_part * (1 - o.val_fraction))
-    spec = TrainSpec(
-        name=name or series.name, fit_fraction=o.train_fraction, clock=True, congestion=o.congestion
-    )
-    return train_streams(
-        [series.head(n_fit)],
-        [Segment(series.head(n_part), n_fit)],
-        series.rows(n_part, None),
-        spec,
-        o.fit,
-        out,
-        progress=False,
-    )
-
-
 def evaluate_stream(series: Series, o: CongestionOptions, out: Path) -> CongestionStream:
     """Fits one model on the series' training part, backtests all of it through the daemon's path."""
     spec = o.congestion
     series = Series(series.name, series.ts, series.values, (spec.channel,))
     n_part = int(len(series) * o.train_fraction)
-    report = fit_load_model(series, o, out / f"{series.name}.onnx")
+    report = train_load_series(
+        series, o.congestion, o.fit, out / f"{series.name}.onnx", o.train_fraction, o.val_fraction
+    )
     config = config_for(report.model_path, congestion=POINTWISE_ALERTING)
     result = backtest(report.model_path, [series], config=config).streams[series.name]
     limit = float(report.metadata["congestion"]["limit"])

@@ -84,6 +84,31 @@ def train_series(
     )
 
 
+def train_load_series(
+    series: Series,
+    congestion: CongestionSpec,
+    config: FitConfig,
+    out: Path,
+    train_fraction: float = 0.5,
+    val_fraction: float = 0.3,
+    name: str | None = None,
+) -> TrainReport:
+    """A model with clock inputs and a congestion head for a one-channel load series, fitted on its
+    first ``train_fraction`` (the last ``val_fraction`` of which validates); parity on the rest."""
+    n_part = int(len(series) * train_fraction)
+    n_fit = int(n_part * (1 - val_fraction))
+    spec = TrainSpec(name=name or series.name, fit_fraction=train_fraction, clock=True, congestion=congestion)
+    return train_streams(
+        [series.head(n_fit)],
+        [Segment(series.head(n_part), n_fit)],
+        series.rows(n_part, None),
+        spec,
+        config,
+        out,
+        progress=False,
+    )
+
+
 def train_streams(
     train: list[Series],
     val: list[Segment],

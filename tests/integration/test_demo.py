@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 def test_demo_prints_alerts_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["models"][0]["path"] = "model.onnx"  # trained by the demo itself, next to this config
+    for model in config["models"]:  # trained by the demo itself, next to this config
+        model["path"] = f"{model['name']}.onnx"
     config["metrics"]["port"] = 0
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
@@ -41,9 +42,13 @@ def test_demo_prints_alerts_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Pa
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     assert "model: training on machine_temperature_system_failure.csv" in out
-    assert (tmp_path / "model.onnx").exists()
+    assert "model: training a congestion model on occupancy_6005.csv" in out
+    assert (tmp_path / "machine-temperature.onnx").exists() and (tmp_path / "traffic-occupancy.onnx").exists()
     assert "metrics: http://127.0.0.1:" in out
-    assert "replay: published 22695 readings" in out
+    assert "replay: published 22695 readings of machine_temperature_system_failure.csv" in out
+    assert "replay: published 2380 readings of occupancy_6005.csv as lane-6005" in out
     firing = [line for line in out.splitlines() if line.startswith("ALERT firing")]
-    assert firing and all("machine-temperature" in line for line in firing)
-    assert "daemon: stopped after 22695 readings" in out
+    assert any(" fault machine-temperature " in line for line in firing)
+    congestion = [line for line in firing if " congestion lane-6005 " in line]
+    assert congestion and all("forecast " in line and " in 30 min" in line for line in congestion)
+    assert "daemon: stopped after 25075 readings" in out
