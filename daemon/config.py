@@ -91,12 +91,21 @@ class StateConfig:
     idle_ttl_s: float = 7 * 24 * 3600.0
     max_gap_s: float | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Checkpoints let a restarted daemon resume its streams warm. None: under systemd (StateDirectory,
+    # $STATE_DIRECTORY) there; elsewhere off. Relative paths are relative to the config file.
+    checkpoint_dir: str | None = None
+    checkpoint_interval_s: float = 60.0
+    # A partition's checkpoint is used only if replaying from it re-reads at most this many records
+    # (a checkpoint from before the partition moved to another instance and back may be far behind).
+    checkpoint_max_replay: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.initial_capacity < 1:
             raise ValueError("initial_capacity must be >= 1")
         if self.idle_ttl_s <= 0:
             raise ValueError("idle_ttl_s must be > 0")
+        if self.checkpoint_interval_s <= 0 or self.checkpoint_max_replay < 0:
+            raise ValueError("checkpoint_interval_s must be > 0 and checkpoint_max_replay >= 0")
 
 
 @dataclass(frozen=True)
@@ -180,9 +189,12 @@ def parse_config(data: Any, base_dir: Path, env: dict[str, str] | None = None) -
     """Validates parsed YAML; model paths become absolute against ``base_dir``; KAFKA_BOOTSTRAP wins."""
     config = build(Config, data)
     models = tuple(replace(m, path=str((base_dir / m.path).resolve())) for m in config.models)
-    bootstrap = (os.environ if env is None else env).get("KAFKA_BOOTSTRAP")
+    environ = os.environ if env is None else env
+    bootstrap = environ.get("KAFKA_BOOTSTRAP")
     kafka = replace(config.kafka, bootstrap_servers=bootstrap) if bootstrap else config.kafka
-    return replace(config, models=models, kafka=kafka)
+    folder = config.state.checkpoint_dir or environ.get("STATE_DIRECTORY")
+    state = replace(config.state, checkpoint_dir=str((base_dir / folder).resolve()) if folder else None)
+    return replace(config, models=models, kafka=kafka, state=state)
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> Config:

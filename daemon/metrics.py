@@ -81,6 +81,12 @@ class Metrics:
         self.commits = Counter(
             "faultcast_offset_commits", "Offset commits after alerts were acknowledged", registry=r
         )
+        self.checkpoints = Counter(
+            "faultcast_checkpoints_written", "State checkpoints written after a commit", registry=r
+        )
+        self.restored = Counter(
+            "faultcast_streams_restored", "Streams resumed from a checkpoint on assignment", registry=r
+        )
         self.ready = Gauge("faultcast_ready", "1 when models are loaded and partitions assigned", registry=r)
         self.last_wave = Gauge(
             "faultcast_last_loop_timestamp_seconds", "When the processing loop last turned", registry=r

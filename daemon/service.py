@@ -14,12 +14,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
+from daemon.checkpoint import Checkpoints, restore, take
 from daemon.config import Config
 from daemon.errors import BrokerError
-from daemon.kafka_io import HandOffListener, Rebalance, dead_letter_headers, encode_json, to_raw
-from daemon.messages import score_message
+from daemon.kafka_io import HandOffListener, Rebalance, to_raw
 from daemon.metrics import Metrics
 from daemon.processor import Outcome, Processor, RawRecord
+from daemon.publisher import publish
 from daemon.reloader import ModelReloader
 from daemon.systemd import Notifier
 
@@ -58,6 +59,9 @@ class Service:
         self.http_server: ThreadingHTTPServer | None = None
         self._announced_ready = False
         self._publish_model_info()
+        self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
+        self.checkpoints = Checkpoints(config)
+        self._checkpointed: dict[int, int] = {}
 
     def _publish_model_info(self) -> None:
         for name, runtime in self.processor.runtimes.items():
@@ -93,8 +97,14 @@ class Service:
                 self.reloader.check()
                 # Until partitions are assigned the poll drives the group join: give it room to finish.
                 polled = self.consumer.poll(timeout_ms=timeout_ms if self.ready else max(timeout_ms, 2000))
-                self._apply_rebalances()
-                records = [to_raw(m) for messages in polled.values() for m in messages]
+                rewound = self._apply_rebalances()
+                # A partition just rewound to its checkpoint is read again from there, this poll included.
+                records = [
+                    to_raw(m)
+                    for tp, messages in polled.items()
+                    if tp.partition not in rewound
+                    for m in messages
+                ]
                 if records:
                     self.handle(records)
                 self._commit_if_due()
@@ -105,10 +115,12 @@ class Service:
     def handle(self, records: list[RawRecord]) -> None:
         """Scores one poll and publishes its results; offsets are committed later, once those are acked."""
         outcome = self.processor.process(records)
-        self._unacked.extend(self._publish(outcome))
+        infos = {name: rt.engine.info for name, rt in self.processor.runtimes.items()}
+        self._unacked.extend(publish(self.producer, self.config.kafka, outcome, infos, self.on_alert))
         for r in records:
             tp = TopicPartition(r.source.topic, r.source.partition)
             self._uncommitted[tp] = OffsetAndMetadata(r.source.offset + 1, "", -1)
+            self.positions[r.source.partition] = r.source.offset + 1
         self._uncommitted_count += len(records)
         self._record_metrics(records, outcome)
 
@@ -119,6 +131,7 @@ class Service:
         records, and their alerts come out with the same ids.
         """
         if not self._uncommitted_count:
+            self._checkpoint_if_due(force)
             return
         interval = self.config.kafka.commit_interval_ms / 1000.0
         if not force and time.monotonic() - self._last_commit < interval:
@@ -138,76 +151,22 @@ class Service:
             self._progress.notify_all()
         self._uncommitted, self._uncommitted_count = {}, 0
         self._last_commit = time.monotonic()
+        self._checkpoint_if_due(force)
+
+    def _checkpoint_if_due(self, force: bool = False) -> None:
+        """Writes a checkpoint when one is due and every processed record is committed, so that the
+        state matches the offsets; unchanged offsets are not written again."""
+        offsets = {p: o for p, o in self.positions.items() if p in self.assigned}
+        if self._uncommitted_count or offsets == self._checkpointed or not self.checkpoints.due(force):
+            return
+        self.checkpoints.write(take(self.processor, self.config.kafka.readings_topic, offsets))
+        self._checkpointed = offsets
+        self.metrics.checkpoints.inc()
 
     def wait_processed(self, count: int, timeout: float) -> bool:
         """Blocks until ``count`` records are committed (True) or ``timeout`` seconds pass (False)."""
         with self._progress:
             return self._progress.wait_for(lambda: self.processed >= count, timeout)
-
-    def _publish(self, outcome: Outcome) -> list[Any]:
-        k = self.config.kafka
-        futures = []
-        for record, rejection in outcome.rejected:
-            src = record.source
-            log.warning(
-                "record rejected",
-                extra={
-                    "reason": rejection.reason,
-                    "detail": rejection.detail,
-                    "stream": rejection.stream,
-                    "topic": src.topic,
-                    "partition": src.partition,
-                    "offset": src.offset,
-                },
-            )
-            futures.append(
-                self.producer.send(
-                    k.dead_letter_topic,
-                    key=record.key,
-                    value=record.value,
-                    headers=dead_letter_headers(record, rejection),
-                )
-            )
-        for drop in outcome.dropped:
-            log.info(
-                "reading dropped",
-                extra={
-                    "reason": drop.reason,
-                    "stream": drop.stream,
-                    "topic": drop.source.topic,
-                    "partition": drop.source.partition,
-                    "offset": drop.source.offset,
-                },
-            )
-        for alert in outcome.alerts:
-            log.info(
-                "alert",
-                extra={
-                    "id": alert["id"],
-                    "kind": alert["kind"],
-                    "state": alert["state"],
-                    "severity": alert["severity"],
-                    "stream": alert["stream"],
-                    "offset": alert["source"]["offset"],
-                },
-            )
-            futures.append(
-                self.producer.send(k.alerts_topic, key=alert["stream"].encode(), value=encode_json(alert))
-            )
-            if self.on_alert is not None:
-                self.on_alert(alert)
-        if k.scores_topic:
-            for s in outcome.scored:
-                if s.publish:
-                    info = self.processor.runtimes[s.model].engine.info
-                    futures.append(
-                        self.producer.send(
-                            k.scores_topic,
-                            key=s.stream.encode(),
-                            value=encode_json(score_message(s.stream, s.ts, s.score, info, s.forecast)),
-                        )
-                    )
-        return futures
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
         """True when done with these offsets (committed, or moved away); False to retry after a poll."""
@@ -229,13 +188,19 @@ class Service:
         self.metrics.commits.inc()
         return True
 
-    def _apply_rebalances(self) -> None:
+    def _apply_rebalances(self) -> set[int]:
+        """Applies the queued partition changes; returns the partitions rewound to a checkpoint."""
+        rewound: set[int] = set()
         while not self.listener.events.empty():
             event: Rebalance = self.listener.events.get()
             if event.kind == "assigned":
                 self.assigned |= event.partitions
+                rewound |= self._resume(set(event.partitions))
             else:
                 self.assigned -= event.partitions
+                if event.kind == "revoked":  # lost partitions' state may be stale: it is dropped
+                    offsets = {p: self.positions[p] for p in event.partitions if p in self.positions}
+                    self.checkpoints.park(take(self.processor, self.config.kafka.readings_topic, offsets))
                 evicted = self.processor.evict_partitions(set(event.partitions))
                 self.metrics.evicted.inc(evicted)
             log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
@@ -243,6 +208,23 @@ class Service:
             if self.ready and not self._announced_ready:
                 self.notifier.ready(f"scoring partitions {sorted(self.assigned)}")
                 self._announced_ready = True
+        return rewound
+
+    def _resume(self, partitions: set[int]) -> set[int]:
+        """Restores the streams of newly assigned partitions from a checkpoint and rewinds to its offsets."""
+        topic = self.config.kafka.readings_topic
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        committed = {tp.partition: self.consumer.committed(tp) for tp in tps}
+        earliest = {tp.partition: o for tp, o in self.consumer.beginning_offsets(tps).items()}
+        plan = self.checkpoints.plan(partitions, committed, earliest, self.config.state.checkpoint_max_replay)
+        for checkpoint, parts in plan:
+            restored = restore(self.processor, checkpoint, parts)
+            for p in parts:
+                self.consumer.seek(TopicPartition(topic, p), checkpoint.offsets[p])
+                self.positions[p] = checkpoint.offsets[p]
+            self.metrics.restored.inc(restored)
+            log.info("streams restored", extra={"partitions": sorted(parts), "streams": restored})
+        return {p for _, parts in plan for p in parts}
 
     def _record_metrics(self, records: list[RawRecord], outcome: Outcome) -> None:
         m = self.metrics

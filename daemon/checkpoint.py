@@ -1,0 +1,235 @@
+"""Checkpoints: every live stream's state, alert states and the offsets they stand for, on local disk.
+
+A checkpoint is one unit (DESIGN.md): the next offset of each partition, and for every model the state
+rows, alert states and carried values of its streams, plus the model's state layout. Restoring a
+partition's streams and seeking to its offset gives the same results as never having stopped. It is
+written atomically (a temporary file renamed over the old one), so a crash leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.alerts import AlertState
+from daemon.config import Config
+from daemon.engine import state_layout
+from daemon.errors import ConfigError
+from daemon.processor import Processor
+from daemon.runtime import ModelRuntime
+
+FORMAT_VERSION = 1
+log = logging.getLogger("faultcast.checkpoint")
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    layout: str  # state_layout() of the model that wrote the rows; restored only under the same layout
+    sha256: str
+    streams: list[str]
+    partitions: list[int]
+    last_ts: list[float]
+    rows: np.ndarray  # [len(streams), state width]
+    alerts: dict[str, dict[str, dict[str, Any]]]  # kind -> stream -> AlertState fields
+    carried: dict[str, tuple[list[float], int]]  # stream -> (last vector, readings carried in a row)
+    since_score: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    topic: str
+    offsets: dict[int, int]  # partition -> next offset to read
+    watermark: float
+    models: dict[str, ModelSnapshot]
+
+
+def take(processor: Processor, topic: str, offsets: dict[int, int]) -> Checkpoint:
+    """A snapshot of every live stream; call it only between two polls (nothing half-processed)."""
+    return Checkpoint(
+        topic,
+        dict(offsets),
+        processor.watermark,
+        {name: _snapshot(rt) for name, rt in processor.runtimes.items()},
+    )
+
+
+def _snapshot(rt: ModelRuntime) -> ModelSnapshot:
+    table = rt.engine.table
+    named = table.slots.streams()
+    streams = list(named)
+    slots = np.fromiter((named[s] for s in streams), dtype=np.int64, count=len(streams))
+    return ModelSnapshot(
+        layout=str(state_layout(rt.engine.info)),
+        sha256=rt.engine.info.sha256,
+        streams=streams,
+        partitions=table.slots.partition[slots].tolist(),
+        last_ts=table.slots.last_ts[slots].tolist(),
+        rows=table.gather(slots),
+        alerts={
+            kind: {s: dataclasses.asdict(state) for s, state in alerts.states.items()}
+            for kind, alerts in rt.kinds.items()
+        },
+        carried={s: (v.tolist(), run) for s, (v, run) in rt.last_values.items()},
+        since_score=dict(rt.since_score),
+    )
+
+
+def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) -> int:
+    """Puts back the streams of ``partitions`` for every model whose state layout is unchanged.
+
+    Returns how many streams were restored; the caller seeks each partition to its checkpoint offset.
+    """
+    processor.watermark = max(processor.watermark, checkpoint.watermark)
+    restored = 0
+    for name, snap in checkpoint.models.items():
+        rt = processor.runtimes.get(name)
+        if rt is None or snap.layout != str(state_layout(rt.engine.info)):
+            log.warning(
+                "checkpoint state of a model that changed shape is not restored", extra={"model": name}
+            )
+            continue
+        keep = [i for i, p in enumerate(snap.partitions) if p in partitions]
+        if not keep:
+            continue
+        streams = [snap.streams[i] for i in keep]
+        table = rt.engine.table
+        slots = table.assign(streams)
+        table.scatter(slots, snap.rows[keep])
+        table.slots.last_ts[slots] = [snap.last_ts[i] for i in keep]
+        table.slots.partition[slots] = [snap.partitions[i] for i in keep]
+        wanted = set(streams)
+        for kind, states in snap.alerts.items():
+            if kind in rt.kinds:
+                rt.kinds[kind].states.update({s: _alert_state(f) for s, f in states.items() if s in wanted})
+        rt.last_values.update(
+            {s: (np.asarray(v, dtype=np.float32), run) for s, (v, run) in snap.carried.items() if s in wanted}
+        )
+        rt.since_score.update({s: n for s, n in snap.since_score.items() if s in wanted})
+        restored += len(streams)
+    return restored
+
+
+def _alert_state(fields: dict[str, Any]) -> AlertState:
+    first = fields["first_source"]
+    return AlertState(**{**fields, "first_source": None if first is None else tuple(first)})
+
+
+def save(checkpoint: Checkpoint, path: Path) -> None:
+    """Writes ``checkpoint`` to ``path`` atomically: readers see the old file or the new one, whole."""
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "topic": checkpoint.topic,
+        "offsets": {str(p): o for p, o in checkpoint.offsets.items()},
+        "watermark": checkpoint.watermark,
+        "models": {
+            name: {k: v for k, v in dataclasses.asdict(snap).items() if k != "rows"}
+            for name, snap in checkpoint.models.items()
+        },
+    }
+    arrays = {f"rows/{name}": snap.rows for name, snap in checkpoint.models.items()}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, allow_pickle=False, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> Checkpoint | None:
+    """The checkpoint at ``path``; None if there is none or it cannot be read (the daemon starts cold)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(data["meta"].tobytes().decode())
+            if meta["format_version"] != FORMAT_VERSION:
+                raise ValueError(f"format_version {meta['format_version']} is not {FORMAT_VERSION}")
+            models = {
+                name: ModelSnapshot(**{**fields, "rows": data[f"rows/{name}"]})
+                for name, fields in meta["models"].items()
+            }
+        return Checkpoint(
+            meta["topic"], {int(p): int(o) for p, o in meta["offsets"].items()}, meta["watermark"], models
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("checkpoint unreadable; streams start cold", extra={"path": str(path), "error": str(exc)})
+        return None
+
+
+class Checkpoints:
+    """This instance's checkpoints: the file written at commits, and snapshots parked at a revoke.
+
+    A parked snapshot may be ahead of the committed offsets (the records between were processed and
+    their alerts are still tracked by this process); the file is used only where it is not ahead, so a
+    crash never skips records whose alerts were not acknowledged.
+    """
+
+    def __init__(self, config: Config) -> None:
+        folder = config.state.checkpoint_dir
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{config.kafka.group_id}--{config.kafka.readings_topic}")
+        self.path = None if folder is None else Path(folder) / f"{name}.ckpt.npz"
+        self.interval = config.state.checkpoint_interval_s
+        self._last = time.monotonic()
+        self._parked: dict[int, Checkpoint] = {}
+        if self.path is not None and not os.access(self.path.parent, os.W_OK):
+            raise ConfigError(
+                f"state.checkpoint_dir {self.path.parent} is not a writable folder; create it, or unset it"
+            )
+
+    def due(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if self.path is None or not (force or now - self._last >= self.interval):
+            return False
+        self._last = now
+        return True
+
+    def write(self, checkpoint: Checkpoint) -> None:
+        assert self.path is not None
+        save(checkpoint, self.path)
+
+    def park(self, checkpoint: Checkpoint) -> None:
+        self._parked.update(dict.fromkeys(checkpoint.offsets, checkpoint))
+
+    def plan(
+        self,
+        partitions: set[int],
+        committed: dict[int, int | None],
+        earliest: dict[int, int],
+        max_replay: int,
+    ) -> list[tuple[Checkpoint, set[int]]]:
+        """Which checkpoint restores which of ``partitions``; the others start cold at their commit."""
+        on_disk = load(self.path) if self.path is not None else None
+        chosen: dict[int, Checkpoint] = {}
+        for p in partitions:
+            parked, done = self._parked.pop(p, None), committed.get(p)
+            if parked is not None and _replayable(parked.offsets[p], done, earliest.get(p, 0), max_replay):
+                chosen[p] = parked
+            elif on_disk is not None and p in on_disk.offsets and done is not None:
+                offset = on_disk.offsets[p]
+                if offset <= done and _replayable(offset, done, earliest.get(p, 0), max_replay):
+                    chosen[p] = on_disk
+        groups: dict[int, tuple[Checkpoint, set[int]]] = {}
+        for p, checkpoint in chosen.items():
+            groups.setdefault(id(checkpoint), (checkpoint, set()))[1].add(p)
+        return list(groups.values())
+
+
+def _replayable(offset: int, committed: int | None, earliest: int, max_replay: int) -> bool:
+    """Whether reading again from ``offset`` is possible (still retained) and bounded."""
+    return offset >= earliest and (committed is None or committed - offset <= max_replay)

@@ -1,0 +1,87 @@
+"""Publishes what one poll produced: dead letters, alerts and scores, each logged with its source."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaProducer
+
+from daemon.config import KafkaConfig
+from daemon.kafka_io import dead_letter_headers, encode_json
+from daemon.messages import score_message
+from daemon.model_file import ModelInfo
+from daemon.processor import Outcome
+
+log = logging.getLogger("faultcast.service")
+
+
+def publish(
+    producer: KafkaProducer,
+    k: KafkaConfig,
+    outcome: Outcome,
+    infos: dict[str, ModelInfo],
+    on_alert: Callable[[dict[str, Any]], None] | None = None,
+) -> list[Any]:
+    """Sends one poll's dead letters, alerts and scores, logging each; returns the send futures."""
+    futures = []
+    for record, rejection in outcome.rejected:
+        src = record.source
+        log.warning(
+            "record rejected",
+            extra={
+                "reason": rejection.reason,
+                "detail": rejection.detail,
+                "stream": rejection.stream,
+                "topic": src.topic,
+                "partition": src.partition,
+                "offset": src.offset,
+            },
+        )
+        futures.append(
+            producer.send(
+                k.dead_letter_topic,
+                key=record.key,
+                value=record.value,
+                headers=dead_letter_headers(record, rejection),
+            )
+        )
+    for drop in outcome.dropped:
+        log.info(
+            "reading dropped",
+            extra={
+                "reason": drop.reason,
+                "stream": drop.stream,
+                "topic": drop.source.topic,
+                "partition": drop.source.partition,
+                "offset": drop.source.offset,
+            },
+        )
+    for alert in outcome.alerts:
+        log.info(
+            "alert",
+            extra={
+                "id": alert["id"],
+                "kind": alert["kind"],
+                "state": alert["state"],
+                "severity": alert["severity"],
+                "stream": alert["stream"],
+                "offset": alert["source"]["offset"],
+            },
+        )
+        futures.append(producer.send(k.alerts_topic, key=alert["stream"].encode(), value=encode_json(alert)))
+        if on_alert is not None:
+            on_alert(alert)
+    if k.scores_topic:
+        for s in outcome.scored:
+            if s.publish:
+                info = infos[s.model]
+                futures.append(
+                    producer.send(
+                        k.scores_topic,
+                        key=s.stream.encode(),
+                        value=encode_json(score_message(s.stream, s.ts, s.score, info, s.forecast)),
+                    )
+                )
+    return futures
