@@ -104,7 +104,7 @@ def measure(
     def naive() -> None:
         with torch.no_grad():
             for i in range(sample):
-                _, _, naive_states[streams[i]] = model(xt[i : i + 1], naive_states.get(streams[i]))
+                naive_states[streams[i]] = model(xt[i : i + 1], naive_states.get(streams[i])).state
 
     return bare, eng, full, rate(naive, sample, 1)
 

@@ -38,7 +38,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from train.fit import FitConfig
-    from train.pipeline import TrainSpec, train_series, write_run
+    from train.pipeline import TrainSpec, train_series
+    from train.run_folder import write_run
     from train.series import load_nab_csv
 
     series = load_nab_csv(args.csv, args.channel)

@@ -21,6 +21,7 @@ class WaveResult:
     score: FloatArray  # [B]
     contrib: FloatArray  # [B, F]
     congestion: FloatArray | None  # [B, Q] the congestion head's quantile forecasts, raw units
+    fault: FloatArray | None  # [B] the fault head's probability of a fault within its horizon
     diverged: npt.NDArray[np.bool_]  # [B] rows whose score or state went non-finite; their state was reset
 
 
@@ -80,7 +81,10 @@ def state_layout(info: ModelInfo) -> tuple[object, ...]:
 
 def step_outputs(info: ModelInfo) -> list[str]:
     """The outputs one wave asks for, in the order ``WaveResult`` takes them."""
-    return ["score", "contrib", "next_state", *(["congestion"] if info.congestion else [])]
+    heads = [
+        name for name, present in (("congestion", info.congestion), ("fault", info.fault_head)) if present
+    ]
+    return ["score", "contrib", "next_state", *heads]
 
 
 def session_for(raw: bytes, providers: list[str], path: Path) -> ort.InferenceSession:
@@ -129,12 +133,21 @@ class HostEngine:
             state[reset] = 0.0
         feed = {"x": x, "state": state, "ts": ts} if self.info.clock else {"x": x, "state": state}
         outputs = step_outputs(self.info)
-        score, contrib, next_state, *head = self._session.run(outputs, feed)
+        score, contrib, next_state, *head_values = self._session.run(outputs, feed)
+        heads = dict(zip(outputs[3:], head_values, strict=True))
         # Extreme inputs can overflow the arithmetic; a NaN kept in the state would poison every later step.
-        total = score + next_state.sum(axis=1) + (head[0].sum(axis=1) if head else 0.0)
+        total = score + next_state.sum(axis=1)
+        for values in heads.values():
+            total = total + (values.sum(axis=1) if values.ndim == 2 else values)
         diverged = ~np.isfinite(total)  # any NaN or inf makes the sum non-finite
         if diverged.any():
             next_state[diverged] = 0.0
         self.table.scatter(slots, next_state)
-        congestion = head[0] if head else None
-        return WaveResult(slots=slots, score=score, contrib=contrib, congestion=congestion, diverged=diverged)
+        return WaveResult(
+            slots=slots,
+            score=score,
+            contrib=contrib,
+            congestion=heads.get("congestion"),
+            fault=heads.get("fault"),
+            diverged=diverged,
+        )

@@ -100,9 +100,15 @@ def alert_message(
 
 
 def score_message(
-    stream: str, ts: float, score: float, model: ModelInfo, forecast: np.ndarray | None = None
+    stream: str,
+    ts: float,
+    score: float,
+    model: ModelInfo,
+    forecast: np.ndarray | None = None,
+    fault: float | None = None,
 ) -> dict[str, Any]:
-    """A reading's score; with a congestion head also the load forecast its warnings are decided on."""
+    """A reading's score; with a congestion head also the load forecast its warnings are decided on,
+    with a fault head the fault probability."""
     message: dict[str, Any] = {
         "stream": stream,
         "ts": format_timestamp(ts),
@@ -112,4 +118,6 @@ def score_message(
     head = model.congestion
     if head is not None and forecast is not None:
         message["forecast"] = round(float(forecast[head.warn]), 6)
+    if fault is not None:
+        message["fault_probability"] = round(fault, 6)
     return message

@@ -44,6 +44,7 @@ class ModelInfo:
     metadata: dict[str, Any]
     clock: bool = False  # the step takes each reading's timestamp as input ``ts``
     congestion: CongestionInfo | None = None
+    fault_head: bool = False  # fault alerts follow the model's fault probability, not its anomaly score
 
 
 def read_model(path: Path) -> tuple[bytes, ModelInfo]:
@@ -106,4 +107,5 @@ def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) 
         metadata=meta,
         clock="ts" in inputs,
         congestion=congestion,
+        fault_head="fault" in outputs,
     )

@@ -36,6 +36,7 @@ class Scored:
     source: Source
     publish: bool  # whether this score goes to the scores topic (every Nth reading of a stream)
     forecast: np.ndarray | None = None  # the congestion head's quantile forecasts [Q], raw units
+    fault: float | None = None  # the fault head's probability
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,8 @@ class Processor:
                 publish = self._publish_score(runtime, reading.stream)
                 forecast = result.congestion[row] if result.congestion is not None else None
                 score = float(result.score[row])
+                fault = float(result.fault[row]) if result.fault is not None else None
                 out.scored.append(
-                    Scored(runtime.name, reading.stream, reading.ts, score, src, publish, forecast)
+                    Scored(runtime.name, reading.stream, reading.ts, score, src, publish, forecast, fault)
                 )
                 out.alerts += runtime.observe(reading.stream, row, result, reading, item.vector)

@@ -97,10 +97,13 @@ class ModelRuntime:
         src = reading.source
         key = (src.topic, src.partition, src.offset)
         info, messages = self.engine.info, []
-        event = self.kinds["fault"].observe(stream, Observation(float(result.score[row]), reading.ts, key))
+        anomaly = float(result.score[row])
+        fault = anomaly if result.fault is None else float(result.fault[row])
+        event = self.kinds["fault"].observe(stream, Observation(fault, reading.ts, key))
         if event is not None:
             top = self.config.alerting.fault.top_channels
-            messages.append(alert_message(event, stream, info, result.contrib[row], top))
+            detail = {"anomaly_score": round(anomaly, 6)} if result.fault is not None else None
+            messages.append(alert_message(event, stream, info, result.contrib[row], top, detail))
         head, congestion = info.congestion, self.kinds.get("congestion")
         if head is not None and congestion is not None and result.congestion is not None:
             forecast = result.congestion[row]

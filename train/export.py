@@ -104,7 +104,7 @@ def _clock(g: GraphBuilder) -> str:
 
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
     """The step graph: ``x[B, F]``, ``state[B, S]`` (and ``ts[B]`` with clock inputs) -> ``score[B]``,
-    ``contrib[B, F]``, ``next_state`` (and ``congestion[B, Q]`` with a congestion head)."""
+    ``contrib[B, F]``, ``next_state`` (and ``congestion[B, Q]``, ``fault[B]`` with those heads)."""
     shape = model.shape
     layout = StateLayout(shape.hidden, shape.layers, shape.state_tensors, shape.features)
     g = GraphBuilder()
@@ -171,6 +171,14 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         scale = g.op("Mul", ahead, g.const([params.std[load]]))
         g.op("Add", scale, g.const([params.mean[load]]), out="congestion")
         outputs.append(("congestion", ["batch", len(shape.quantiles)]))
+    if model.fault is not None:
+        logit = g.matmul_add(
+            layer_in,
+            model.fault.weight.detach().numpy().T.astype(np.float32),
+            model.fault.bias.detach().numpy().astype(np.float32),
+        )
+        g.op("Squeeze", g.op("Sigmoid", logit), g.const([1], "ax", np.int64), out="fault")
+        outputs.append(("fault", ["batch"]))
 
     meta = {
         **metadata,
@@ -197,6 +205,7 @@ class Stepped:
     score: npt.NDArray[np.float32]  # [T]
     contrib: npt.NDArray[np.float32]  # [T, F]
     congestion: npt.NDArray[np.float32]  # [T, Q]; Q = 0 without a congestion head
+    fault: npt.NDArray[np.float32]  # [T] fault probability; empty without a fault head
 
 
 def step_through(
@@ -216,9 +225,17 @@ def step_through(
             feed["ts"] = times[t : t + 1]
         out = dict(zip(names, session.run(names, feed), strict=True))
         state = out["next_state"]
-        rows.append([out["score"][0], out["contrib"][0], out.get("congestion", np.zeros((1, 0)))[0]])
-    score, contrib, congestion = (np.asarray([r[i] for r in rows], dtype=np.float32) for i in range(3))
-    return Stepped(score, contrib.reshape(x.shape), congestion.reshape(len(x), -1))
+        rows.append(
+            [
+                out["score"][0],
+                out["contrib"][0],
+                out.get("congestion", np.zeros((1, 0)))[0],
+                out.get("fault", np.zeros(1))[0],
+            ]
+        )
+    score, contrib, congestion, fault = (np.asarray([r[i] for r in rows], dtype=np.float32) for i in range(4))
+    fault = fault if "fault" in names else fault[:0]
+    return Stepped(score, contrib.reshape(x.shape), congestion.reshape(len(x), -1), fault)
 
 
 def parity(
@@ -238,6 +255,8 @@ def parity(
     if got.congestion.size:
         load_std = params.std[model.shape.load]
         gaps.append(np.abs(ref.congestion.numpy() - got.congestion).max() / load_std)
+    if got.fault.size:
+        gaps.append(np.abs(ref.fault.numpy() - got.fault).max())
     return float(max(gaps))
 
 

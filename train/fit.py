@@ -31,6 +31,7 @@ class FitConfig:
     clip: float = 1.0
     seed: int = 7
     congestion_weight: float = 1.0  # of the congestion head's quantile loss beside the forecast's MSE
+    fault_weight: float = 1.0  # of the fault head's cross-entropy
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Heads:
     clock: bool = False
     quantiles: tuple[float, ...] = ()
     load: int = 0
+    fault: bool = False
 
 
 @dataclass
@@ -92,7 +94,8 @@ def _epoch(
 ) -> float:
     """One pass over ``data[S, T, C]`` in windows, carrying (detached) state from window to window.
 
-    Columns: the model's inputs, then (with a congestion head) its target and the target's mask.
+    Columns: the model's inputs, then per extra head its target and the target's mask (congestion
+    first, then fault).
     """
     shape = model.shape
     levels = torch.tensor(shape.quantiles)
@@ -102,14 +105,20 @@ def _epoch(
         chunk = data[:, start : start + config.window + 1]
         if chunk.shape[1] < 2:
             break
-        pred, ahead, state = model(chunk[:, :-1, : shape.inputs], state)
+        pred, ahead, fault, state = model(chunk[:, :-1, : shape.inputs], state)
         sq_sum = nn.functional.mse_loss(pred, chunk[:, 1:, : shape.features], reduction="sum")
         loss = sq_sum / pred.numel()
         extra = torch.zeros(())
+        col = shape.inputs
         if shape.quantiles:
-            target, mask = chunk[:, :-1, shape.inputs], chunk[:, :-1, shape.inputs + 1]
-            extra = config.congestion_weight * pinball(ahead, target, mask, levels)
-            loss = loss + extra
+            target, mask = chunk[:, :-1, col], chunk[:, :-1, col + 1]
+            extra = extra + config.congestion_weight * pinball(ahead, target, mask, levels)
+            col += 2
+        if shape.fault:
+            target, mask = chunk[:, :-1, col], chunk[:, :-1, col + 1]
+            bce = nn.functional.binary_cross_entropy_with_logits(fault, target, reduction="none")
+            extra = extra + config.fault_weight * (bce * mask).sum() / mask.sum().clamp(min=1.0)
+        loss = loss + extra
         if optim is not None:
             optim.zero_grad()
             loss.backward()
@@ -136,10 +145,11 @@ def fit(
     val_parts = val_z if isinstance(val_z, list) else [val_z]
     seed_everything(config.seed)
     heads = heads or Heads()
-    features = train_parts[0].shape[1] - (2 if heads.clock else 0) - (2 if heads.quantiles else 0)
+    extra = 2 * (heads.clock + bool(heads.quantiles) + heads.fault)
+    features = train_parts[0].shape[1] - extra
     shape = ModelShape(
         features, config.hidden, config.layers, config.cell, config.dropout,  # type: ignore[arg-type]
-        heads.clock, heads.quantiles, heads.load,
+        heads.clock, heads.quantiles, heads.load, heads.fault,
     )  # fmt: skip
     model = Forecaster(shape)
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

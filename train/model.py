@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ class ModelShape:
     clock: bool = False  # two time-of-day inputs (sine, cosine) beside the readings
     quantiles: tuple[float, ...] = ()  # the congestion head's quantile levels; empty: no head
     load: int = 0  # the channel the congestion head forecasts
+    fault: bool = False  # a fault head: the probability of a labelled fault within a horizon
 
     @property
     def state_tensors(self) -> int:
@@ -65,23 +66,19 @@ class Forecaster(nn.Module):
         self.drop = nn.Dropout(shape.dropout)
         self.head = nn.Linear(shape.hidden, shape.features)
         self.congestion = nn.Linear(shape.hidden, len(shape.quantiles)) if shape.quantiles else None
+        self.fault = nn.Linear(shape.hidden, 1) if shape.fault else None
         self._init_weights()
 
     def _init_weights(self) -> None:
         init_recurrent(self.core, self.shape.cell, self.shape.hidden)
-        for head in (self.head, self.congestion):
+        for head in (self.head, self.congestion, self.fault):
             if head is not None:
                 nn.init.xavier_uniform_(head.weight)
                 nn.init.zeros_(head.bias)
 
-    def forward(
-        self, inputs: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
-        """``inputs[B, T, I]`` (normalised readings, then clock inputs) -> forecasts and the final state.
-
-        The forecasts are ``z[:, t + 1]`` for every channel and, with a congestion head, the quantiles of
-        the load channel ``horizon`` steps ahead (``[B, T, Q]``, normalised; ``[B, T, 0]`` without one).
-        """
+    def forward(self, inputs: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None) -> Outputs:
+        """``inputs[B, T, I]`` (normalised readings, then clock inputs) -> what each head says, and the
+        final state: see ``Outputs``."""
         if self.shape.cell == "lstm":
             out, (h, c) = self.core(inputs, None if state is None else (state[0], state[1]))
             new_state: tuple[torch.Tensor, ...] = (h, c)
@@ -92,7 +89,17 @@ class Forecaster(nn.Module):
         z = inputs[..., : self.shape.features]
         load = z[..., self.shape.load : self.shape.load + 1]
         ahead = load + self.congestion(out) if self.congestion is not None else load[..., :0]
-        return z + self.head(out), ahead, new_state
+        fault = self.fault(out)[..., 0] if self.fault is not None else out[..., :0]
+        return Outputs(z + self.head(out), ahead, fault, new_state)
+
+
+class Outputs(NamedTuple):
+    pred: torch.Tensor  # [B, T, F] the forecast of z[:, t + 1], every channel
+    ahead: (
+        torch.Tensor
+    )  # [B, T, Q] the load channel's quantiles ``horizon`` ahead, normalised (Q = 0: no head)
+    fault: torch.Tensor  # [B, T] the logit of a labelled fault within the fault horizon ([B, T, 0]: no head)
+    state: tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,7 @@ class StreamOutputs:
     score: torch.Tensor  # [T]
     contrib: torch.Tensor  # [T, F]
     congestion: torch.Tensor  # [T, Q] the load channel's quantiles ``horizon`` steps ahead, raw units
+    fault: torch.Tensor  # [T] the probability of a labelled fault within the fault horizon ([T, 0]: no head)
 
 
 def stream_scores(
@@ -167,7 +175,7 @@ def stream_scores(
     z = z_raw - offsets
     times = np.zeros(len(x)) if ts is None else ts
     with torch.no_grad():
-        pred, ahead, _ = model(model_inputs(model.shape, z, times).unsqueeze(0))
+        pred, ahead, fault, _ = model(model_inputs(model.shape, z, times).unsqueeze(0))
     first = params.first_scored
     err = torch.zeros_like(z)
     err[first:] = (z[first:] - pred[0, first - 1 : -1]) / torch.tensor(params.resid_std)
@@ -181,4 +189,4 @@ def stream_scores(
         score[t] = level
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
-    return StreamOutputs(score, contrib, congestion)
+    return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]))

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from train.calibrate import dynamic_threshold
 from train.congestion import CongestionSpec, ahead_target, calibrate
 from train.export import build_step_model, parity, save
+from train.fault import BoolArray, FaultSpec, fault_target
+from train.fault import calibrate as calibrate_fault
 from train.fit import FitConfig, Heads, fit
 from train.model import ScoreParams, baseline_offsets, clock_inputs, model_inputs, stream_scores
 from train.series import Series
@@ -38,6 +37,7 @@ class TrainSpec:
     parity_steps: int = 2000
     clock: bool = False  # time of day as an input: for loads that follow a daily rhythm
     congestion: CongestionSpec | None = None
+    fault: FaultSpec | None = None  # needs labels on the training parts and the validation segments
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class TrainReport:
     best_epoch: int
     history: list[dict[str, float]]
     metadata: dict[str, Any]
+    validation: list[Scored] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,16 @@ class Segment:
 
     series: Series
     score_from: int = 0
+    windows: tuple[tuple[float, float], ...] = ()  # labelled spans (epoch seconds), if any
+    labels: BoolArray | None = None  # per-row fault labels, for a fault head
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A validation segment with the trained model's score for each of its rows."""
+
+    segment: Segment
+    score: np.ndarray
 
 
 def _prepare(values: np.ndarray, mean: np.ndarray, std: np.ndarray, baseline: int) -> np.ndarray:
@@ -117,11 +128,15 @@ def train_streams(
     config: FitConfig,
     out: Path,
     progress: bool = True,
+    labels: list[BoolArray] | None = None,
 ) -> TrainReport:
     """Fits one model on several streams' training parts, calibrates on ``val``; parity on ``held_out``.
 
-    Normalisation statistics come from ``train`` only.
+    Normalisation statistics come from ``train`` only. A fault head needs ``labels`` (one per-row array
+    per training part) and labels on every validation segment.
     """
+    if spec.fault is not None and (labels is None or any(seg.labels is None for seg in val)):
+        raise ValueError("a fault head needs per-row labels on every training part and validation segment")
     stacked = np.concatenate([s.values for s in train])
     mean = stacked.mean(axis=0)
     std = np.maximum(stacked.std(axis=0), 1e-6)
@@ -130,11 +145,19 @@ def train_streams(
         clock=spec.clock,
         quantiles=spec.congestion.quantiles if spec.congestion else (),
         load=channels.index(spec.congestion.channel) if spec.congestion else 0,
+        fault=spec.fault is not None,
     )
     val_z = [_prepare(seg.series.values, mean, std, spec.baseline) for seg in val]
+    train_labels: list[BoolArray | None] = list(labels) if labels is not None else [None] * len(train)
     result = fit(
-        [_columns(s, _prepare(s.values, mean, std, spec.baseline), spec, heads) for s in train],
-        [_columns(seg.series, z, spec, heads)[seg.score_from :] for z, seg in zip(val_z, val, strict=True)],
+        [
+            _columns(s, _prepare(s.values, mean, std, spec.baseline), spec, heads, lab)
+            for s, lab in zip(train, train_labels, strict=True)
+        ],
+        [
+            _columns(seg.series, z, spec, heads, seg.labels)[seg.score_from :]
+            for z, seg in zip(val_z, val, strict=True)
+        ],
         config,
         progress=progress,
         heads=heads,
@@ -144,7 +167,7 @@ def train_streams(
     for z, seg in zip(val_z, val, strict=True):
         inputs = model_inputs(result.model.shape, torch.from_numpy(z), seg.series.ts)
         with torch.no_grad():
-            pred, _, _ = result.model(inputs.unsqueeze(0))
+            pred = result.model(inputs.unsqueeze(0)).pred
         start = max(seg.score_from, first)
         errors.append(z[start:] - pred[0, start - 1 : -1].numpy())
     resid_std = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
@@ -181,6 +204,17 @@ def train_streams(
             "threshold": congestion["limit"],
             "method": f"percentile {spec.congestion.limit_percentile:g} of the training part",
         }
+    fault: dict[str, Any] | None = None
+    if spec.fault is not None:
+        pairs = [
+            (seg.labels[seg.score_from :], o.fault.numpy()[seg.score_from :])
+            for seg, o in zip(val, val_out, strict=True)
+            if seg.labels is not None
+        ]
+        fault = calibrate_fault(spec.fault, pairs)
+        # With a fault head, fault alerts follow its probability; the anomaly threshold stays on record.
+        thresholds["anomaly"] = thresholds["fault"]
+        thresholds["fault"] = {"threshold": fault["threshold"], "method": "fault head: best F1 on validation"}
     shape = result.model.shape
     fitted = sum(len(s) for s in train)
     metadata = {
@@ -206,22 +240,31 @@ def train_streams(
     }
     if congestion is not None:
         metadata["congestion"] = congestion
+    if fault is not None:
+        metadata["fault"] = fault
     proto = build_step_model(result.model, params, metadata)
     gap = parity(result.model, params, proto, held_out.values, held_out.ts)
     if gap > PARITY_TOLERANCE:
         raise RuntimeError(f"export parity failed: ONNX step model differs from PyTorch by {gap:.2e}")
     save(proto, out)
-    return TrainReport(out, threshold, gap, result.best_epoch, result.history, metadata)
+    validation = [Scored(seg, o.score.numpy()) for seg, o in zip(val, val_out, strict=True)]
+    return TrainReport(out, threshold, gap, result.best_epoch, result.history, metadata, validation)
 
 
-def _columns(series: Series, z: np.ndarray, spec: TrainSpec, heads: Heads) -> np.ndarray:
-    """The columns ``fit`` trains on: normalised readings, clock inputs, congestion target and mask."""
+def _columns(
+    series: Series, z: np.ndarray, spec: TrainSpec, heads: Heads, labels: BoolArray | None
+) -> np.ndarray:
+    """The columns ``fit`` trains on: normalised readings, clock inputs, then each extra head's target
+    and mask."""
     columns = [z]
     if heads.clock:
         columns.append(clock_inputs(series.ts))
+    targets = []
     if spec.congestion is not None:
-        target, mask = ahead_target(series.ts, z[:, heads.load], spec.congestion)
-        columns += [target[:, None], mask[:, None].astype(np.float32)]
+        targets.append(ahead_target(series.ts, z[:, heads.load], spec.congestion))
+    if spec.fault is not None and labels is not None:
+        targets.append(fault_target(labels, spec.fault.horizon))
+    columns += [np.stack([target, mask.astype(np.float32)], axis=1) for target, mask in targets]
     return np.concatenate(columns, axis=1).astype(np.float32)
 
 
@@ -230,22 +273,3 @@ def _fingerprint(parts: list[Series]) -> str:
     for part in parts:
         digest.update(part.fingerprint().encode())
     return digest.hexdigest()
-
-
-def write_run(report: TrainReport, run_dir: Path) -> None:
-    """The run folder: resolved metadata, per-epoch metrics as JSON, and the loss curves as a PNG."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metadata.json").write_text(json.dumps(report.metadata, indent=2, sort_keys=True))
-    (run_dir / "metrics.json").write_text(json.dumps(report.history, indent=2))
-    figure = Figure(figsize=(7, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    epochs = [h["epoch"] for h in report.history]
-    axes.plot(epochs, [h["train_loss"] for h in report.history], label="train")
-    axes.plot(epochs, [h["val_loss"] for h in report.history], label="validation")
-    axes.axvline(report.best_epoch, color="grey", linestyle=":", label=f"kept (epoch {report.best_epoch})")
-    axes.set(
-        xlabel="epoch", ylabel="MSE (normalised units)", yscale="log", title=str(report.metadata["name"])
-    )
-    axes.legend()
-    figure.savefig(run_dir / "loss.png", dpi=100, bbox_inches="tight")

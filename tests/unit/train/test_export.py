@@ -15,7 +15,8 @@ from tests.support import MACHINE_TEMPERATURE
 from train.export import build_step_model, parity, step_through
 from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape, ScoreParams
-from train.pipeline import PARITY_TOLERANCE, TrainReport, write_run
+from train.pipeline import PARITY_TOLERANCE, TrainReport
+from train.run_folder import write_run
 from train.series import load_nab_csv
 
 
@@ -36,7 +37,7 @@ def test_step_model_reproduces_the_full_sequence_over_2000_steps(
 ) -> None:
     torch.manual_seed(0)
     quantiles = (0.5, 0.9) if heads else ()
-    shape = ModelShape(3, 16, layers, cell, clock=heads, quantiles=quantiles, load=1)  # type: ignore[arg-type]
+    shape = ModelShape(3, 16, layers, cell, clock=heads, quantiles=quantiles, load=1, fault=heads)  # type: ignore[arg-type]
     model = Forecaster(shape).eval()
     params = ScoreParams(
         mean=(1.0, -2.0, 0.5), std=(2.0, 1.0, 0.25), resid_std=(0.3, 0.2, 0.5), baseline=baseline
@@ -51,6 +52,7 @@ def test_step_model_reproduces_the_full_sequence_over_2000_steps(
     scores = stepped.score
     assert np.all(scores[: params.first_scored] == 0) and np.all(scores[params.first_scored :] > 0)
     assert stepped.congestion.shape == (2000, len(quantiles))
+    assert stepped.fault.shape == ((2000,) if heads else (0,))
     inputs = [i.name for i in proto.graph.input]
     assert inputs == (["x", "state", "ts"] if heads else ["x", "state"])
 
@@ -89,10 +91,16 @@ def test_same_seed_gives_identical_weights() -> None:
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
-def test_run_folder_holds_metadata_metrics_and_loss_curves(
+def test_run_folder_holds_metadata_metrics_loss_curves_and_validation_plots(
     machine_model: TrainReport, tmp_path: Path
 ) -> None:
     write_run(machine_model, tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text()) == machine_model.history
     assert json.loads((tmp_path / "metadata.json").read_text())["name"] == "machine-temperature"
-    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "loss.png").read_bytes()[:8] == png
+    [scored] = machine_model.validation  # one validation segment: the end of the fitted part
+    assert len(scored.score) == len(scored.segment.series)
+    validated = scored.score[scored.segment.score_from :]
+    assert validated.max() * 1.5 <= machine_model.threshold * (1 + 1e-6)  # the headroom rule held
+    assert (tmp_path / "validation_0.png").read_bytes()[:8] == png
