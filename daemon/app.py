@@ -30,7 +30,7 @@ def load_engines(config: Config) -> dict[str, Engine]:
         )
     engines: dict[str, Engine] = {}
     for model in config.models:
-        engine = HostEngine(Path(model.path), config.state.initial_capacity)
+        engine = HostEngine(Path(model.path), config.state.initial_capacity, model.baseline_readings)
         engines[model.name] = engine
         log.info(
             "model loaded",

@@ -65,6 +65,11 @@ class ModelConfig:
     name: str
     path: str
     streams: tuple[str, ...] = ("*",)
+    baseline_readings: int | None = None  # overrides the model's: readings that set a stream's baseline
+
+    def __post_init__(self) -> None:
+        if self.baseline_readings is not None and self.baseline_readings < 0:
+            raise ValueError("baseline_readings must be >= 0")
 
 
 @dataclass(frozen=True)

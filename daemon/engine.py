@@ -11,7 +11,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from daemon.errors import ModelError
-from daemon.model_file import ModelInfo, read_model
+from daemon.model_file import BASELINE_INPUT, ModelInfo, read_model
 from daemon.state_table import FloatArray, IntArray, SlotMap, StateTable
 
 
@@ -79,6 +79,18 @@ def state_layout(info: ModelInfo) -> tuple[object, ...]:
     )
 
 
+def fixed_inputs(info: ModelInfo, baseline: int | None) -> dict[str, np.ndarray]:
+    """Inputs that are the same for every wave: the configured baseline length, if any."""
+    if baseline is None:
+        return {}
+    if not info.baseline_input:
+        raise ModelError(
+            f"model {info.path}: models[].baseline_readings is set, but this model has no "
+            f"'{BASELINE_INPUT}' input; re-export it with this faultcast version or unset the key"
+        )
+    return {BASELINE_INPUT: np.array([baseline], dtype=np.float32)}
+
+
 def step_outputs(info: ModelInfo) -> list[str]:
     """The outputs one wave asks for, in the order ``WaveResult`` takes them."""
     heads = [
@@ -99,10 +111,12 @@ def session_for(raw: bytes, providers: list[str], path: Path) -> ort.InferenceSe
 class HostEngine:
     """CPU engine: state in a numpy table, plain ``InferenceSession.run``."""
 
-    def __init__(self, path: Path, initial_capacity: int) -> None:
+    def __init__(self, path: Path, initial_capacity: int, baseline: int | None = None) -> None:
         raw, self.info = read_model(path)
         self._session = session_for(raw, ["CPUExecutionProvider"], path)
         self.table = StateTable(self.info.state_width, initial_capacity)
+        self.baseline = baseline
+        self._fixed = fixed_inputs(self.info, baseline)
 
     def reload(self, path: Path) -> Reloaded | None:
         """Swaps in the model at ``path``; None if its bytes did not change.
@@ -115,6 +129,7 @@ class HostEngine:
             return None
         session = session_for(raw, ["CPUExecutionProvider"], path)
         same_layout = state_layout(info) == state_layout(self.info)
+        self._fixed = fixed_inputs(info, self.baseline)
         self._session, self.info = session, info
         if same_layout:
             return Reloaded(kept_state=True, streams_reset=0)
@@ -131,7 +146,9 @@ class HostEngine:
         state = self.table.gather(slots)
         if reset.any():
             state[reset] = 0.0
-        feed = {"x": x, "state": state, "ts": ts} if self.info.clock else {"x": x, "state": state}
+        feed = {"x": x, "state": state, **self._fixed}
+        if self.info.clock:
+            feed["ts"] = ts
         outputs = step_outputs(self.info)
         score, contrib, next_state, *head_values = self._session.run(outputs, feed)
         heads = dict(zip(outputs[3:], head_values, strict=True))

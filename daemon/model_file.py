@@ -15,6 +15,8 @@ from daemon.errors import ModelError
 FORMAT_VERSION = 1
 METADATA_KEY = "faultcast"
 INPUTS = ("x", "state")
+# Optional scalar input: how many readings form each stream's baseline (default: the trained value).
+BASELINE_INPUT = "baseline_readings"
 REQUIRED_OUTPUTS = ("score", "contrib", "next_state")
 
 
@@ -45,6 +47,7 @@ class ModelInfo:
     clock: bool = False  # the step takes each reading's timestamp as input ``ts``
     congestion: CongestionInfo | None = None
     fault_head: bool = False  # fault alerts follow the model's fault probability, not its anomaly score
+    baseline_input: bool = False  # the baseline's length can be set per model in the config
 
 
 def read_model(path: Path) -> tuple[bytes, ModelInfo]:
@@ -108,4 +111,5 @@ def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) 
         clock="ts" in inputs,
         congestion=congestion,
         fault_head="fault" in outputs,
+        baseline_input=BASELINE_INPUT in inputs,
     )

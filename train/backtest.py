@@ -109,7 +109,8 @@ def backtest(
     if len(set(names)) != len(names):
         raise ValueError(f"stream names must be distinct: {names}")
     cfg = config if config is not None else config_for(model, alerting)
-    engine = HostEngine(Path(cfg.models[0].path), cfg.state.initial_capacity)
+    model_config = cfg.models[0]
+    engine = HostEngine(Path(model_config.path), cfg.state.initial_capacity, model_config.baseline_readings)
     processor = Processor(cfg, {cfg.models[0].name: engine})
     quantiles = len(engine.info.congestion.quantiles) if engine.info.congestion else 0
     results = {

@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from daemon.model_file import FORMAT_VERSION, METADATA_KEY
+from daemon.model_file import BASELINE_INPUT, FORMAT_VERSION, METADATA_KEY
 from train.model import DAY_S, Forecaster, ModelShape, ScoreParams, stream_scores
 from train.onnx_graph import GraphBuilder
 
@@ -27,6 +27,7 @@ class StateLayout:
     layers: int
     tensors: int  # 2 for LSTM (h, c), 1 for GRU/RNN
     features: int
+    spread: bool = False  # a per-stream error spread (ScoreParams.scale_floor)
 
     @property
     def base(self) -> int:
@@ -46,7 +47,7 @@ class StateLayout:
 
     @property
     def width(self) -> int:
-        return self.steps + 1
+        return self.steps + 1 + self.spread
 
     def describe(self) -> list[dict[str, Any]]:
         names = ["h", "c"][: self.tensors]
@@ -58,6 +59,7 @@ class StateLayout:
             {"name": "pred", "offset": self.pred, "size": self.features},
             {"name": "level", "offset": self.level, "size": 1},
             {"name": "steps", "offset": self.steps, "size": 1},
+            *([{"name": "spread", "offset": self.steps + 1, "size": 1}] if self.spread else []),
         ]
 
 
@@ -102,12 +104,42 @@ def _clock(g: GraphBuilder) -> str:
     return g.op("Concat", g.op("Sin", column), g.op("Cos", column), axis=1)
 
 
+def _stream_scale(
+    g: GraphBuilder, layout: StateLayout, steps: str, n_base: str, raw_err: str, features: int, floor: float
+) -> tuple[str, str]:
+    """The stream's error spread, summed over the second half of its baseline, and the score's divisor."""
+    spread = g.columns("state", layout.steps + 1, layout.steps + 2)
+    start = g.op("Floor", g.op("Mul", g.op("Add", n_base, g.const([1.0])), g.const([0.5])))
+    in_window = g.op(
+        "Cast",
+        g.op("And", g.op("GreaterOrEqual", steps, start), g.op("Less", steps, n_base)),
+        to=onnx.TensorProto.FLOAT,
+    )
+    mean_sq = g.op(
+        "Mul",
+        g.op("ReduceSum", g.op("Mul", raw_err, raw_err), g.const([1], "ax", np.int64), keepdims=1),
+        g.const([1.0 / features]),
+    )
+    new_spread = g.op("Add", spread, g.op("Mul", in_window, mean_sq))
+    count = g.op("Max", g.op("Sub", n_base, start), g.const([1.0]))
+    scale = g.op("Max", g.op("Sqrt", g.op("Div", new_spread, count)), g.const([floor]))
+    return new_spread, scale
+
+
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
     """The step graph: ``x[B, F]``, ``state[B, S]`` (and ``ts[B]`` with clock inputs) -> ``score[B]``,
     ``contrib[B, F]``, ``next_state`` (and ``congestion[B, Q]``, ``fault[B]`` with those heads)."""
     shape = model.shape
-    layout = StateLayout(shape.hidden, shape.layers, shape.state_tensors, shape.features)
+    layout = StateLayout(
+        shape.hidden, shape.layers, shape.state_tensors, shape.features, params.scale_floor is not None
+    )
     g = GraphBuilder()
+    # How many readings form a stream's baseline: a graph input with the trained value as its default, so
+    # that the daemon's config can override it per model.
+    g.initializers.append(
+        onnx.numpy_helper.from_array(np.array([params.baseline], dtype=np.float32), BASELINE_INPUT)
+    )
+    n_base = BASELINE_INPUT
     std = np.asarray(params.std, dtype=np.float32)
     z_raw = g.op("Mul", g.op("Sub", "x", g.const(params.mean, "mean")), g.const(1.0 / std, "inv_std"))
     base = g.columns("state", layout.base, layout.base + shape.features)
@@ -115,23 +147,32 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     level = g.columns("state", layout.level, layout.level + 1)
     steps = g.columns("state", layout.steps, layout.steps + 1)
     # The stream's baseline: a running mean of its first `baseline` readings, then held.
-    in_base = g.op("Cast", g.op("Less", steps, g.const([float(params.baseline)])), to=onnx.TensorProto.FLOAT)
+    in_base = g.op("Cast", g.op("Less", steps, n_base), to=onnx.TensorProto.FLOAT)
     base_step = g.op(
         "Div", g.op("Mul", in_base, g.op("Sub", z_raw, base)), g.op("Add", steps, g.const([1.0]))
     )
     new_base = g.op("Add", base, base_step)
     z = g.op("Sub", z_raw, new_base)
-    first = g.const([float(params.first_scored)])
+    first = g.op("Max", n_base, g.const([1.0]))
     warm = g.op("Cast", g.op("GreaterOrEqual", steps, first), to=onnx.TensorProto.FLOAT)
     inv_resid = g.const(1.0 / np.asarray(params.resid_std, dtype=np.float32), "inv_resid")
-    err = g.op("Mul", g.op("Mul", g.op("Sub", z, prev_pred), inv_resid), warm)
+    raw_err = g.op("Mul", g.op("Sub", z, prev_pred), inv_resid)
+    err = g.op("Mul", raw_err, warm)
     sq = g.op("Mul", err, err)
     total = g.op("ReduceSum", sq, g.const([1], "ax", np.int64), keepdims=1)
     inst = g.op("Sqrt", g.op("Mul", total, g.const([1.0 / shape.features])))
     g.op("Div", sq, g.op("Add", total, g.const([1e-12])), out="contrib")
     step_gain = g.op("Mul", warm, g.const([params.smoothing]))
     new_level = g.op("Add", level, g.op("Mul", step_gain, g.op("Sub", inst, level)))
-    g.op("Squeeze", new_level, g.const([1], "ax", np.int64), out="score")
+    spread_part: list[str] = []
+    if params.scale_floor is not None:
+        new_spread, scale = _stream_scale(
+            g, layout, steps, n_base, raw_err, shape.features, params.scale_floor
+        )
+        spread_part = [new_spread]
+        g.op("Squeeze", g.op("Div", new_level, scale), g.const([1], "ax", np.int64), out="score")
+    else:
+        g.op("Squeeze", new_level, g.const([1], "ax", np.int64), out="score")
 
     size = shape.layers * shape.hidden
     hs, cs, layer_in = [], [], (g.op("Concat", z, _clock(g), axis=1) if shape.clock else z)
@@ -150,7 +191,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     head_w = model.head.weight.detach().numpy().T.astype(np.float32)
     pred = g.op("Add", z, g.matmul_add(layer_in, head_w, model.head.bias.detach().numpy().astype(np.float32)))
     new_steps = g.op("Min", g.op("Add", steps, g.const([1.0])), g.const([_STEPS_CAP]))
-    g.op("Concat", *hs, *cs, new_base, pred, new_level, new_steps, axis=1, out="next_state")
+    g.op("Concat", *hs, *cs, new_base, pred, new_level, new_steps, *spread_part, axis=1, out="next_state")
     outputs: list[tuple[str, list[str | int]]] = [
         ("score", ["batch"]),
         ("contrib", ["batch", shape.features]),
@@ -190,6 +231,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     inputs: list[tuple[str, list[str | int]]] = [
         ("x", ["batch", shape.features]),
         ("state", ["batch", layout.width]),
+        (BASELINE_INPUT, [1]),
     ]
     if shape.clock:
         inputs.append(("ts", ["batch"]))

@@ -95,10 +95,8 @@ class Forecaster(nn.Module):
 
 class Outputs(NamedTuple):
     pred: torch.Tensor  # [B, T, F] the forecast of z[:, t + 1], every channel
-    ahead: (
-        torch.Tensor
-    )  # [B, T, Q] the load channel's quantiles ``horizon`` ahead, normalised (Q = 0: no head)
-    fault: torch.Tensor  # [B, T] the logit of a labelled fault within the fault horizon ([B, T, 0]: no head)
+    ahead: torch.Tensor  # [B, T, Q] the load's quantiles ``horizon`` ahead, normalised (Q = 0: no head)
+    fault: torch.Tensor  # [B, T] the logit of a fault within the fault horizon ([B, T, 0]: no head)
     state: tuple[torch.Tensor, ...]
 
 
@@ -113,11 +111,21 @@ class ScoreParams:
     # A stream's first ``baseline`` readings calibrate its own offsets (their running mean, in
     # normalised units, is subtracted from then on) and score nothing; 0 turns this off.
     baseline: int = 0
+    # With a baseline, the second half of it also measures the stream's own error spread (RMS of its
+    # instantaneous scores, which is ~1 on the validation split); later scores are divided by that
+    # spread, never by less than ``scale_floor``: a noisier machine than the training data does not
+    # alarm for its noise alone. None: no per-stream scale.
+    scale_floor: float | None = None
 
     @property
     def first_scored(self) -> int:
         """Index of a stream's first reading that gets a non-zero score."""
         return max(self.baseline, 1)
+
+    @property
+    def scale_window(self) -> tuple[int, int]:
+        """Readings ``[start, stop)`` that measure the stream's spread (the baseline's second half)."""
+        return (self.baseline + 1) // 2, self.baseline
 
 
 def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
@@ -177,16 +185,23 @@ def stream_scores(
     with torch.no_grad():
         pred, ahead, fault, _ = model(model_inputs(model.shape, z, times).unsqueeze(0))
     first = params.first_scored
+    raw = torch.zeros_like(z)
+    raw[1:] = (z[1:] - pred[0, :-1]) / torch.tensor(params.resid_std)
     err = torch.zeros_like(z)
-    err[first:] = (z[first:] - pred[0, first - 1 : -1]) / torch.tensor(params.resid_std)
+    err[first:] = raw[first:]
     sq = err * err
     inst = torch.sqrt(sq.mean(dim=1))
     contrib = sq / (sq.sum(dim=1, keepdim=True) + 1e-12)
     score = torch.zeros_like(inst)
     level = torch.zeros(())
+    scale = torch.ones(())
+    if params.scale_floor is not None and params.baseline > 0:
+        start, stop = params.scale_window
+        spread = (raw[start:stop] ** 2).mean(dim=1).sum() / max(stop - start, 1)
+        scale = torch.clamp(torch.sqrt(spread), min=params.scale_floor)
     for t in range(first, len(inst)):
         level = params.smoothing * inst[t] + (1 - params.smoothing) * level
-        score[t] = level
+        score[t] = level / scale
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
     return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]))

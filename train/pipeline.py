@@ -31,6 +31,7 @@ class TrainSpec:
     val_fraction: float = 0.3  # of the fitted part, the most recent readings
     smoothing: float = 0.1
     baseline: int = 0  # readings that calibrate each stream's own offsets (see ScoreParams.baseline)
+    scale_floor: float | None = None  # and its own score scale (see ScoreParams.scale_floor)
     # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
     # its highest score even when the dynamic threshold would cut lower.
     headroom: float = 1.5
@@ -177,6 +178,7 @@ def train_streams(
         tuple(map(float, resid_std)),
         spec.smoothing,
         spec.baseline,
+        spec.scale_floor,
     )
     val_out = [
         stream_scores(result.model, torch.from_numpy(seg.series.values), params, seg.series.ts) for seg in val

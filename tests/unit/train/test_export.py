@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,37 +11,44 @@ import onnx
 import pytest
 import torch
 
+from daemon.engine import HostEngine
 from daemon.model_file import METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
-from train.export import build_step_model, parity, step_through
+from train.export import build_step_model, parity, save, step_through
 from train.fit import FitConfig, fit
-from train.model import Forecaster, ModelShape, ScoreParams
+from train.model import Forecaster, ModelShape, ScoreParams, stream_scores
 from train.pipeline import PARITY_TOLERANCE, TrainReport
 from train.run_folder import write_run
 from train.series import load_nab_csv
 
 
 @pytest.mark.parametrize(
-    ("cell", "layers", "baseline", "heads"),
+    ("cell", "layers", "baseline", "heads", "scale_floor"),
     [
-        ("lstm", 1, 0, False),
-        ("lstm", 2, 0, False),
-        ("gru", 2, 0, False),
-        ("rnn", 1, 0, False),
-        ("lstm", 1, 400, False),
-        ("lstm", 1, 400, True),
-        ("gru", 2, 0, True),
+        ("lstm", 1, 0, False, None),
+        ("lstm", 2, 0, False, None),
+        ("gru", 2, 0, False, None),
+        ("rnn", 1, 0, False, None),
+        ("lstm", 1, 400, False, None),
+        ("lstm", 1, 400, True, None),
+        ("gru", 2, 0, True, None),
+        ("lstm", 1, 400, False, 0.5),
+        ("gru", 1, 301, True, 1.0),
     ],
 )
 def test_step_model_reproduces_the_full_sequence_over_2000_steps(
-    cell: str, layers: int, baseline: int, heads: bool
+    cell: str, layers: int, baseline: int, heads: bool, scale_floor: float | None
 ) -> None:
     torch.manual_seed(0)
     quantiles = (0.5, 0.9) if heads else ()
     shape = ModelShape(3, 16, layers, cell, clock=heads, quantiles=quantiles, load=1, fault=heads)  # type: ignore[arg-type]
     model = Forecaster(shape).eval()
     params = ScoreParams(
-        mean=(1.0, -2.0, 0.5), std=(2.0, 1.0, 0.25), resid_std=(0.3, 0.2, 0.5), baseline=baseline
+        mean=(1.0, -2.0, 0.5),
+        std=(2.0, 1.0, 0.25),
+        resid_std=(0.3, 0.2, 0.5),
+        baseline=baseline,
+        scale_floor=scale_floor,
     )
     rng = np.random.default_rng(1)
     x = (np.cumsum(rng.normal(0, 0.3, (2000, 3)), axis=0) + np.array([1.0, -2.0, 0.5])).astype(np.float32)
@@ -54,7 +62,7 @@ def test_step_model_reproduces_the_full_sequence_over_2000_steps(
     assert stepped.congestion.shape == (2000, len(quantiles))
     assert stepped.fault.shape == ((2000,) if heads else (0,))
     inputs = [i.name for i in proto.graph.input]
-    assert inputs == (["x", "state", "ts"] if heads else ["x", "state"])
+    assert inputs == ["x", "state", "baseline_readings", *(["ts"] if heads else [])]
 
 
 def test_clock_inputs_change_what_the_step_model_says() -> None:
@@ -74,7 +82,7 @@ def test_trained_model_carries_its_contract_and_passed_parity(machine_model: Tra
     meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
     assert meta["features"] == ["temp_c"] and meta["cell"] == "lstm"
     assert meta["thresholds"]["fault"]["threshold"] == machine_model.threshold
-    assert [i.name for i in proto.graph.input] == ["x", "state"]
+    assert [i.name for i in proto.graph.input] == ["x", "state", "baseline_readings"]
     assert [o.name for o in proto.graph.output] == ["score", "contrib", "next_state"]
     assert meta["state_width"] == 2 * 32 + 2 * 1 + 2  # h, c, base and pred per channel, level, steps
     assert machine_model.parity_max_abs <= PARITY_TOLERANCE
@@ -104,3 +112,31 @@ def test_run_folder_holds_metadata_metrics_loss_curves_and_validation_plots(
     validated = scored.score[scored.segment.score_from :]
     assert validated.max() * 1.5 <= machine_model.threshold * (1 + 1e-6)  # the headroom rule held
     assert (tmp_path / "validation_0.png").read_bytes()[:8] == png
+
+
+def test_per_stream_baseline_scales_a_noisier_streams_score_and_its_length_is_configurable(
+    tmp_path: Path,
+) -> None:
+    """The baseline's second half measures the stream's spread; the daemon may set the baseline length."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(features=1, hidden=8)).eval()
+    base = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(0.1,), baseline=200)
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(0, 0.5, (1000, 1)).astype(np.float32)  # 5x the residual spread it was fitted with
+    plain = stream_scores(model, torch.from_numpy(noisy), base).score
+    scaled = stream_scores(model, torch.from_numpy(noisy), replace(base, scale_floor=1.0)).score
+    ratio = (plain[200:] / scaled[200:]).numpy()
+    assert np.allclose(ratio, ratio[0]) and ratio[0] > 2.0  # one factor per stream: its own spread
+    quiet = stream_scores(model, torch.from_numpy(noisy * 0.01), replace(base, scale_floor=1.0)).score
+    quiet_plain = stream_scores(model, torch.from_numpy(noisy * 0.01), base).score
+    assert torch.equal(quiet, quiet_plain)  # never more sensitive than the floor allows
+
+    path = tmp_path / "m.onnx"
+    save(build_step_model(model, base, {"name": "m", "version": "1", "features": ["a"]}), path)
+    engine = HostEngine(path, 4, baseline=50)
+    got = [
+        float(engine.step(["s"], noisy[t : t + 1], np.zeros(1, dtype=bool), np.zeros(1)).score[0])
+        for t in range(400)
+    ]
+    expected = stream_scores(model, torch.from_numpy(noisy[:400]), replace(base, baseline=50)).score
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
