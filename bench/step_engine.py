@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from daemon.alerts import AlertPolicy, AlertState, Observation, step
-from daemon.engine import HostEngine
+from daemon.engine import HostEngine, fixed_inputs
 from train.export import build_step_model, save
 from train.model import Forecaster, ModelShape, ScoreParams
 
@@ -83,8 +83,9 @@ def measure(
     x = rng.normal(size=(n, FEATURES)).astype(np.float32)
     state = np.zeros((n, width), dtype=np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    bare = rate(lambda: session.run(["score", "contrib", "next_state"], {"x": x, "state": state}), n, waves)
     engine = HostEngine(path, 1024)
+    feed = {"x": x, "state": state, **fixed_inputs(engine.info, None)}
+    bare = rate(lambda: session.run(["score", "contrib", "next_state"], feed), n, waves)
     streams = [f"s{i}" for i in range(n)]
     reset, ts = np.zeros(n, dtype=bool), np.zeros(n)
     eng = rate(lambda: engine.step(streams, x, reset, ts), n, waves)

@@ -80,15 +80,16 @@ def state_layout(info: ModelInfo) -> tuple[object, ...]:
 
 
 def fixed_inputs(info: ModelInfo, baseline: int | None) -> dict[str, np.ndarray]:
-    """Inputs that are the same for every wave: the configured baseline length, if any."""
-    if baseline is None:
-        return {}
-    if not info.baseline_input:
+    """Inputs that are the same for every wave: the baseline length (configured, else the trained one)."""
+    if info.baseline_input:
+        trained = int(info.metadata.get("baseline_readings", 0))
+        return {BASELINE_INPUT: np.array([trained if baseline is None else baseline], dtype=np.float32)}
+    if baseline is not None:
         raise ModelError(
             f"model {info.path}: models[].baseline_readings is set, but this model has no "
             f"'{BASELINE_INPUT}' input; re-export it with this faultcast version or unset the key"
         )
-    return {BASELINE_INPUT: np.array([baseline], dtype=np.float32)}
+    return {}
 
 
 def step_outputs(info: ModelInfo) -> list[str]:

@@ -21,7 +21,7 @@ import onnx
 import onnxruntime
 import torch
 
-from daemon.engine import HostEngine, session_for
+from daemon.engine import HostEngine, fixed_inputs, session_for
 from train import pipeline
 from train.export import step_through
 from train.fit import FitConfig
@@ -105,10 +105,11 @@ def _timers(model_path: Path) -> tuple[Callable[[], object], ...]:
         np.zeros(1000, bool),
         np.zeros(1000),
     )
+    fixed = fixed_inputs(engine.info, None)
     return (
-        lambda: session.run(None, {"x": x, "state": state}),
+        lambda: session.run(None, {"x": x, "state": state, **fixed}),
         lambda: engine.step(streams, x, reset, ts),
-        lambda: session.run(None, {"x": x[:1], "state": state[:1]}),
+        lambda: session.run(None, {"x": x[:1], "state": state[:1], **fixed}),
     )
 
 

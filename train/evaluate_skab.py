@@ -79,6 +79,7 @@ class SkabOptions:
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=30))
     first: int = 400  # protocol: rows per file for training/calibration, assumed normal
     baseline: int = 200  # readings that set each stream's offsets inside the step model
+    scale_floor: float | None = None  # and, when set, its own score scale (ScoreParams.scale_floor)
     smoothing: float = 0.1
     headroom: float = 1.5
     fit_normal: bool = False  # fit on the anomaly-free run's head too
@@ -145,7 +146,13 @@ def train_skab(
     val += [Segment(h, fit_to) for h in heads] if o.head_val else []
     if not val or (o.head_val and o.baseline >= fit_to):
         raise ValueError("SKAB: validate on something, with a baseline shorter than the rows before it")
-    spec = TrainSpec(name=f"skab-{o.group}", smoothing=o.smoothing, baseline=o.baseline, headroom=o.headroom)
+    spec = TrainSpec(
+        name=f"skab-{o.group}",
+        smoothing=o.smoothing,
+        baseline=o.baseline,
+        headroom=o.headroom,
+        scale_floor=o.scale_floor,
+    )
     return fit_retrying(
         lambda fit: train_streams(train, val, tests[0].series, spec, fit, out, progress=False), o.fit
     )

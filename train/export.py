@@ -134,11 +134,8 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         shape.hidden, shape.layers, shape.state_tensors, shape.features, params.scale_floor is not None
     )
     g = GraphBuilder()
-    # How many readings form a stream's baseline: a graph input with the trained value as its default, so
-    # that the daemon's config can override it per model.
-    g.initializers.append(
-        onnx.numpy_helper.from_array(np.array([params.baseline], dtype=np.float32), BASELINE_INPUT)
-    )
+    # How many readings form a stream's baseline is an input (the trained value is in the metadata), so
+    # that the daemon's config can set it per model.
     n_base = BASELINE_INPUT
     std = np.asarray(params.std, dtype=np.float32)
     z_raw = g.op("Mul", g.op("Sub", "x", g.const(params.mean, "mean")), g.const(1.0 / std, "inv_std"))
@@ -224,6 +221,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     meta = {
         **metadata,
         "format_version": FORMAT_VERSION,
+        "baseline_readings": params.baseline,
         "features_count": shape.features,
         "state_width": layout.width,
         "state_layout": layout.describe(),
@@ -258,11 +256,13 @@ def step_through(
     width = proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
     clock = any(i.name == "ts" for i in proto.graph.input)
     times = np.zeros(len(x)) if ts is None else ts
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+    fixed = {BASELINE_INPUT: np.array([meta["baseline_readings"]], dtype=np.float32)}
     names = [o.name for o in proto.graph.output]
     state = np.zeros((1, width), dtype=np.float32)
     rows: list[list[np.ndarray]] = []
     for t in range(len(x)):
-        feed = {"x": x[t : t + 1], "state": state}
+        feed = {"x": x[t : t + 1], "state": state, **fixed}
         if clock:
             feed["ts"] = times[t : t + 1]
         out = dict(zip(names, session.run(names, feed), strict=True))

@@ -11,7 +11,7 @@ import onnxruntime as ort
 from prometheus_client import CollectorRegistry
 
 from daemon.config import parse_config
-from daemon.engine import HostEngine, Reloaded
+from daemon.engine import HostEngine, Reloaded, fixed_inputs
 from daemon.kafka_io import HandOffListener
 from daemon.metrics import Metrics
 from daemon.processor import Processor, RawRecord
@@ -50,7 +50,9 @@ def test_same_layout_keeps_state_and_scores_with_the_new_weights(tmp_path: Path)
     out = processor.process(_records(10, 1))
     session = ort.InferenceSession(str(live), providers=["CPUExecutionProvider"])
     x = np.array([[70.0 + 10 % 5]], dtype=np.float32)
-    expected, _, _ = session.run(None, {"x": x, "state": state_before})
+    expected, _, _ = session.run(
+        None, {"x": x, "state": state_before, **fixed_inputs(runtime.engine.info, None)}
+    )
     assert out.scored[0].score == expected[0]
     assert runtime.reload(live) is None  # same bytes again: nothing to do
 
