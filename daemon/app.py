@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from daemon.config import Config
 from daemon.engine import Engine, HostEngine
-from daemon.errors import DeviceError
 from daemon.http_server import serve
 from daemon.kafka_io import HandOffListener, ensure_topics, make_consumer, make_producer
 from daemon.metrics import Metrics
@@ -22,15 +22,30 @@ from daemon.systemd import Notifier
 log = logging.getLogger("faultcast.app")
 
 
+def _device(setting: str) -> str:
+    """``cuda`` when asked for (DeviceEngine refuses it without a GPU) or when ``auto`` finds one."""
+    if setting != "auto":
+        return setting
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "cpu"  # onnxruntime without CUDA: no need to load torch to find out more
+    from daemon.device_engine import cuda_available
+
+    return "cuda" if cuda_available() else "cpu"
+
+
 def load_engines(config: Config) -> dict[str, Engine]:
     """Loads every model; a missing or malformed model raises ModelError before Kafka is touched."""
-    if config.state.device == "cuda":
-        raise DeviceError(
-            "state.device is 'cuda' but this build keeps state on the host; set state.device: cpu or auto"
-        )
+    device = _device(config.state.device)
     engines: dict[str, Engine] = {}
     for model in config.models:
-        engine = HostEngine(Path(model.path), config.state.initial_capacity, model.baseline_readings)
+        path, capacity = Path(model.path), config.state.initial_capacity
+        engine: Engine
+        if device == "cuda":
+            from daemon.device_engine import DeviceEngine
+
+            engine = DeviceEngine(path, capacity, "cuda", model.baseline_readings)
+        else:
+            engine = HostEngine(path, capacity, model.baseline_readings)
         engines[model.name] = engine
         log.info(
             "model loaded",
