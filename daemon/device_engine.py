@@ -16,7 +16,15 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from daemon.engine import Reloaded, WaveResult, fixed_inputs, session_for, state_layout, step_outputs
+from daemon.engine import (
+    Reloaded,
+    WaveResult,
+    diverged_rows,
+    fixed_inputs,
+    output_shapes,
+    session_for,
+    state_layout,
+)
 from daemon.errors import DeviceError
 from daemon.model_file import ModelInfo, read_model
 from daemon.state_table import FloatArray, IntArray, SlotMap
@@ -131,14 +139,11 @@ class DeviceEngine:
         if self.info.clock:
             inputs["ts"] = torch.from_numpy(np.ascontiguousarray(ts, dtype=np.float64)).to(self.device)
         inputs.update(self._fixed)
-        names = step_outputs(self.info)
-        shapes = {"score": (n,), "contrib": (n, len(self.info.features)), "next_state": (n, self.table.width)}
-        if self.info.congestion is not None:
-            shapes["congestion"] = (n, len(self.info.congestion.quantiles))
-        if self.info.fault_head:
-            shapes["fault"] = (n,)
+        shapes = output_shapes(self.info, n, self.table.width)
         # The next state stays on the device; what the alert logic reads comes to the host.
-        host = {name: np.empty(shapes[name], dtype=np.float32) for name in names if name != "next_state"}
+        host = {
+            name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items() if name != "next_state"
+        }
         next_state = torch.empty(shapes["next_state"], dtype=torch.float32, device=self.device)
         binding = self._session.io_binding()
         for name, tensor in inputs.items():
@@ -147,10 +152,7 @@ class DeviceEngine:
         for name, array in host.items():
             binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
         self._session.run_with_iobinding(binding)
-        ok = torch.isfinite(next_state).all(dim=1).cpu().numpy()
-        for array in host.values():
-            ok &= np.isfinite(array.reshape(n, -1)).all(axis=1)
-        diverged = ~ok
+        diverged = ~torch.isfinite(next_state).all(dim=1).cpu().numpy() | diverged_rows(host)
         if diverged.any():
             next_state[torch.from_numpy(np.flatnonzero(diverged)).to(self.device)] = 0.0
         self.table.put(slots, next_state)
