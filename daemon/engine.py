@@ -116,9 +116,13 @@ def output_shapes(info: ModelInfo, n: int, width: int) -> dict[str, tuple[int, .
 
 
 def diverged_rows(outputs: dict[str, np.ndarray]) -> npt.NDArray[np.bool_]:
-    """Rows where any output is NaN or infinite; one sum per row finds them (NaN and inf propagate)."""
+    """Rows where any output is NaN or infinite; one sum per row finds them (NaN and inf propagate).
+
+    The channel shares are left out: they come from the same errors as the score."""
     total: np.ndarray | None = None
-    for values in outputs.values():
+    for name, values in outputs.items():
+        if name == "contrib":
+            continue
         rows = values.sum(axis=1) if values.ndim == 2 else values
         total = rows if total is None else total + rows
     assert total is not None
@@ -138,6 +142,7 @@ class HostEngine:
         self.table = StateTable(self.info.state_width, initial_capacity)
         self.baseline = baseline
         self._fixed = fixed_inputs(self.info, baseline)
+        self._names = list(output_shapes(self.info, 0, 0))
 
     def reload(self, path: Path) -> Reloaded | None:
         """Swaps in the model at ``path``; None if its bytes did not change.
@@ -151,6 +156,7 @@ class HostEngine:
         session = session_for(raw, ["CPUExecutionProvider"], path)
         same_layout = state_layout(info) == state_layout(self.info)
         self._fixed = fixed_inputs(info, self.baseline)
+        self._names = list(output_shapes(info, 0, 0))
         self._session, self.info = session, info
         if same_layout:
             return Reloaded(kept_state=True, streams_reset=0)
@@ -164,20 +170,24 @@ class HostEngine:
 
         ``ts`` reaches the model only if it has clock inputs."""
         slots = self.table.assign(streams)
-        state = self.table.gather(slots)
+        run = self.table.run_of(slots)
+        # A run of rows is read in place (a view); the step's output never aliases it.
+        state = self.table.view(run) if run is not None else self.table.gather(slots)
         if reset.any():
             state[reset] = 0.0
         feed = {"x": x, "state": state, **self._fixed}
         if self.info.clock:
             feed["ts"] = ts
-        names = list(output_shapes(self.info, len(streams), self.table.width))
-        outputs = dict(zip(names, self._session.run(names, feed), strict=True))
+        outputs = dict(zip(self._names, self._session.run(self._names, feed), strict=True))
         # Extreme inputs can overflow the arithmetic; a NaN kept in the state would poison every later step.
         diverged = diverged_rows(outputs)
         next_state = outputs["next_state"]
         if diverged.any():
             next_state[diverged] = 0.0
-        self.table.scatter(slots, next_state)
+        if run is not None:
+            state[:] = next_state
+        else:
+            self.table.scatter(slots, next_state)
         return WaveResult(
             slots=slots,
             score=outputs["score"],

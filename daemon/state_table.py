@@ -5,6 +5,8 @@ Slots of idle streams are recycled; the array grows by doubling, never per strea
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,6 +33,12 @@ class SlotMap:
 
     def get(self, stream: str) -> int | None:
         return self._slots.get(stream)
+
+    def lookup(self, streams: list[str]) -> IntArray:
+        """The slots of ``streams``, all known (KeyError otherwise)."""
+        if len(streams) == 1:
+            return np.array([self._slots[streams[0]]], dtype=np.int64)
+        return np.fromiter(itemgetter(*streams)(self._slots), dtype=np.int64, count=len(streams))
 
     def streams(self) -> dict[str, int]:
         return dict(self._slots)
@@ -92,9 +100,10 @@ class StateTable:
 
     def assign(self, streams: list[str]) -> IntArray:
         """Slots for ``streams`` (distinct), allocating zeroed (cold) state for new ones."""
-        known = [self.slots.get(stream) for stream in streams]
-        if None not in known:  # the steady state: every stream already has a slot
-            return np.fromiter(known, dtype=np.int64, count=len(known))
+        try:  # the steady state: every stream already has a slot
+            return self.slots.lookup(streams)
+        except KeyError:
+            pass
         slots = np.empty(len(streams), dtype=np.int64)
         fresh = []
         for i, stream in enumerate(streams):
@@ -114,6 +123,16 @@ class StateTable:
 
     def scatter(self, slots: IntArray, state: FloatArray) -> None:
         self._data[slots] = state
+
+    def run_of(self, slots: IntArray) -> slice | None:
+        """The rows as one slice when ``slots`` are consecutive and ascending (streams that keep arriving
+        in the order they first came), so a wave can read and write them without fancy indexing."""
+        if len(slots) and slots[-1] - slots[0] == len(slots) - 1 and np.all(np.diff(slots) == 1):
+            return slice(int(slots[0]), int(slots[-1]) + 1)
+        return None
+
+    def view(self, rows: slice) -> FloatArray:
+        return self._data[rows]
 
     def reshape(self, width: int) -> None:
         """Every stream's state becomes cold, ``width`` wide; slots and timestamps stay."""
