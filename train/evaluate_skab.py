@@ -16,8 +16,13 @@ from train.dataset import LabelledSeries, load_dataset, load_spec, skab_split
 from train.evaluate_report import SKAB_PUBLISHED, SKAB_SOURCE, SeriesPlot, plot_series, runs, table
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
+from train.skab_changepoint import count, nab_scores, predicted_changepoints
 
 BoolArray = npt.NDArray[np.bool_]
+
+
+# SKAB's own evaluation uses 60-second detection windows to the right of each changepoint.
+CHANGEPOINT_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class SkabResult:
     threshold: float  # what the alert state machine used
     streams: list[SkabStream]
     seconds: float
+    changepoints: dict[str, float] = field(default_factory=dict)  # SKAB's NAB variant, per profile
 
     @property
     def pooled(self) -> SkabMetrics:
@@ -165,13 +171,18 @@ def score_skab(
     started = time.perf_counter() if started is None else started
     alerting = {"threshold": o.threshold_scale * report.threshold, **o.alerting}
     bt = backtest(report.model_path, tests, alerting)
-    streams = []
+    streams, changes = [], []
     for t in tests:
         result = bt.streams[t.series.name]
         assert t.anomaly is not None, f"{t.series.name} has no anomaly labels"
         metrics = skab_metrics(result.firing[o.first :], t.anomaly[o.first :])
         streams.append(SkabStream(t, result, metrics))
-    return SkabResult(o, report, bt.threshold, streams, time.perf_counter() - started)
+        if t.changepoint is not None:
+            ts = t.series.ts[o.first :]
+            predicted = predicted_changepoints(ts, result.firing[o.first :])
+            changes.append(count(ts[t.changepoint[o.first :]], predicted, CHANGEPOINT_WINDOW_S))
+    chp = nab_scores(changes) if changes else {}
+    return SkabResult(o, report, bt.threshold, streams, time.perf_counter() - started, chp)
 
 
 def evaluate_skab(root: Path, o: SkabOptions, work: Path) -> SkabResult:
@@ -204,6 +215,12 @@ def skab_summary(result: SkabResult, command: str) -> str:
             table(["detector", "F1", "FAR %", "MAR %", "TP", "FP", "FN", "TN"], rows),
             f"Published ({SKAB_SOURCE}); the whole benchmark, not {o.group} alone:",
             table(["detector", "F1", "FAR %", "MAR %"], [[k, *v] for k, v in SKAB_PUBLISHED.items()]),
+            f"Changepoint task (SKAB's NAB variant: a {CHANGEPOINT_WINDOW_S:g} s window to the right of each "
+            "labelled changepoint; predicted changepoints are the rows where an alert starts or ends):",
+            table(
+                ["detector", *result.changepoints],
+                [["faultcast (this run)", *result.changepoints.values()]],
+            ),
             "Per file (this run):",
             table(["stream", "F1", "FAR %", "MAR %"], per_file),
         ]
