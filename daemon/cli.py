@@ -63,6 +63,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from train.run_folder import export_run
+
+    gap = export_run(args.run_dir, args.out)
+    print(json.dumps({"model": str(args.out), "parity_max_abs": gap}))
+    return 0
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from daemon.config import KafkaConfig
     from daemon.kafka_io import ensure_topics, make_producer
@@ -155,6 +163,17 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=7)
     train.add_argument("--run-dir", type=Path, help="folder for the run's metadata and per-epoch metrics")
     train.set_defaults(func=_cmd_train)
+
+    export = sub.add_parser(
+        "export",
+        help="rebuild the ONNX step model from a training run folder (e.g. after upgrading faultcast)",
+        description="Rebuild the single-step ONNX model from the weights a `faultcast train --run-dir` "
+        "folder holds, check it (ONNX checker, parity with PyTorch on the run's held-out readings) and "
+        "write it.",
+    )
+    export.add_argument("--run-dir", type=Path, required=True, help="the folder `train --run-dir` wrote")
+    export.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
+    export.set_defaults(func=_cmd_export)
 
     rep = sub.add_parser(
         "replay",

@@ -17,7 +17,7 @@ from train.export import build_step_model, parity, save
 from train.fault import BoolArray, FaultSpec, fault_target
 from train.fault import calibrate as calibrate_fault
 from train.fit import FitConfig, Heads, fit
-from train.model import ScoreParams, baseline_offsets, clock_inputs, model_inputs, stream_scores
+from train.model import Forecaster, ScoreParams, baseline_offsets, clock_inputs, model_inputs, stream_scores
 from train.series import Series
 
 PARITY_TOLERANCE = 1e-4
@@ -50,6 +50,10 @@ class TrainReport:
     history: list[dict[str, float]]
     metadata: dict[str, Any]
     validation: list[Scored] = field(default_factory=list)
+    # what `faultcast export` needs to rebuild the step model from a run folder
+    model: Forecaster | None = None
+    params: ScoreParams | None = None
+    held_out: Series | None = None
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,18 @@ def train_streams(
         raise RuntimeError(f"export parity failed: ONNX step model differs from PyTorch by {gap:.2e}")
     save(proto, out)
     validation = [Scored(seg, o.score.numpy()) for seg, o in zip(val, val_out, strict=True)]
-    return TrainReport(out, threshold, gap, result.best_epoch, result.history, metadata, validation)
+    return TrainReport(
+        out,
+        threshold,
+        gap,
+        result.best_epoch,
+        result.history,
+        metadata,
+        validation,
+        result.model,
+        params,
+        held_out,
+    )
 
 
 def _columns(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -13,15 +16,27 @@ from daemon.alerts import AlertState, Observation, step
 from daemon.config import AlertKindConfig
 from daemon.runtime import policy_for
 from train.evaluate_report import SeriesPlot, plot_series
-from train.pipeline import TrainReport
+from train.export import build_step_model, parity, save
+from train.model import Forecaster, ModelShape, ScoreParams
+from train.pipeline import PARITY_TOLERANCE, TrainReport
+
+WEIGHTS, MODEL_SPEC, HELD_OUT = "weights.pt", "model.json", "held_out.npz"
 
 
 def write_run(report: TrainReport, run_dir: Path) -> None:
-    """The run folder: resolved metadata, per-epoch metrics as JSON, the loss curves as a PNG, and a PNG
+    """The run folder: resolved metadata, per-epoch metrics as JSON, the loss curves as a PNG, a PNG
     per validation segment (values, score, threshold, labels, and where the daemon's default fault
-    alerting would fire)."""
+    alerting would fire), and what `faultcast export` rebuilds the step model from: the weights, the
+    model's shape and score parameters, and the held-out readings its parity is checked on."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metadata.json").write_text(json.dumps(report.metadata, indent=2, sort_keys=True))
+    if report.model is not None and report.params is not None and report.held_out is not None:
+        torch.save(report.model.state_dict(), run_dir / WEIGHTS)
+        shape = {**dataclasses.asdict(report.model.shape), "quantiles": list(report.model.shape.quantiles)}
+        spec = {"shape": shape, "params": dataclasses.asdict(report.params)}
+        (run_dir / MODEL_SPEC).write_text(json.dumps(spec, indent=2))
+        held = report.held_out
+        np.savez(run_dir / HELD_OUT, ts=held.ts, values=held.values, channels=np.array(held.channels))
     (run_dir / "metrics.json").write_text(json.dumps(report.history, indent=2))
     figure = Figure(figsize=(7, 4))
     FigureCanvasAgg(figure)
@@ -50,6 +65,34 @@ def write_run(report: TrainReport, run_dir: Path) -> None:
             scored_from=float(seg.series.ts[seg.score_from]) if seg.score_from < len(seg.series) else None,
         )
         plot_series(plot, run_dir / f"validation_{i}.png")
+
+
+def export_run(run_dir: Path, out: Path) -> float:
+    """Rebuilds the step model of a run folder, checks it like training does, writes it to ``out``.
+
+    Returns the parity gap; a gap over the tolerance raises, and nothing is written."""
+    missing = [
+        name for name in (WEIGHTS, MODEL_SPEC, HELD_OUT, "metadata.json") if not (run_dir / name).exists()
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"{run_dir}: no {', '.join(missing)}; train with --run-dir to get a folder `export` can use"
+        )
+    spec = json.loads((run_dir / MODEL_SPEC).read_text())
+    shape = ModelShape(**{**spec["shape"], "quantiles": tuple(spec["shape"]["quantiles"])})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["params"].items()}
+    params = ScoreParams(**fields)
+    model = Forecaster(shape)
+    model.load_state_dict(torch.load(run_dir / WEIGHTS, weights_only=True))
+    model.eval()
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    proto = build_step_model(model, params, metadata)
+    with np.load(run_dir / HELD_OUT) as held:
+        gap = parity(model, params, proto, held["values"], held["ts"])
+    if gap > PARITY_TOLERANCE:
+        raise RuntimeError(f"export parity failed: ONNX step model differs from PyTorch by {gap:.2e}")
+    save(proto, out)
+    return gap
 
 
 def _alerting(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,8 @@ from daemon.cli import main
         (["evaluate", "nab", "--help"], "--mapping"),
         (["evaluate", "skab", "--help"], "--baseline"),
         (["demo", "--help"], "--exit-when-done"),
+        (["export", "--help"], "--run-dir"),
+        (["evaluate", "congestion", "--help"], "--seed"),
     ],
 )
 def test_help(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ from train.export import build_step_model, parity, save, step_through
 from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape, ScoreParams, stream_scores
 from train.pipeline import PARITY_TOLERANCE, TrainReport
-from train.run_folder import write_run
+from train.run_folder import export_run, write_run
 from train.series import load_nab_csv
 
 
@@ -112,6 +112,22 @@ def test_run_folder_holds_metadata_metrics_loss_curves_and_validation_plots(
     validated = scored.score[scored.segment.score_from :]
     assert validated.max() * 1.5 <= machine_model.threshold * (1 + 1e-6)  # the headroom rule held
     assert (tmp_path / "validation_0.png").read_bytes()[:8] == png
+
+
+@pytest.mark.parametrize("fixture", ["machine_model", "traffic_model"])
+def test_export_rebuilds_the_trained_model_from_its_run_folder(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    report: TrainReport = request.getfixturevalue(fixture)
+    write_run(report, tmp_path / "run")
+    gap = export_run(tmp_path / "run", tmp_path / "again.onnx")
+    assert gap <= PARITY_TOLERANCE
+    assert (tmp_path / "again.onnx").read_bytes() == report.model_path.read_bytes()
+
+
+def test_export_needs_a_run_folder_with_weights(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="train with --run-dir"):
+        export_run(tmp_path, tmp_path / "m.onnx")
 
 
 def test_per_stream_baseline_scales_a_noisier_streams_score_and_its_length_is_configurable(
