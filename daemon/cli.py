@@ -41,13 +41,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from train.pipeline import TrainSpec, train_series
     from train.run_folder import write_run
     from train.series import load_nab_csv
+    from train.train_dataset import HeadSplit, train_dataset
 
-    series = load_nab_csv(args.csv, args.channel)
-    spec = TrainSpec(name=args.name or series.name, version=args.version, fit_fraction=args.fit_fraction)
     config = FitConfig(
         hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
     )
-    report = train_series(series, spec, config, args.out)
+    if args.spec is not None:
+        name = args.name or f"{Path(args.spec).stem}"
+        spec = TrainSpec(name=name, version=args.version, baseline=args.baseline)
+        split = HeadSplit(args.fit_rows, args.val_rows)
+        report = train_dataset(args.spec, args.root, args.streams, split, spec, config, args.out)
+    else:
+        series = load_nab_csv(args.csv, args.channel)
+        spec = TrainSpec(
+            name=args.name or series.name,
+            version=args.version,
+            fit_fraction=args.fit_fraction,
+            baseline=args.baseline,
+        )
+        report = train_series(series, spec, config, args.out)
     if args.run_dir:
         write_run(report, args.run_dir)
     print(
@@ -143,9 +155,21 @@ def parser() -> argparse.ArgumentParser:
         "train",
         help="train a model on a CSV series and export its ONNX step model; `train compare`: LSTM/GRU/RNN",
         description="Fit a recurrent forecaster on the first --fit-fraction of a "
-        "timestamp,value CSV, calibrate its alert threshold, export the ONNX step model.",
+        "timestamp,value CSV (or, with --spec, on the first --fit-rows of every stream a dataset spec "
+        "reads), calibrate its alert threshold, export the ONNX step model.",
     )
-    train.add_argument("--csv", type=Path, required=True, help="series file (NAB layout: timestamp,value)")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", type=Path, help="series file (NAB layout: timestamp,value)")
+    source.add_argument(
+        "--spec", help="dataset spec: a shipped name (skab, nab_realKnownCause, ...) or a YAML path"
+    )
+    train.add_argument("--root", type=Path, default=Path("."), help="with --spec: the data root it reads")
+    train.add_argument("--streams", default="*", help="with --spec: which streams (shell pattern on names)")
+    train.add_argument("--fit-rows", type=int, default=400, help="with --spec: each stream's rows to fit")
+    train.add_argument(
+        "--val-rows", type=int, default=120, help="with --spec: of those, the last to validate"
+    )
+    train.add_argument("--baseline", type=int, default=0, help="readings that set each stream's own offsets")
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")
     train.add_argument("--version", default="1", help="model version (default: 1)")

@@ -241,7 +241,7 @@ def run_skab(args: argparse.Namespace, command: str, folder: Path) -> str:
     o = replace(
         o, baseline=o.baseline if args.baseline is None else args.baseline, scale_floor=args.scale_floor
     )
-    result = evaluate_skab(Path(args.root), o, folder / "models")
+    result = evaluate_skab(Path(args.root), o, folder / "models", args.model)
     tests = [s.labelled for s in result.streams]
     calibrated = score_skab(tests, result.train, replace(o, threshold_scale=1.0, alerting={})).pooled
     skab_plots(result, folder)
@@ -276,6 +276,7 @@ def parser() -> argparse.ArgumentParser:
     skab.add_argument("--setup", choices=("heads", "brief"), default="heads")
     skab.add_argument("--baseline", type=int, help="readings that set a stream's offsets (heads: 200)")
     skab.add_argument("--threshold-scale", type=float, default=0.8, help="x the calibrated threshold")
+    skab.add_argument("--model", type=Path, help="score this model (from `faultcast train --spec skab`)")
     skab.add_argument("--scale-floor", type=float, help="per-stream score scale from the baseline (floor)")
     skab.add_argument("--fire-after", type=int, default=3)
     skab.add_argument("--resolve-after", type=int, default=6)

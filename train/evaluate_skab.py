@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from daemon.model_file import read_model
 from train.backtest import StreamResult, backtest
 from train.dataset import LabelledSeries, load_dataset, load_spec, skab_split
 from train.evaluate_report import SKAB_PUBLISHED, SKAB_SOURCE, SeriesPlot, plot_series, runs, table
@@ -185,12 +186,19 @@ def score_skab(
     return SkabResult(o, report, bt.threshold, streams, time.perf_counter() - started, chp)
 
 
-def evaluate_skab(root: Path, o: SkabOptions, work: Path) -> SkabResult:
-    """Trains one model for ``o.group`` and scores its test parts."""
+def evaluate_skab(root: Path, o: SkabOptions, work: Path, model: Path | None = None) -> SkabResult:
+    """Trains one model for ``o.group`` (or takes ``model``, trained before) and scores its test parts."""
     started = time.perf_counter()
     normal, tests = load_skab(root, o.group)
-    report = train_skab(normal, tests, o, work / f"skab_{o.group}.onnx")
+    report = train_skab(normal, tests, o, work / f"skab_{o.group}.onnx") if model is None else trained(model)
     return score_skab(tests, report, o, started)
+
+
+def trained(path: Path) -> TrainReport:
+    """What scoring needs of a model trained earlier, from its metadata (its parity is not re-checked)."""
+    _, info = read_model(path)
+    best = int(info.metadata.get("training", {}).get("best_epoch", -1))
+    return TrainReport(path, info.thresholds["fault"], float("nan"), best, [], info.metadata)
 
 
 def skab_summary(result: SkabResult, command: str) -> str:
@@ -207,7 +215,7 @@ def skab_summary(result: SkabResult, command: str) -> str:
         [
             f"## SKAB {o.group}: outlier task, pointwise, rows after each file's first {o.first}, pooled",
             f"Command: `{command}`",
-            f"Model: one {o.fit.cell.upper()} fitted on {_fitted(o)}; calibrated threshold "
+            f"Model: {_model(result, o)}; calibrated threshold "
             f"{result.train.threshold:.4g}, alert threshold {result.threshold:.4g}; best epoch "
             f"{result.train.best_epoch}; {result.seconds:.0f} s. Prediction = the daemon's alert state "
             "(firing = 1) per row; each stream is replayed whole, its first rows forming its baseline.",
@@ -225,6 +233,12 @@ def skab_summary(result: SkabResult, command: str) -> str:
             table(["stream", "F1", "FAR %", "MAR %"], per_file),
         ]
     )
+
+
+def _model(result: SkabResult, o: SkabOptions) -> str:
+    if result.train.history:  # trained in this run
+        return f"one {o.fit.cell.upper()} fitted on {_fitted(o)}"
+    return f"{result.train.model_path}, trained before this run (its own fitting applies, not these knobs)"
 
 
 def _fitted(o: SkabOptions) -> str:

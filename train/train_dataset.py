@@ -1,0 +1,52 @@
+"""`faultcast train --spec`: one model for the streams of a dataset spec, fitted on each stream's head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+from train.dataset import load_dataset, load_spec
+from train.fit import FitConfig
+from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
+
+
+@dataclass(frozen=True)
+class HeadSplit:
+    """Each stream's first ``fit_rows`` readings are fitted; the last ``val_rows`` of them validate."""
+
+    fit_rows: int
+    val_rows: int
+
+
+def train_dataset(
+    spec_source: str,
+    root: Path,
+    pattern: str,
+    split: HeadSplit,
+    spec: TrainSpec,
+    config: FitConfig,
+    out: Path,
+    progress: bool = True,
+) -> TrainReport:
+    """Normalisation, fitting and calibration see only the heads; parity runs on the first stream's rest."""
+    data, _ = load_dataset(load_spec(spec_source), root)
+    streams = sorted((s.series for s in data if fnmatch(s.series.name, pattern)), key=lambda s: s.name)
+    if not streams:
+        raise ValueError(f"no stream of {spec_source} under {root} matches {pattern!r}")
+    fit_to = split.fit_rows - split.val_rows
+    if fit_to < 64 or split.val_rows < 1 or any(len(s) <= split.fit_rows for s in streams):
+        raise ValueError(
+            f"each stream needs more than --fit-rows {split.fit_rows} readings, of which at least 64 fit "
+            f"and 1 validates (--val-rows {split.val_rows})"
+        )
+    heads = [s.head(split.fit_rows) for s in streams]
+    return train_streams(
+        [h.head(fit_to) for h in heads],
+        [Segment(h, fit_to) for h in heads],
+        streams[0].rows(split.fit_rows, None),
+        spec,
+        config,
+        out,
+        progress,
+    )
