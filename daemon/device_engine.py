@@ -16,17 +16,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from daemon.engine import (
-    Reloaded,
-    WaveResult,
-    diverged_rows,
-    fixed_inputs,
-    output_shapes,
-    session_for,
-    state_layout,
-)
+from daemon.engine import ModelSession, WaveResult, diverged_rows, fixed_inputs, output_shapes
 from daemon.errors import DeviceError
-from daemon.model_file import ModelInfo, read_model
+from daemon.model_file import ModelInfo
 from daemon.state_table import FloatArray, IntArray, SlotMap
 
 PROVIDERS = {"cuda": ["CUDAExecutionProvider"], "cpu": ["CPUExecutionProvider"]}
@@ -92,8 +84,10 @@ class DeviceStateTable:
         self.slots.release(stream)
 
 
-class DeviceEngine:
+class DeviceEngine(ModelSession):
     """Engine whose state table is device memory, bound to the session with IOBinding."""
+
+    table: DeviceStateTable
 
     def __init__(self, path: Path, initial_capacity: int, device: str, baseline: int | None = None) -> None:
         if device == "cuda" and not cuda_available():
@@ -102,29 +96,14 @@ class DeviceEngine:
                 "CUDAExecutionProvider is missing); install faultcast[gpu] on a GPU host, "
                 "or set state.device: cpu"
             )
-        raw, self.info = read_model(path)
         self.device = device
-        self.baseline = baseline
-        self._session = session_for(raw, PROVIDERS[device], path)
-        self._fixed = self._fixed_tensors(self.info)
+        super().__init__(path, PROVIDERS[device], baseline)
         self.table = DeviceStateTable(self.info.state_width, initial_capacity, device)
 
-    def _fixed_tensors(self, info: ModelInfo) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(v).to(self.device) for k, v in fixed_inputs(info, self.baseline).items()}
-
-    def reload(self, path: Path) -> Reloaded | None:
-        """Swaps in the model at ``path``; None if its bytes did not change (see HostEngine.reload)."""
-        raw, info = read_model(path)
-        if info.sha256 == self.info.sha256:
-            return None
-        session = session_for(raw, PROVIDERS[self.device], path)
-        same_layout = state_layout(info) == state_layout(self.info)
-        self._fixed = self._fixed_tensors(info)
-        self._session, self.info = session, info
-        if same_layout:
-            return Reloaded(kept_state=True, streams_reset=0)
-        self.table.reshape(info.state_width)
-        return Reloaded(kept_state=False, streams_reset=len(self.table.slots))
+    def _prepare(self, info: ModelInfo) -> None:
+        self._fixed = {
+            k: torch.from_numpy(v).to(self.device) for k, v in fixed_inputs(info, self.baseline).items()
+        }
 
     def step(
         self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_], ts: npt.NDArray[np.float64]
@@ -156,14 +135,7 @@ class DeviceEngine:
         if diverged.any():
             next_state[torch.from_numpy(np.flatnonzero(diverged)).to(self.device)] = 0.0
         self.table.put(slots, next_state)
-        return WaveResult(
-            slots=slots,
-            score=host["score"],
-            contrib=host["contrib"],
-            congestion=host.get("congestion"),
-            fault=host.get("fault"),
-            diverged=diverged,
-        )
+        return WaveResult.of(slots, host, diverged)
 
     @staticmethod
     def _bind(bind: Callable[..., None], name: str, tensor: torch.Tensor) -> None:

@@ -24,6 +24,20 @@ class WaveResult:
     fault: FloatArray | None  # [B] the fault head's probability of a fault within its horizon
     diverged: npt.NDArray[np.bool_]  # [B] rows whose score or state went non-finite; their state was reset
 
+    @classmethod
+    def of(
+        cls, slots: IntArray, outputs: dict[str, FloatArray], diverged: npt.NDArray[np.bool_]
+    ) -> WaveResult:
+        """From the step's outputs by name (the heads' only when the model has them)."""
+        return cls(
+            slots,
+            outputs["score"],
+            outputs["contrib"],
+            outputs.get("congestion"),
+            outputs.get("fault"),
+            diverged,
+        )
+
 
 @dataclass(frozen=True)
 class Reloaded:
@@ -48,6 +62,8 @@ class StateStore(Protocol):
     def gather(self, slots: IntArray) -> FloatArray: ...
 
     def scatter(self, slots: IntArray, state: FloatArray) -> None: ...
+
+    def reshape(self, width: int) -> None: ...
 
     def evict(self, stream: str) -> None: ...
 
@@ -130,19 +146,20 @@ def diverged_rows(outputs: dict[str, np.ndarray]) -> npt.NDArray[np.bool_]:
     return ~finite
 
 
-class HostEngine:
-    """CPU engine: state in a numpy table, plain ``InferenceSession.run``.
+class ModelSession:
+    """A model and its onnxruntime session, with hot reload: what every engine shares."""
 
-    (Binding reused host buffers with IOBinding was measured too: no faster on CPU, bench/step_engine.py.)
-    """
+    table: StateStore
 
-    def __init__(self, path: Path, initial_capacity: int, baseline: int | None = None) -> None:
+    def __init__(self, path: Path, providers: list[str], baseline: int | None) -> None:
         raw, self.info = read_model(path)
-        self._session = session_for(raw, ["CPUExecutionProvider"], path)
-        self.table = StateTable(self.info.state_width, initial_capacity)
         self.baseline = baseline
-        self._fixed = fixed_inputs(self.info, baseline)
-        self._names = list(output_shapes(self.info, 0, 0))
+        self._providers = providers
+        self._session = session_for(raw, providers, path)
+        self._prepare(self.info)
+
+    def _prepare(self, info: ModelInfo) -> None:
+        """Derives what each wave feeds or asks for from ``info``; on load, and before a reload swaps."""
 
     def reload(self, path: Path) -> Reloaded | None:
         """Swaps in the model at ``path``; None if its bytes did not change.
@@ -153,15 +170,31 @@ class HostEngine:
         raw, info = read_model(path)
         if info.sha256 == self.info.sha256:
             return None
-        session = session_for(raw, ["CPUExecutionProvider"], path)
+        session = session_for(raw, self._providers, path)
         same_layout = state_layout(info) == state_layout(self.info)
-        self._fixed = fixed_inputs(info, self.baseline)
-        self._names = list(output_shapes(info, 0, 0))
+        self._prepare(info)
         self._session, self.info = session, info
         if same_layout:
             return Reloaded(kept_state=True, streams_reset=0)
         self.table.reshape(info.state_width)
         return Reloaded(kept_state=False, streams_reset=len(self.table.slots))
+
+
+class HostEngine(ModelSession):
+    """CPU engine: state in a numpy table, plain ``InferenceSession.run``.
+
+    (Binding reused host buffers with IOBinding was measured too: no faster on CPU, bench/step_engine.py.)
+    """
+
+    table: StateTable
+
+    def __init__(self, path: Path, initial_capacity: int, baseline: int | None = None) -> None:
+        super().__init__(path, ["CPUExecutionProvider"], baseline)
+        self.table = StateTable(self.info.state_width, initial_capacity)
+
+    def _prepare(self, info: ModelInfo) -> None:
+        self._fixed = fixed_inputs(info, self.baseline)
+        self._names = list(output_shapes(info, 0, 0))
 
     def step(
         self, streams: list[str], x: FloatArray, reset: npt.NDArray[np.bool_], ts: npt.NDArray[np.float64]
@@ -188,11 +221,4 @@ class HostEngine:
             state[:] = next_state
         else:
             self.table.scatter(slots, next_state)
-        return WaveResult(
-            slots=slots,
-            score=outputs["score"],
-            contrib=outputs["contrib"],
-            congestion=outputs.get("congestion"),
-            fault=outputs.get("fault"),
-            diverged=diverged,
-        )
+        return WaveResult.of(slots, outputs, diverged)
