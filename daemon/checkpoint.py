@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from daemon.processor import Processor
 from daemon.runtime import ModelRuntime
 
 FORMAT_VERSION = 1
+# A revoked partition that has not come back within this long has moved on for good: its snapshot goes.
+PARK_TTL_S = 600.0
 log = logging.getLogger("faultcast.checkpoint")
 
 
@@ -54,18 +57,21 @@ class Checkpoint:
 
 
 def take(processor: Processor, topic: str, offsets: dict[int, int]) -> Checkpoint:
-    """A snapshot of every live stream; call it only between two polls (nothing half-processed)."""
+    """A snapshot of the live streams of the partitions in ``offsets``; call it only between two polls
+    (nothing half-processed)."""
     return Checkpoint(
         topic,
         dict(offsets),
         processor.watermark,
-        {name: _snapshot(rt) for name, rt in processor.runtimes.items()},
+        {name: _snapshot(rt, set(offsets)) for name, rt in processor.runtimes.items()},
     )
 
 
-def _snapshot(rt: ModelRuntime) -> ModelSnapshot:
+def _snapshot(rt: ModelRuntime, partitions: set[int]) -> ModelSnapshot:
     table = rt.engine.table
-    named = table.slots.streams()
+    named = {
+        s: slot for s, slot in table.slots.streams().items() if table.slots.partition[slot] in partitions
+    }
     streams = list(named)
     slots = np.fromiter((named[s] for s in streams), dtype=np.int64, count=len(streams))
     return ModelSnapshot(
@@ -167,7 +173,7 @@ def load(path: Path) -> Checkpoint | None:
         return Checkpoint(
             meta["topic"], {int(p): int(o) for p, o in meta["offsets"].items()}, meta["watermark"], models
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:
         log.warning("checkpoint unreadable; streams start cold", extra={"path": str(path), "error": str(exc)})
         return None
 
@@ -186,7 +192,7 @@ class Checkpoints:
         self.path = None if folder is None else Path(folder) / f"{name}.ckpt.npz"
         self.interval = config.state.checkpoint_interval_s
         self._last = time.monotonic()
-        self._parked: dict[int, Checkpoint] = {}
+        self._parked: dict[int, tuple[float, Checkpoint]] = {}
         if self.path is not None and not os.access(self.path.parent, os.W_OK):
             raise ConfigError(
                 f"state.checkpoint_dir {self.path.parent} is not a writable folder; create it, or unset it"
@@ -204,7 +210,10 @@ class Checkpoints:
         save(checkpoint, self.path)
 
     def park(self, checkpoint: Checkpoint) -> None:
-        self._parked.update(dict.fromkeys(checkpoint.offsets, checkpoint))
+        """Keeps a revoked partition's snapshot for a while, in case the partition comes back."""
+        now = time.monotonic()
+        self._parked = {p: (t, c) for p, (t, c) in self._parked.items() if now - t < PARK_TTL_S}
+        self._parked.update(dict.fromkeys(checkpoint.offsets, (now, checkpoint)))
 
     def plan(
         self,
@@ -217,7 +226,8 @@ class Checkpoints:
         on_disk = load(self.path) if self.path is not None else None
         chosen: dict[int, Checkpoint] = {}
         for p in partitions:
-            parked, done = self._parked.pop(p, None), committed.get(p)
+            entry, done = self._parked.pop(p, None), committed.get(p)
+            parked = entry[1] if entry is not None and time.monotonic() - entry[0] < PARK_TTL_S else None
             if parked is not None and _replayable(parked.offsets[p], done, earliest.get(p, 0), max_replay):
                 chosen[p] = parked
             elif on_disk is not None and p in on_disk.offsets and done is not None:

@@ -201,6 +201,8 @@ class Service:
                 if event.kind == "revoked":  # lost partitions' state may be stale: it is dropped
                     offsets = {p: self.positions[p] for p in event.partitions if p in self.positions}
                     self.checkpoints.park(take(self.processor, self.config.kafka.readings_topic, offsets))
+                for p in event.partitions:
+                    self.positions.pop(p, None)
                 evicted = self.processor.evict_partitions(set(event.partitions))
                 self.metrics.evicted.inc(evicted)
             log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
@@ -211,8 +213,13 @@ class Service:
         return rewound
 
     def _resume(self, partitions: set[int]) -> set[int]:
-        """Restores the streams of newly assigned partitions from a checkpoint and rewinds to its offsets."""
+        """Restores the streams of newly assigned partitions from a checkpoint and rewinds to its offsets.
+
+        One poll may run several rebalances, so only partitions still assigned now are resumed."""
         topic = self.config.kafka.readings_topic
+        partitions &= {tp.partition for tp in self.consumer.assignment() if tp.topic == topic}
+        if not partitions:
+            return set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         committed = {tp.partition: self.consumer.committed(tp) for tp in tps}
         earliest = {tp.partition: o for tp, o in self.consumer.beginning_offsets(tps).items()}

@@ -135,7 +135,8 @@ def score_warnings(
     starts = [t for t in range(max(test_from, h), len(load)) if above[t] and not above[t - h : t].any()]
     ahead, lead = 0, 0.0
     for s in starts:
-        on = [t for t in range(s - h, s) if warn[t]]
+        # only warnings within the horizon's time: a gap must not stretch the lead past the horizon
+        on = [t for t in range(s - h, s) if warn[t] and ts[s] - ts[t] <= h * spec.step_s]
         if on:
             ahead += 1
             lead += ts[s] - ts[on[0]]

@@ -123,7 +123,9 @@ def _stream_scale(
     new_spread = g.op("Add", spread, g.op("Mul", in_window, mean_sq))
     count = g.op("Max", g.op("Sub", n_base, start), g.const([1.0]))
     scale = g.op("Max", g.op("Sqrt", g.op("Div", new_spread, count)), g.const([floor]))
-    return new_spread, scale
+    # Without a baseline there is nothing to measure: the score is not scaled.
+    has_base = g.op("Greater", n_base, g.const([0.0]))
+    return new_spread, g.op("Where", has_base, scale, g.const([1.0]))
 
 
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:

@@ -81,6 +81,10 @@ class FileCounts:
 
 
 def count(true_cp: FloatArray, predicted: FloatArray, window_s: float) -> FileCounts:
+    """Windows with their first detection, and detections outside every window.
+
+    Window ends are inclusive, as in SKAB's evaluation: a detection exactly where one cut window ends and
+    the next begins counts in both (only possible for changepoints closer than the window)."""
     wins = windows(true_cp, window_s)
     inside = np.zeros(len(predicted), dtype=bool)
     hits: list[float | None] = []

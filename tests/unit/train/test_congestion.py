@@ -33,9 +33,10 @@ def test_warnings_are_scored_against_the_load_at_the_horizon() -> None:
     w = score_warnings(ts, load, warn, forecast, 1.0, SPEC, 0, np.ones(len(load), dtype=bool))
     # rows with a target: 0-5 (their targets 0 0 5 5 0 0) and 8 (target 0); 6, 7, 9 and 10 have none
     assert (w.tp, w.fp, w.fn) == (2, 1, 0)
-    # episodes: row 4 (rows 2-3 under the limit before it) and row 9 (rows 7-8 under it)
-    assert (w.episodes, w.ahead) == (2, 2)
-    assert w.lead_s == pytest.approx(120.0 + (ts[9] - ts[7]))
+    # episodes: row 4 (rows 2-3 under the limit before it) and row 9 (rows 7-8 under it); row 4 is warned
+    # from row 2, 2 minutes ahead; row 7's warning came 12 minutes before row 9, past the horizon's time
+    assert (w.episodes, w.ahead) == (2, 1)
+    assert w.lead_s == pytest.approx(120.0)
     expected_err = np.abs(forecast[[0, 1, 2, 3, 4, 5, 8]] - load[[2, 3, 4, 5, 6, 7, 10]]).sum()
     assert (w.abs_err, w.errors) == (pytest.approx(expected_err), 7)
 

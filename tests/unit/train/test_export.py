@@ -33,6 +33,7 @@ from train.series import load_nab_csv
         ("lstm", 1, 400, True, None),
         ("gru", 2, 0, True, None),
         ("lstm", 1, 400, False, 0.5),
+        ("lstm", 1, 0, False, 0.5),
         ("gru", 1, 301, True, 1.0),
     ],
 )
