@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from daemon import checkpoint as checkpoint_module
 from daemon.checkpoint import Checkpoint, Checkpoints, load, restore, save, take
 from daemon.config import Config, parse_config
 from daemon.engine import HostEngine
@@ -142,3 +143,28 @@ def test_systemd_state_directory_is_the_default(tmp_path: Path) -> None:
     assert parse_config(
         data, tmp_path, env={"STATE_DIRECTORY": "/var/lib/faultcast"}
     ).state.checkpoint_dir == ("/var/lib/faultcast")
+
+
+def test_snapshot_holds_only_the_given_partitions_streams(machine_model: TrainReport) -> None:
+    first = Processor(_config(machine_model.model_path), {"m": HostEngine(machine_model.model_path, 4)})
+    first.process(_polls()[0])
+    snap = take(first, "r", {1: 25}).models["m"]
+    assert sorted(snap.streams) == ["m-1", "m-3", "m-5"] and set(snap.partitions) == {1}
+
+
+def test_truncated_checkpoint_means_a_cold_start(machine_model: TrainReport, tmp_path: Path) -> None:
+    first = Processor(_config(machine_model.model_path), {"m": HostEngine(machine_model.model_path, 4)})
+    first.process(_polls()[0])
+    path = tmp_path / "c.npz"
+    save(take(first, "r", {0: 25, 1: 25}), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert load(path) is None
+
+
+def test_parked_snapshot_expires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoints = Checkpoints(_config(tmp_path / "m.onnx", tmp_path))
+    now = [1000.0]
+    monkeypatch.setattr(checkpoint_module.time, "monotonic", lambda: now[0])
+    checkpoints.park(_checkpoint({1: 100}))
+    now[0] += checkpoint_module.PARK_TTL_S + 1
+    assert checkpoints.plan({1}, {1: 100}, {1: 0}, max_replay=1_000_000) == []
