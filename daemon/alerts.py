@@ -72,7 +72,7 @@ class AlertEvent:
     started_at: float
     first_source: SourceKey  # the first offending reading: with stream and kind it fixes the alert id
     source: SourceKey  # the reading that caused this event
-    resolution: str | None = None  # for resolved events: recovered | stream_idle
+    resolution: str | None = None  # for resolved events: recovered | stream_idle | model_reload
 
 
 def step(policy: AlertPolicy, state: AlertState, obs: Observation) -> tuple[AlertState, AlertEvent | None]:
@@ -94,15 +94,18 @@ def step(policy: AlertPolicy, state: AlertState, obs: Observation) -> tuple[Aler
     return fired, _event(policy, fired, obs, "firing")
 
 
-def expire(policy: AlertPolicy, state: AlertState, ts: float) -> AlertEvent | None:
-    """The resolved event owed when a stream's state is dropped while its alert fires (idle past the TTL)."""
+def expire(
+    policy: AlertPolicy, state: AlertState, ts: float, resolution: str = "stream_idle"
+) -> AlertEvent | None:
+    """The resolved event owed when a stream's state is dropped while its alert fires (idle past the TTL,
+    or a new model whose score means something else)."""
     if state.phase != "firing":
         return None
     assert state.first_source is not None
     return AlertEvent(
         kind=policy.kind, state="resolved", severity=state.severity, score=0.0, peak=state.peak,
         threshold=policy.threshold, ts=ts, started_at=state.started_at, first_source=state.first_source,
-        source=state.first_source, resolution="stream_idle",
+        source=state.first_source, resolution=resolution,
     )  # fmt: skip
 
 
@@ -160,7 +163,7 @@ class KindAlerts:
             self.states[stream] = state
         return event
 
-    def expire(self, stream: str, ts: float) -> AlertEvent | None:
+    def expire(self, stream: str, ts: float, resolution: str = "stream_idle") -> AlertEvent | None:
         """Forgets ``stream``; the resolved event owed if its alert was firing."""
         state = self.states.pop(stream, None)
-        return None if state is None else expire(self.policy, state, ts)
+        return None if state is None else expire(self.policy, state, ts, resolution)

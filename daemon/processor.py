@@ -82,6 +82,9 @@ class Processor:
     def process(self, records: list[RawRecord]) -> Outcome:
         """Scores one poll's records in order; alerts come out in the order their readings came in."""
         out = Outcome()
+        for rt in self.runtimes.values():
+            out.alerts += rt.owed
+            rt.owed = []
         pending: dict[str, list[Admitted]] = {name: [] for name in self.runtimes}
         last_seen: dict[str, float] = {}
         for record in records:

@@ -11,6 +11,7 @@ from daemon.alerts import AlertPolicy, KindAlerts, Observation
 from daemon.config import AlertKindConfig, Config
 from daemon.engine import Engine, Reloaded, WaveResult
 from daemon.messages import alert_message, congestion_detail
+from daemon.model_file import ModelInfo
 from daemon.records import Reading
 
 
@@ -41,6 +42,7 @@ class ModelRuntime:
         self.kinds = self._alert_kinds()
         self.last_values: dict[str, tuple[np.ndarray, int]] = {}  # for carrying missing channels
         self.since_score: dict[str, int] = {}
+        self.owed: list[dict[str, Any]] = []  # resolved alerts a reload ended, sent with the next poll
 
     def _alert_kinds(self) -> dict[str, KindAlerts]:
         """Fault alerts always; congestion alerts when the model has a congestion head."""
@@ -54,18 +56,34 @@ class ModelRuntime:
     def reload(self, path: Path) -> Reloaded | None:
         """Takes the model at ``path``; None if it did not change.
 
-        Alert states carry over for the kinds the new model still has; their policies take its thresholds.
+        Alert states carry over for the kinds whose score means the same under the new model; their
+        policies take its thresholds. A kind the new model lacks, or a fault score that changed meaning
+        (a fault head came or went), ends its firing alerts as resolved (``model_reload``).
         """
+        old = self.engine.info
         reloaded = self.engine.reload(path)
         if reloaded is not None:
             kinds = self._alert_kinds()
-            for kind, alerts in kinds.items():
-                if kind in self.kinds:
-                    alerts.states = self.kinds[kind].states
+            for kind, alerts in self.kinds.items():
+                same = kind in kinds and (kind != "fault" or old.fault_head == self.engine.info.fault_head)
+                if same:
+                    kinds[kind].states = alerts.states
+                else:
+                    self.owed += self._resolve_all(kind, alerts, old)
             self.kinds = kinds
             if not reloaded.kept_state:
                 self.last_values.clear()
         return reloaded
+
+    def _resolve_all(self, kind: str, alerts: KindAlerts, info: ModelInfo) -> list[dict[str, Any]]:
+        no_channels = np.zeros(len(info.features), dtype=np.float32)
+        top = self._alerting(kind).top_channels
+        out = []
+        for stream in list(alerts.states):
+            event = alerts.expire(stream, self.last_ts(stream) or 0.0, "model_reload")
+            if event is not None:
+                out.append(alert_message(event, stream, info, no_channels, top))
+        return out
 
     def last_ts(self, stream: str) -> float | None:
         slot = self.engine.table.slots.get(stream)

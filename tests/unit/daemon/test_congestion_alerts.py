@@ -118,3 +118,21 @@ def test_trained_model_alerts_where_its_forecasts_say(traffic_model: TrainReport
     assert expected, "the first 1,200 readings hold congestion the model forecasts"
     assert [(a["state"], a["source"]["offset"]) for a in congestion] == expected
     assert CongestionOptions().congestion.warn == traffic_model.metadata["congestion"]["quantiles"][0]
+
+
+def test_reload_to_a_model_without_the_head_resolves_its_firing_alerts(tmp_path: Path) -> None:
+    live = tmp_path / "live.onnx"
+    untrained_model(live, ("occupancy",), congestion_limit=20.0)
+    processor = _processor(live, fire_after=1)
+    fired = [a for a in processor.process(_records("lane-1", "occupancy", [25.0, 26.0])).alerts]
+    congestion = [a for a in fired if a["kind"] == "congestion"]
+    assert [a["state"] for a in congestion] == ["firing"]
+    untrained_model(live, ("occupancy",), version="2")  # same channels and state, no congestion head
+    runtime = processor.runtimes["m"]
+    assert runtime.reload(live) is not None and "congestion" not in runtime.kinds
+    later = processor.process(_records("lane-1", "occupancy", [27.0], start=1.7e9 + 2 * STEP)).alerts
+    resolved = [a for a in later if a["kind"] == "congestion"]
+    assert [(a["id"], a["state"], a["resolution"]) for a in resolved] == [
+        (congestion[0]["id"], "resolved", "model_reload")
+    ]
+    assert resolved[0]["model"]["version"] == "1"  # the version that raised it
