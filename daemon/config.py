@@ -120,20 +120,29 @@ class RecordsConfig:
     max_future_s: float = 86400.0
 
 
+# Used where neither the config nor the model's metadata says otherwise.
+ALERTING_DEFAULTS: dict[str, float] = {"resolve_ratio": 0.8, "fire_after": 3, "resolve_after": 6}
+
+
 @dataclass(frozen=True)
 class AlertKindConfig:
+    """``threshold``, ``resolve_ratio``, ``fire_after`` and ``resolve_after`` left unset come from the
+    model (the settings its threshold was calibrated with), else from ALERTING_DEFAULTS."""
+
     threshold: float | None = None
-    resolve_ratio: float = 0.8
-    fire_after: int = 3
-    resolve_after: int = 6
+    resolve_ratio: float | None = None
+    fire_after: int | None = None
+    resolve_after: int | None = None
     cooldown_s: float = 3600.0
     severities: dict[str, float] = field(default_factory=lambda: {"warning": 1.0, "critical": 2.0})
     top_channels: int = 3
 
     def __post_init__(self) -> None:
-        if not 0 < self.resolve_ratio <= 1:
+        if self.resolve_ratio is not None and not 0 < self.resolve_ratio <= 1:
             raise ValueError("resolve_ratio must be in (0, 1]")
-        if self.fire_after < 1 or self.resolve_after < 1:
+        if (self.fire_after is not None and self.fire_after < 1) or (
+            self.resolve_after is not None and self.resolve_after < 1
+        ):
             raise ValueError("fire_after and resolve_after must be >= 1")
         if not self.severities or min(self.severities.values()) != 1.0:
             raise ValueError("severities must map names to threshold multiples, the lowest being 1.0")
@@ -144,9 +153,9 @@ class CongestionAlertConfig(AlertKindConfig):
     """Congestion defaults: a load forecast is smoother than an anomaly score, so fewer readings confirm
     it, the resolve band is tighter, and 25% past the limit is critical. ``threshold`` is the limit."""
 
-    resolve_ratio: float = 0.9
-    fire_after: int = 2
-    resolve_after: int = 3
+    resolve_ratio: float | None = 0.9
+    fire_after: int | None = 2
+    resolve_after: int | None = 3
     cooldown_s: float = 1800.0
     severities: dict[str, float] = field(default_factory=lambda: {"warning": 1.0, "critical": 1.25})
     top_channels: int = 1

@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from daemon.alerts import AlertPolicy, KindAlerts, Observation
-from daemon.config import AlertKindConfig, Config
+from daemon.config import ALERTING_DEFAULTS, AlertKindConfig, Config
 from daemon.engine import Engine, Reloaded, WaveResult
 from daemon.messages import alert_message, congestion_detail
 from daemon.model_file import ModelInfo
 from daemon.records import Reading
 
 
-def policy_for(kind: str, config: AlertKindConfig, model_threshold: float | None) -> AlertPolicy:
+def policy_for(
+    kind: str,
+    config: AlertKindConfig,
+    model_threshold: float | None,
+    model_alerting: Mapping[str, float] | None = None,
+) -> AlertPolicy:
+    """The policy from the config, falling back to what the model was calibrated with, then defaults."""
     threshold = config.threshold if config.threshold is not None else model_threshold
     if threshold is None:
         raise ValueError(
             f"no {kind} threshold: set alerting.{kind}.threshold or use a model that carries one"
         )
+
+    def setting(name: str, value: float | None) -> float:
+        return value if value is not None else (model_alerting or {}).get(name, ALERTING_DEFAULTS[name])
+
     return AlertPolicy(
         kind=kind,
         threshold=threshold,
-        resolve_threshold=threshold * config.resolve_ratio,
-        fire_after=config.fire_after,
-        resolve_after=config.resolve_after,
+        resolve_threshold=threshold * setting("resolve_ratio", config.resolve_ratio),
+        fire_after=int(setting("fire_after", config.fire_after)),
+        resolve_after=int(setting("resolve_after", config.resolve_after)),
         cooldown_s=config.cooldown_s,
         severities=tuple(sorted(config.severities.items(), key=lambda kv: kv[1])),
     )
@@ -47,7 +58,9 @@ class ModelRuntime:
     def _alert_kinds(self) -> dict[str, KindAlerts]:
         """Fault alerts always; congestion alerts when the model has a congestion head."""
         info, alerting = self.engine.info, self.config.alerting
-        kinds = {"fault": KindAlerts(policy_for("fault", alerting.fault, info.thresholds.get("fault")))}
+        calibrated = info.metadata.get("thresholds", {}).get("fault", {}).get("alerting")
+        fault = policy_for("fault", alerting.fault, info.thresholds.get("fault"), calibrated)
+        kinds = {"fault": KindAlerts(fault)}
         if info.congestion is not None:
             policy = policy_for("congestion", alerting.congestion, info.congestion.limit)
             kinds["congestion"] = KindAlerts(policy)

@@ -12,8 +12,14 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import numpy.typing as npt
+
+from daemon.alerts import AlertState, Observation, step
+from daemon.config import AlertKindConfig
+from daemon.runtime import policy_for
 
 FloatArray = npt.NDArray[np.floating]
 
@@ -41,3 +47,22 @@ def dynamic_threshold(scores: FloatArray, z_values: FloatArray | None = None) ->
     if best_z is None:
         return float(scores.max() + std)
     return mean + float(best_z) * std
+
+
+def alert_rows(
+    score: np.ndarray, threshold: float, alerting: Mapping[str, float] | None = None
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Rows where the daemon's fault alert state machine (with ``alerting``'s settings, no cool-down)
+    fires on ``score``, and the rows where an alert starts.
+
+    >>> settings = {"fire_after": 2, "resolve_after": 2}
+    >>> firing, onsets = alert_rows(np.array([0.0, 2, 2, 2, 0, 0]), 1.0, settings)
+    >>> firing.astype(int).tolist(), np.flatnonzero(onsets).tolist()
+    ([0, 0, 1, 1, 1, 0], [2])
+    """
+    policy = policy_for("fault", AlertKindConfig(cooldown_s=0.0), threshold, alerting)
+    state, firing = AlertState(), np.zeros(len(score), dtype=bool)
+    for t, value in enumerate(np.nan_to_num(score).tolist()):
+        state, _ = step(policy, state, Observation(value, float(t), ("validation", 0, t)))
+        firing[t] = state.phase == "firing"
+    return firing, firing & ~np.concatenate([[False], firing[:-1]])

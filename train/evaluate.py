@@ -48,6 +48,7 @@ class NabOptions:
     fit_on: Literal["probation", "15%"] = "probation"  # NAB's probation: min(15% of rows, 750 rows)
     alerting: dict[str, Any] = field(default_factory=dict)
     detector: str = "faultcast"
+    clock: bool = False  # time of day as a model input
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ def nab_files(root: Path, spec_name: str, o: NabOptions, work: Path) -> list[Nab
         rows = int(probationary_length(n) if o.fit_on == "probation" else 0.15 * n)
         # train_series fits on int(n * fit_fraction) rows: half a row more keeps rounding from losing one
         tspec = TrainSpec(
-            series.name, fit_fraction=(rows + 0.5) / n, smoothing=o.smoothing, headroom=o.headroom
+            series.name,
+            fit_fraction=(rows + 0.5) / n,
+            smoothing=o.smoothing,
+            headroom=o.headroom,
+            clock=o.clock,
         )
         model = work / f"{series.name}.onnx"
         report = fit_retrying(lambda fit: train_series(series, tspec, fit, model, False), o.fit)  # noqa: B023
@@ -222,7 +227,9 @@ def nab_summary(
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or 32)
-    o = NabOptions(fit=fit, smoothing=args.smoothing or 0.5, mapping=args.mapping, fit_on=args.fit_on)
+    o = NabOptions(
+        fit=fit, smoothing=args.smoothing or 0.5, mapping=args.mapping, fit_on=args.fit_on, clock=args.clock
+    )
     started = time.perf_counter()
     files = nab_files(Path(args.root), args.spec, o, folder / "models")
     results = {m: score_nab(files, m) for m in MAPPINGS}
@@ -271,6 +278,7 @@ def parser() -> argparse.ArgumentParser:
     nab.add_argument("--spec", default="nab_realKnownCause", help="dataset spec name or YAML path")
     nab.add_argument("--mapping", choices=MAPPINGS, default="score", help="headline anomaly_score mapping")
     nab.add_argument("--fit-on", choices=("probation", "15%"), default="probation")
+    nab.add_argument("--clock", action="store_true", help="time of day as a model input (daily rhythms)")
     skab = sub.add_parser("skab", help="SKAB valve1: one model, the daemon's alert state as the prediction")
     skab.add_argument("--root", default="../shared/data", help="the folder holding SKAB/ (GPL: not vendored)")
     skab.add_argument("--setup", choices=("heads", "brief"), default="heads")

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from train.calibrate import dynamic_threshold
+from daemon.config import ALERTING_DEFAULTS
+from train.calibrate import alert_rows, dynamic_threshold
 from train.congestion import CongestionSpec, ahead_target, calibrate
 from train.export import build_step_model, parity, save
 from train.fault import BoolArray, FaultSpec, fault_target
@@ -192,11 +193,19 @@ def train_streams(
     )
     threshold = max(dynamic_threshold(val_scores), spec.headroom * float(val_scores.max()))
 
+    alerting = dict(ALERTING_DEFAULTS)
+    val_alerts = sum(
+        int(alert_rows(o.score.numpy()[max(seg.score_from, first) :], threshold, alerting)[1].sum())
+        for seg, o in zip(val, val_out, strict=True)
+    )
     thresholds: dict[str, dict[str, Any]] = {
         "fault": {
             "threshold": threshold,
             "method": "dynamic (Hundman et al. 2018)",
             "headroom": spec.headroom,
+            # the alert settings the threshold was checked with; the daemon uses them unless configured
+            "alerting": alerting,
+            "validation_alerts": val_alerts,
         }
     }
     congestion: dict[str, Any] | None = None

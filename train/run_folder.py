@@ -12,9 +12,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from daemon.alerts import AlertState, Observation, step
-from daemon.config import AlertKindConfig
-from daemon.runtime import policy_for
+from train.calibrate import alert_rows
 from train.evaluate_report import SeriesPlot, plot_series
 from train.export import build_step_model, parity, save
 from train.model import Forecaster, ModelShape, ScoreParams
@@ -51,7 +49,8 @@ def write_run(report: TrainReport, run_dir: Path) -> None:
     axes.legend()
     figure.savefig(run_dir / "loss.png", dpi=100, bbox_inches="tight")
     for i, scored in enumerate(report.validation):
-        seg, firing, onsets = scored.segment, *_alerting(scored.score, report.threshold)
+        alerting = report.metadata["thresholds"]["fault"].get("alerting")
+        seg, (firing, onsets) = scored.segment, alert_rows(scored.score, report.threshold, alerting)
         plot = SeriesPlot(
             title=f"validation {i}: {seg.series.name}",
             ts=seg.series.ts,
@@ -93,13 +92,3 @@ def export_run(run_dir: Path, out: Path) -> float:
         raise RuntimeError(f"export parity failed: ONNX step model differs from PyTorch by {gap:.2e}")
     save(proto, out)
     return gap
-
-
-def _alerting(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rows where the daemon's default fault alerting fires on ``score``, and rows where it starts."""
-    policy = policy_for("fault", AlertKindConfig(cooldown_s=0.0), threshold)
-    state, firing = AlertState(), np.zeros(len(score), dtype=bool)
-    for t, value in enumerate(np.nan_to_num(score).tolist()):
-        state, _ = step(policy, state, Observation(value, float(t), ("validation", 0, t)))
-        firing[t] = state.phase == "firing"
-    return firing, firing & ~np.concatenate([[False], firing[:-1]])

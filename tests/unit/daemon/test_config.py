@@ -3,10 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from daemon.config import load_config, parse_config
+from daemon.alerts import AlertPolicy
+from daemon.config import ALERTING_DEFAULTS, load_config, parse_config
+from daemon.engine import HostEngine
 from daemon.errors import ConfigError
+from daemon.processor import Processor
 from tests.support import REPO
+from train.export import build_step_model, save, untrained_model
+from train.model import Forecaster, ModelShape, ScoreParams
 
 MODELS = {"models": [{"name": "m", "path": "m.onnx"}]}
 
@@ -65,3 +71,28 @@ def test_unreadable_or_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     bad.write_text("models: [\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
         load_config(bad)
+
+
+def test_alert_settings_left_unset_come_from_the_model_then_the_defaults(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(features=1, hidden=4)).eval()
+    params = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,))
+    calibrated = {"threshold": 2.0, "alerting": {"fire_after": 1, "resolve_after": 9, "resolve_ratio": 0.5}}
+    meta = {"name": "m", "version": "1", "features": ["a"], "thresholds": {"fault": calibrated}}
+    save(build_step_model(model, params, meta), tmp_path / "m.onnx")
+
+    def policy(fault: dict[str, object]) -> AlertPolicy:
+        data = {"models": [{"name": "m", "path": "m.onnx"}], "alerting": {"fault": fault}}
+        config = parse_config(data, tmp_path, env={})
+        return (
+            Processor(config, {"m": HostEngine(tmp_path / "m.onnx", 4)}).runtimes["m"].kinds["fault"].policy
+        )
+
+    from_model = policy({})
+    assert (from_model.fire_after, from_model.resolve_after, from_model.resolve_threshold) == (1, 9, 1.0)
+    configured = policy({"fire_after": 4})
+    assert (configured.fire_after, configured.resolve_after) == (4, 9)
+    plain = untrained_model(tmp_path / "plain.onnx", ("a",))
+    data = {"models": [{"name": "m", "path": str(plain)}]}
+    default = Processor(parse_config(data, tmp_path, env={}), {"m": HostEngine(plain, 4)})
+    assert default.runtimes["m"].kinds["fault"].policy.fire_after == ALERTING_DEFAULTS["fire_after"]

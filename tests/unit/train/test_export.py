@@ -83,6 +83,9 @@ def test_trained_model_carries_its_contract_and_passed_parity(machine_model: Tra
     meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
     assert meta["features"] == ["temp_c"] and meta["cell"] == "lstm"
     assert meta["thresholds"]["fault"]["threshold"] == machine_model.threshold
+    fault = meta["thresholds"]["fault"]
+    assert fault["alerting"] == {"resolve_ratio": 0.8, "fire_after": 3, "resolve_after": 6}
+    assert fault["validation_alerts"] == 0  # calibrated to stay quiet on the validation split
     assert [i.name for i in proto.graph.input] == ["x", "state", "baseline_readings"]
     assert [o.name for o in proto.graph.output] == ["score", "contrib", "next_state"]
     assert meta["state_width"] == 2 * 32 + 2 * 1 + 2  # h, c, base and pred per channel, level, steps
