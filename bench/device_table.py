@@ -1,6 +1,7 @@
 """The device-resident state table against the host engine, measured in the same run.
 
     .venv/bin/python bench/device_table.py [--streams 10000 100000] [--waves 20] [--device cuda|cpu]
+    .venv/bin/python bench/device_table.py --device cuda --table-only   # GPU host, CPU onnxruntime
 
 For each stream count, one wave advances every stream by one reading: prints milliseconds per wave of
 the host engine (numpy table, plain run) and of the device engine (torch table on --device, IOBinding),
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daemon.device_engine import DeviceEngine, cuda_available
+from daemon.device_engine import DeviceEngine, DeviceStateTable, cuda_available
 from daemon.engine import Engine, HostEngine
 from train.export import untrained_model
 
@@ -36,12 +37,46 @@ def per_wave_ms(engine: Engine, streams: list[str], x: np.ndarray, waves: int) -
     return 1000 * (time.perf_counter() - started) / waves
 
 
+def table_only(n: int, device: str, waves: int, width: int = 82) -> tuple[float, float]:
+    """Milliseconds per wave of the device table's own work (assign, gather, scatter) for ``n`` streams,
+    and the bytes the device holds: what a GPU host without onnxruntime-gpu can still measure."""
+    table = DeviceStateTable(width, n, device)
+    streams = [f"s{i}" for i in range(n)]
+    next_state = torch.ones((n, width), dtype=torch.float32, device=device)
+    slots = table.assign(streams)
+    started = time.perf_counter()
+    for _ in range(waves):
+        slots = table.assign(streams)
+        table.put(slots, table.rows(slots) + next_state)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - started) / waves, float(table.nbytes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--waves", type=int, default=20)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda" if cuda_available() else "cpu")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="time the state table alone on --device (a GPU host whose onnxruntime lacks CUDA)",
+    )
     args = parser.parse_args()
+    if args.table_only:
+        for n in args.streams:
+            ms, nbytes = table_only(n, args.device, args.waves)
+            extra = (
+                f"  GPU allocated {torch.cuda.memory_allocated() / 1e6:.1f} MB"
+                if args.device == "cuda"
+                else ""
+            )
+            print(
+                f"{n:>8} streams: {ms:.3f} ms/wave (assign, gather, scatter), "
+                f"table {nbytes / 1e6:.1f} MB{extra}"
+            )
+        return
     # The table's torch operations are memory copies; torch's own thread pool would only fight
     # onnxruntime's for the cores.
     torch.set_num_threads(1)
