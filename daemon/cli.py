@@ -224,20 +224,23 @@ def parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="score models on labelled data through the daemon's own path (NAB, SKAB)",
+        help="score models on labelled data through the daemon's own path (NAB, SKAB, congestion)",
         description="Backtest on labelled data with the field's scoring rules: `faultcast evaluate nab "
-        "--root data/nab --report DIR` or `faultcast evaluate skab --root ../shared/data --report DIR`; "
-        "`faultcast evaluate nab --help` lists the options.",
-        add_help=False,
+        "--root data/nab --report DIR`, `faultcast evaluate skab --root ../shared/data --report DIR` or "
+        "`faultcast evaluate congestion --root data/nab --report DIR`; `faultcast evaluate nab --help` "
+        "lists the options.",
     )
-    evaluate.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of `evaluate nab|skab`")
+    evaluate.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="nab|skab|congestion and that benchmark's arguments"
+    )
     evaluate.set_defaults(func=_cmd_evaluate)
 
     demo = sub.add_parser(
         "demo",
         help="local broker + training + replay + daemon, alerts on screen",
-        description="Start the local Kafka broker, train (or reuse) the demo model, replay the "
-        "shipped machine-temperature series fast, run the daemon and print its alerts.",
+        description="Start the local Kafka broker, train (or reuse) the demo models, replay the shipped "
+        "machine-temperature series and a freeway lane's occupancy fast, run the daemon and print its "
+        "fault and congestion alerts.",
     )
     demo.add_argument("--config", type=Path, default=Path("config.yaml"))
     demo.add_argument(

@@ -1,4 +1,4 @@
-"""Alert and score messages as published to Kafka (the formats in DESIGN.md)."""
+"""Alert and score messages as published to Kafka (the formats in the README)."""
 
 from __future__ import annotations
 

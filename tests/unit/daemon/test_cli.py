@@ -22,6 +22,7 @@ from daemon.cli import main
         (["demo", "--help"], "--exit-when-done"),
         (["export", "--help"], "--run-dir"),
         (["evaluate", "congestion", "--help"], "--seed"),
+        (["evaluate", "--help"], "nab|skab|congestion"),
     ],
 )
 def test_help(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
