@@ -130,7 +130,12 @@ class DeviceEngine(ModelSession):
         self._bind(binding.bind_output, "next_state", next_state)
         for name, array in host.items():
             binding.bind_output(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+        if self.device == "cuda":
+            # torch and onnxruntime work on different CUDA streams: the gather must be done before the
+            # step reads it, and the step done before the scatter reads its output.
+            torch.cuda.synchronize()
         self._session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
         diverged = ~torch.isfinite(next_state).all(dim=1).cpu().numpy() | diverged_rows(host)
         if diverged.any():
             next_state[torch.from_numpy(np.flatnonzero(diverged)).to(self.device)] = 0.0
