@@ -57,7 +57,7 @@ class Service:
         self._last_commit = time.monotonic()
         self._progress = threading.Condition()
         self.http_server: ThreadingHTTPServer | None = None
-        self._announced_ready = False
+        self._announced_ready = threading.Event()
         self._publish_model_info()
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
@@ -163,6 +163,10 @@ class Service:
         self._checkpointed = offsets
         self.metrics.checkpoints.inc()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Blocks until partitions were first assigned (True) or ``timeout`` seconds pass (False)."""
+        return self._announced_ready.wait(timeout)
+
     def wait_processed(self, count: int, timeout: float) -> bool:
         """Blocks until ``count`` records are committed (True) or ``timeout`` seconds pass (False)."""
         with self._progress:
@@ -207,9 +211,9 @@ class Service:
                 self.metrics.evicted.inc(evicted)
             log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
             self.metrics.ready.set(1 if self.ready else 0)
-            if self.ready and not self._announced_ready:
+            if self.ready and not self._announced_ready.is_set():
                 self.notifier.ready(f"scoring partitions {sorted(self.assigned)}")
-                self._announced_ready = True
+                self._announced_ready.set()
         return rewound
 
     def _resume(self, partitions: set[int]) -> set[int]:
