@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -92,3 +93,11 @@ def read_all(bootstrap: str, topic: str, timeout: float = 60) -> list[ConsumerRe
         return sorted(records, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()
+
+
+def by_stream(alerts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each stream's alerts in order, without the readings topic (it differs between runs)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for alert in alerts:
+        out.setdefault(alert["stream"], []).append({**alert, "source": {**alert["source"], "topic": None}})
+    return out

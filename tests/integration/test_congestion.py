@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from daemon.kafka_io import encode_json
 from daemon.processor import Processor, RawRecord
 from daemon.records import Source
 from daemon.replay import reading_message
-from tests.integration.harness import daemon_config, read_all, run_daemon
+from tests.integration.harness import by_stream, daemon_config, read_all, run_daemon
 from tests.support import MACHINE_TEMPERATURE, NAB
 from train.pipeline import TrainReport
 from train.series import Series, load_nab_csv
@@ -45,14 +44,6 @@ def _produce() -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _by_stream(alerts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Each stream's alerts in order, without the readings topic (it differs between the two runs)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for alert in alerts:
-        out.setdefault(alert["stream"], []).append({**alert, "source": {**alert["source"], "topic": None}})
-    return out
-
-
 def test_congestion_alerts_through_kafka_equal_the_offline_core(
     kafka_bootstrap: str, machine_model: TrainReport, traffic_model: TrainReport
 ) -> None:
@@ -77,7 +68,7 @@ def test_congestion_alerts_through_kafka_equal_the_offline_core(
     ]
     # Within a poll the daemon steps one model's wave after the other's, so only each stream's order
     # is fixed; compared stream by stream, the alerts are identical.
-    assert _by_stream(alerts) == _by_stream(offline.alerts)
+    assert by_stream(alerts) == by_stream(offline.alerts)
 
     congestion = [a for a in alerts if a["kind"] == "congestion"]
     assert {a["stream"] for a in congestion} == set(LANES), "both lanes congest in these two weeks"

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from daemon.app import build_service
 from daemon.config import Config
 from daemon.service import Service
-from tests.integration.harness import read_all, run_daemon
-from tests.integration.test_restart import _alerts, _config, _produce
+from tests.integration.failure_replay import Uninterrupted, alerts_of, config_for
+from tests.integration.harness import read_all
 from train.pipeline import TrainReport
 
 pytestmark = pytest.mark.integration
@@ -61,15 +61,12 @@ def _wait_all(first: Service, second: Service, total: int, timeout: float = 180)
 
 
 def test_a_joining_instance_loses_nothing_and_the_staying_streams_stay_warm(
-    kafka_bootstrap: str, machine_model: TrainReport, tmp_path: Path
+    kafka_bootstrap: str, machine_model: TrainReport, tmp_path: Path, uninterrupted: Uninterrupted
 ) -> None:
-    produce = _produce()
+    produce, expected = uninterrupted
     half = len(produce) // 2
-    straight = _config(kafka_bootstrap, machine_model.model_path, None)
-    run_daemon(straight, produce)
-    expected = _alerts(kafka_bootstrap, straight)
 
-    base = _config(kafka_bootstrap, machine_model.model_path, tmp_path / "a")
+    base = config_for(kafka_bootstrap, machine_model.model_path, tmp_path / "a")
     base = replace(base, kafka=replace(base.kafka, scores_topic=base.kafka.readings_topic + ".scores"))
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -98,7 +95,7 @@ def test_a_joining_instance_loses_nothing_and_the_staying_streams_stay_warm(
     assert {(s["stream"], s["ts"]) for s in scores} == {
         (json.loads(v)["stream"], json.loads(v)["ts"]) for _, v in produce
     }, "every reading was scored at least once"
-    alerts = _alerts(kafka_bootstrap, base)
+    alerts = alerts_of(kafka_bootstrap, base)
     stayed = {
         stream
         for stream, items in expected.items()
