@@ -14,7 +14,9 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import Literal
 
 Phase = Literal["idle", "pending", "firing"]
@@ -146,17 +148,26 @@ def _event(
 
 
 class KindAlerts:
-    """One alert kind's policy and the state of every stream that is not idle under it."""
+    """One alert kind's policy (with per-stream exceptions) and the state of every stream that is not
+    idle under it."""
 
-    def __init__(self, policy: AlertPolicy) -> None:
+    def __init__(self, policy: AlertPolicy, overrides: Sequence[tuple[str, AlertPolicy]] = ()) -> None:
         self.policy = policy
+        self.overrides = tuple(overrides)  # (stream id pattern, policy): the first match wins
         self.states: dict[str, AlertState] = {}  # idle streams are absent: most streams, most of the time
+
+    def policy_of(self, stream: str) -> AlertPolicy:
+        for pattern, policy in self.overrides:
+            if fnmatchcase(stream, pattern):
+                return policy
+        return self.policy
 
     def observe(self, stream: str, obs: Observation) -> AlertEvent | None:
         state = self.states.get(stream)
-        if state is None and obs.score < self.policy.threshold:
+        policy = self.policy_of(stream)
+        if state is None and obs.score < policy.threshold:
             return None  # the common case: an idle stream stays idle, nothing to record
-        state, event = step(self.policy, state or AlertState(), obs)
+        state, event = step(policy, state or AlertState(), obs)
         if state.phase == "idle" and state.quiet_until < obs.ts:
             self.states.pop(stream, None)
         else:
@@ -166,4 +177,4 @@ class KindAlerts:
     def expire(self, stream: str, ts: float, resolution: str = "stream_idle") -> AlertEvent | None:
         """Forgets ``stream``; the resolved event owed if its alert was firing."""
         state = self.states.pop(stream, None)
-        return None if state is None else expire(self.policy, state, ts, resolution)
+        return None if state is None else expire(self.policy_of(stream), state, ts, resolution)

@@ -159,6 +159,9 @@ class CongestionAlertConfig(AlertKindConfig):
     cooldown_s: float = 1800.0
     severities: dict[str, float] = field(default_factory=lambda: {"warning": 1.0, "critical": 1.25})
     top_channels: int = 1
+    # Per-stream limits where lines or buffers differ in capacity: stream id pattern -> limit, in the
+    # order given (the first match wins); other streams use ``threshold`` or the model's limit.
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,11 @@ class ModelRuntime:
         kinds = {"fault": KindAlerts(fault)}
         if info.congestion is not None:
             policy = policy_for("congestion", alerting.congestion, info.congestion.limit)
-            kinds["congestion"] = KindAlerts(policy)
+            overrides = [
+                (pattern, policy_for("congestion", replace(alerting.congestion, threshold=limit), None))
+                for pattern, limit in alerting.congestion.limits.items()
+            ]
+            kinds["congestion"] = KindAlerts(policy, overrides)
         return kinds
 
     def reload(self, path: Path) -> Reloaded | None:
@@ -143,7 +148,7 @@ class ModelRuntime:
             if event is not None:
                 share = np.zeros(len(info.features), dtype=np.float32)
                 share[head.channel] = 1.0
-                limit = congestion.policy.threshold
+                limit = congestion.policy_of(stream).threshold
                 detail = congestion_detail(head, forecast, float(vector[head.channel]), reading.ts, limit)
                 top = self.config.alerting.congestion.top_channels
                 messages.append(alert_message(event, stream, info, share, top, detail))

@@ -136,3 +136,20 @@ def test_reload_to_a_model_without_the_head_resolves_its_firing_alerts(tmp_path:
         (congestion[0]["id"], "resolved", "model_reload")
     ]
     assert resolved[0]["model"]["version"] == "1"  # the version that raised it
+
+
+def test_per_stream_limits_for_lines_of_different_capacity(tmp_path: Path) -> None:
+    model = untrained_model(tmp_path / "m.onnx", ("occupancy",), congestion_limit=20.0)
+    processor = _processor(model, fire_after=1, limits={"lane-big-*": 40.0, "lane-*": 30.0})
+    records = [
+        *_records("belt-3", "occupancy", [21.0, 22.0]),  # no pattern matches: the model's 20
+        *_records("lane-big-1", "occupancy", [35.0, 45.0]),  # 40: only the second reading is over
+        *_records("lane-7", "occupancy", [25.0, 31.0]),  # 30: the first pattern does not match
+    ]
+    out = processor.process(records)
+    fired = {
+        (a["stream"], a["source"]["offset"], a["limit"])
+        for a in out.alerts
+        if a["kind"] == "congestion" and a["state"] == "firing" and a["severity"] == "warning"
+    }
+    assert fired == {("belt-3", 0, 20.0), ("lane-big-1", 1, 40.0), ("lane-7", 1, 30.0)}
