@@ -1,6 +1,6 @@
 """Checkpoints: every live stream's state, alert states and the offsets they stand for, on local disk.
 
-A checkpoint is one unit (DESIGN.md): the next offset of each partition, and for every model the state
+A checkpoint is one unit: the next offset of each partition, and for every model the state
 rows, alert states and carried values of its streams, plus the model's state layout. Restoring a
 partition's streams and seeking to its offset gives the same results as never having stopped. It is
 written atomically (a temporary file renamed over the old one), so a crash leaves the previous one.
@@ -211,9 +211,16 @@ class Checkpoints:
 
     def park(self, checkpoint: Checkpoint) -> None:
         """Keeps a revoked partition's snapshot for a while, in case the partition comes back."""
+        self._drop_expired()
+        self._parked.update(dict.fromkeys(checkpoint.offsets, (time.monotonic(), checkpoint)))
+
+    def _drop_expired(self) -> None:
         now = time.monotonic()
         self._parked = {p: (t, c) for p, (t, c) in self._parked.items() if now - t < PARK_TTL_S}
-        self._parked.update(dict.fromkeys(checkpoint.offsets, (now, checkpoint)))
+
+    def may_restore(self, partitions: set[int]) -> bool:
+        """Whether any checkpoint could hold these partitions (worth asking the broker for offsets)."""
+        return self.path is not None or any(p in self._parked for p in partitions)
 
     def plan(
         self,
@@ -224,10 +231,11 @@ class Checkpoints:
     ) -> list[tuple[Checkpoint, set[int]]]:
         """Which checkpoint restores which of ``partitions``; the others start cold at their commit."""
         on_disk = load(self.path) if self.path is not None else None
+        self._drop_expired()
         chosen: dict[int, Checkpoint] = {}
         for p in partitions:
             entry, done = self._parked.pop(p, None), committed.get(p)
-            parked = entry[1] if entry is not None and time.monotonic() - entry[0] < PARK_TTL_S else None
+            parked = entry[1] if entry is not None else None
             if parked is not None and _replayable(parked.offsets[p], done, earliest.get(p, 0), max_replay):
                 chosen[p] = parked
             elif on_disk is not None and p in on_disk.offsets and done is not None:

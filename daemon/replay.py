@@ -1,4 +1,4 @@
-"""Publishes a recorded series as readings (DESIGN.md format) to the readings topic."""
+"""Publishes a recorded series as readings (the README's reading format) to the readings topic."""
 
 from __future__ import annotations
 

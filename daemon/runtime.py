@@ -94,14 +94,21 @@ class ModelRuntime:
         return reloaded
 
     def _resolve_all(self, kind: str, alerts: KindAlerts, info: ModelInfo) -> list[dict[str, Any]]:
+        ended = (
+            self._end(kind, alerts, stream, self.last_ts(stream) or 0.0, "model_reload", info)
+            for stream in list(alerts.states)
+        )
+        return [message for message in ended if message is not None]
+
+    def _end(
+        self, kind: str, alerts: KindAlerts, stream: str, ts: float, resolution: str, info: ModelInfo
+    ) -> dict[str, Any] | None:
+        """Drops ``stream``'s state under ``kind``; the resolved alert owed if its alert was firing."""
+        event = alerts.expire(stream, ts, resolution)
+        if event is None:
+            return None
         no_channels = np.zeros(len(info.features), dtype=np.float32)
-        top = self._alerting(kind).top_channels
-        out = []
-        for stream in list(alerts.states):
-            event = alerts.expire(stream, self.last_ts(stream) or 0.0, "model_reload")
-            if event is not None:
-                out.append(alert_message(event, stream, info, no_channels, top))
-        return out
+        return alert_message(event, stream, info, no_channels, self._alerting(kind).top_channels)
 
     def last_ts(self, stream: str) -> float | None:
         slot = self.engine.table.slots.get(stream)
@@ -110,15 +117,12 @@ class ModelRuntime:
     def evict(self, streams: list[str], ts: float, resolve: bool = True) -> list[dict[str, Any]]:
         """Forgets ``streams``; with ``resolve``, returns the resolved alerts owed for firing ones."""
         owed = []
-        info = self.engine.info
         for stream in streams:
             self.engine.table.evict(stream)
             for kind, alerts in self.kinds.items():
-                event = alerts.expire(stream, ts)
-                if event is not None and resolve:
-                    no_channels = np.zeros(len(info.features), dtype=np.float32)
-                    top = self._alerting(kind).top_channels
-                    owed.append(alert_message(event, stream, info, no_channels, top))
+                message = self._end(kind, alerts, stream, ts, "stream_idle", self.engine.info)
+                if message is not None and resolve:
+                    owed.append(message)
             self.last_values.pop(stream, None)
             self.since_score.pop(stream, None)
         return owed

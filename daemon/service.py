@@ -222,8 +222,8 @@ class Service:
         One poll may run several rebalances, so only partitions still assigned now are resumed."""
         topic = self.config.kafka.readings_topic
         partitions &= {tp.partition for tp in self.consumer.assignment() if tp.topic == topic}
-        if not partitions:
-            return set()
+        if not partitions or not self.checkpoints.may_restore(partitions):
+            return set()  # no checkpoint could hold them: spare the broker two offset requests
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         committed = {tp.partition: self.consumer.committed(tp) for tp in tps}
         earliest = {tp.partition: o for tp, o in self.consumer.beginning_offsets(tps).items()}
