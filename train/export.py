@@ -262,24 +262,27 @@ def step_through(
     fixed = {BASELINE_INPUT: np.array([meta["baseline_readings"]], dtype=np.float32)}
     names = [o.name for o in proto.graph.output]
     state = np.zeros((1, width), dtype=np.float32)
-    rows: list[list[np.ndarray]] = []
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in names if name != "next_state"}
     for t in range(len(x)):
         feed = {"x": x[t : t + 1], "state": state, **fixed}
         if clock:
             feed["ts"] = times[t : t + 1]
         out = dict(zip(names, session.run(names, feed), strict=True))
         state = out["next_state"]
-        rows.append(
-            [
-                out["score"][0],
-                out["contrib"][0],
-                out.get("congestion", np.zeros((1, 0)))[0],
-                out.get("fault", np.zeros(1))[0],
-            ]
-        )
-    score, contrib, congestion, fault = (np.asarray([r[i] for r in rows], dtype=np.float32) for i in range(4))
-    fault = fault if "fault" in names else fault[:0]
-    return Stepped(score, contrib.reshape(x.shape), congestion.reshape(len(x), -1), fault)
+        for name, values in rows.items():
+            values.append(out[name][0])
+
+    def stacked(name: str, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+        """All readings' values of one output; an empty array of ``shape`` when the model lacks it."""
+        values = rows.get(name)
+        return np.zeros(shape, dtype=np.float32) if values is None else np.asarray(values, dtype=np.float32)
+
+    return Stepped(
+        stacked("score", (0,)),
+        stacked("contrib", (0,)).reshape(x.shape),
+        stacked("congestion", (len(x), 0)).reshape(len(x), -1),
+        stacked("fault", (0,)),
+    )
 
 
 def parity(

@@ -112,18 +112,14 @@ def train_load_series(
 ) -> TrainReport:
     """A model with clock inputs and a congestion head for a one-channel load series, fitted on its
     first ``train_fraction`` (the last ``val_fraction`` of which validates); parity on the rest."""
-    n_part = int(len(series) * train_fraction)
-    n_fit = int(n_part * (1 - val_fraction))
-    spec = TrainSpec(name=name or series.name, fit_fraction=train_fraction, clock=True, congestion=congestion)
-    return train_streams(
-        [series.head(n_fit)],
-        [Segment(series.head(n_part), n_fit)],
-        series.rows(n_part, None),
-        spec,
-        config,
-        out,
-        progress=False,
+    spec = TrainSpec(
+        name=name or series.name,
+        fit_fraction=train_fraction,
+        val_fraction=val_fraction,
+        clock=True,
+        congestion=congestion,
     )
+    return train_series(series, spec, config, out, progress=False)
 
 
 def train_streams(
@@ -168,13 +164,13 @@ def train_streams(
         progress=progress,
         heads=heads,
     )
-    first = max(spec.baseline, 1)
+    # each segment's first scored row: past its warm-up rows and the stream's baseline
+    starts = [max(seg.score_from, spec.baseline, 1) for seg in val]
     errors = []
-    for z, seg in zip(val_z, val, strict=True):
+    for z, seg, start in zip(val_z, val, starts, strict=True):
         inputs = model_inputs(result.model.shape, torch.from_numpy(z), seg.series.ts)
         with torch.no_grad():
             pred = result.model(inputs.unsqueeze(0)).pred
-        start = max(seg.score_from, first)
         errors.append(z[start:] - pred[0, start - 1 : -1].numpy())
     resid_std = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
     params = ScoreParams(
@@ -189,14 +185,14 @@ def train_streams(
         stream_scores(result.model, torch.from_numpy(seg.series.values), params, seg.series.ts) for seg in val
     ]
     val_scores = np.concatenate(
-        [out.score[max(seg.score_from, first) :].numpy() for out, seg in zip(val_out, val, strict=True)]
+        [out.score[start:].numpy() for out, start in zip(val_out, starts, strict=True)]
     )
     threshold = max(dynamic_threshold(val_scores), spec.headroom * float(val_scores.max()))
 
     alerting = dict(ALERTING_DEFAULTS)
     val_alerts = sum(
-        int(alert_rows(o.score.numpy()[max(seg.score_from, first) :], threshold, alerting)[1].sum())
-        for seg, o in zip(val, val_out, strict=True)
+        int(alert_rows(o.score.numpy()[start:], threshold, alerting)[1].sum())
+        for o, start in zip(val_out, starts, strict=True)
     )
     thresholds: dict[str, dict[str, Any]] = {
         "fault": {
