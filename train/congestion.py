@@ -50,6 +50,14 @@ def ahead_target(
     return target, mask
 
 
+def crossing_ahead(
+    ts: npt.NDArray[np.float64], load: np.ndarray, limit: float, spec: CongestionSpec
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Whether the load ``horizon`` readings later is above ``limit``, and where that is known."""
+    target, mask = ahead_target(ts, load, spec)
+    return (target > limit) & mask, mask
+
+
 def calibrate(
     spec: CongestionSpec, train_load: np.ndarray, val: list[tuple[Series, int, np.ndarray]]
 ) -> dict[str, Any]:
@@ -66,10 +74,8 @@ def calibrate(
     crossings = 0
     for series, score_from, forecast in val:
         raw = series.values[:, series.channels.index(spec.channel)]
-        _, mask = ahead_target(series.ts, raw, spec)
+        actual, mask = crossing_ahead(series.ts, raw, limit, spec)
         mask[:score_from] = False
-        actual = np.zeros(len(raw), dtype=bool)
-        actual[: len(raw) - spec.horizon] = raw[spec.horizon :] > limit
         warn = forecast > limit
         hits += (warn & actual[:, None])[mask].sum(axis=0)
         warned += warn[mask].sum(axis=0)

@@ -263,8 +263,10 @@ def run_skab(args: argparse.Namespace, command: str, folder: Path) -> str:
 
 def run_congestion(args: argparse.Namespace, command: str, folder: Path) -> str:
     o = CongestionOptions()
-    o = replace(o, fit=replace(o.fit, epochs=args.epochs or o.fit.epochs, hidden=args.hidden or o.fit.hidden))
-    o = replace(o, fit=replace(o.fit, seed=args.seed))
+    fit = replace(
+        o.fit, epochs=args.epochs or o.fit.epochs, hidden=args.hidden or o.fit.hidden, seed=args.seed
+    )
+    o = replace(o, fit=fit)
     streams = evaluate_congestion(Path(args.root), o, folder / "models")
     congestion_plots(streams, folder)
     return congestion_summary(streams, o, command)

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from train import evaluate_report as rep
 from train.backtest import StreamResult, backtest, config_for
-from train.congestion import CongestionSpec, ahead_target
+from train.congestion import CongestionSpec, crossing_ahead
 from train.fit import FitConfig
 from train.model import DAY_S
 from train.pipeline import TrainReport, train_load_series
@@ -126,10 +126,8 @@ def score_warnings(
     readings with a warning on to the episode's start (0 if none).
     """
     h = spec.horizon
-    _, valid = ahead_target(ts, load, spec)
+    actual, valid = crossing_ahead(ts, load, limit, spec)
     valid[:test_from] = False
-    actual = np.zeros(len(load), dtype=bool)
-    actual[: len(load) - h] = load[h:] > limit
     tp, fp, fn = (int(np.sum(m & valid)) for m in (warn & actual, warn & ~actual, ~warn & actual))
     above = load > limit
     starts = [t for t in range(max(test_from, h), len(load)) if above[t] and not above[t - h : t].any()]
