@@ -13,11 +13,12 @@ import numpy.typing as npt
 
 from daemon.model_file import read_model
 from train.backtest import StreamResult, backtest
-from train.dataset import LabelledSeries, load_dataset, load_spec, skab_split
+from train.dataset import LabelledSeries, load_dataset, load_spec
 from train.evaluate_report import SKAB_PUBLISHED, SKAB_SOURCE, SeriesPlot, plot_series, runs, table
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
 from train.skab_changepoint import count, nab_scores, predicted_changepoints
+from train.train_dataset import HeadSplit, head_parts
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -145,12 +146,12 @@ def train_skab(
 ) -> TrainReport:
     """One model on the anomaly-free head and every test file's first rows; validated on the normal tail."""
     split = int(len(normal) * (1 - o.val_fraction))
-    heads = [skab_split(t, o.first)[0].series for t in tests]
     fit_to = o.first - o.head_val
+    fitted, validated = head_parts([t.series for t in tests], HeadSplit(o.first, o.head_val))
     train = [normal.series.head(split)] if o.fit_normal else []
-    train += [h.head(fit_to) for h in heads]
+    train += fitted
     val = [Segment(normal.series, split)] if o.val_normal else []
-    val += [Segment(h, fit_to) for h in heads] if o.head_val else []
+    val += validated if o.head_val else []
     if not val or (o.head_val and o.baseline >= fit_to):
         raise ValueError("SKAB: validate on something, with a baseline shorter than the rows before it")
     spec = TrainSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from train.dataset import load_dataset, load_spec
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
+from train.series import Series
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,13 @@ class HeadSplit:
 
     fit_rows: int
     val_rows: int
+
+
+def head_parts(streams: Sequence[Series], split: HeadSplit) -> tuple[list[Series], list[Segment]]:
+    """Each stream's first ``fit_rows``: the rows fitted, and the segment whose last ``val_rows`` validate."""
+    fit_to = split.fit_rows - split.val_rows
+    heads = [s.head(split.fit_rows) for s in streams]
+    return [h.head(fit_to) for h in heads], [Segment(h, fit_to) for h in heads]
 
 
 def train_dataset(
@@ -40,10 +49,10 @@ def train_dataset(
             f"each stream needs more than --fit-rows {split.fit_rows} readings, of which at least 64 fit "
             f"and 1 validates (--val-rows {split.val_rows})"
         )
-    heads = [s.head(split.fit_rows) for s in streams]
+    fitted, validated = head_parts(streams, split)
     return train_streams(
-        [h.head(fit_to) for h in heads],
-        [Segment(h, fit_to) for h in heads],
+        fitted,
+        validated,
         streams[0].rows(split.fit_rows, None),
         spec,
         config,
