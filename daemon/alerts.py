@@ -162,11 +162,13 @@ class KindAlerts:
                 return policy
         return self.policy
 
-    def observe(self, stream: str, obs: Observation) -> AlertEvent | None:
+    def observe(self, stream: str, score: float, ts: float, source: SourceKey) -> AlertEvent | None:
+        """Steps ``stream``'s state by one scored reading; the event it causes, if any."""
         state = self.states.get(stream)
-        policy = self.policy_of(stream)
-        if state is None and obs.score < policy.threshold:
+        policy = self.policy_of(stream) if self.overrides else self.policy
+        if state is None and score < policy.threshold:
             return None  # the common case: an idle stream stays idle, nothing to record
+        obs = Observation(score, ts, source)
         state, event = step(policy, state or AlertState(), obs)
         if state.phase == "idle" and state.quiet_until < obs.ts:
             self.states.pop(stream, None)

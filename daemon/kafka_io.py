@@ -127,7 +127,7 @@ def make_producer(config: KafkaConfig) -> KafkaProducer:
 
 
 def to_raw(message: Any) -> RawRecord:
-    headers = tuple((k, v) for k, v in (message.headers or []))
+    headers = tuple(message.headers) if message.headers else ()
     ts = message.timestamp / 1000.0 if message.timestamp is not None and message.timestamp >= 0 else None
     return RawRecord(
         message.key, message.value, Source(message.topic, message.partition, message.offset, ts), headers

@@ -19,7 +19,8 @@ from daemon.routing import Router
 from daemon.runtime import ModelRuntime
 
 
-@dataclass(frozen=True)
+# Slotted, not frozen, like the types in daemon.records: one of each is built per record.
+@dataclass(slots=True)
 class RawRecord:
     key: bytes | None
     value: bytes | None
@@ -27,7 +28,7 @@ class RawRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Scored:
     model: str
     stream: str
@@ -39,7 +40,7 @@ class Scored:
     fault: float | None = None  # the fault head's probability
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Admitted:
     """A reading that passed every check, waiting for its wave."""
 
@@ -78,6 +79,10 @@ class Processor:
         self.runtimes = {m.name: ModelRuntime(m.name, engines[m.name], config) for m in config.models}
         self.router = Router([(m.name, m.streams) for m in config.models])
         self.watermark = float("-inf")
+        # A stream silent for longer than its TTL starts cold whether or not its slot was evicted yet, so
+        # results do not depend on where poll boundaries fall (a replay gives the same scores).
+        state = config.state
+        self.max_gap = state.idle_ttl_s if state.max_gap_s is None else min(state.max_gap_s, state.idle_ttl_s)
 
     def process(self, records: list[RawRecord]) -> Outcome:
         """Scores one poll's records in order; alerts come out in the order their readings came in."""
@@ -144,7 +149,9 @@ class Processor:
             out.rejected.append((record, converted))
             return None
         vector, carried, unknown = converted
-        previous = last_seen.get(decoded.stream, runtime.last_ts(decoded.stream))
+        previous = last_seen.get(decoded.stream)
+        if previous is None:
+            previous = runtime.last_ts(decoded.stream)
         if previous is not None and decoded.ts <= previous:
             reason = "duplicate_timestamp" if decoded.ts == previous else "out_of_order"
             out.dropped.append(Drop(reason, decoded.stream, decoded.ts, record.source))
@@ -156,11 +163,7 @@ class Processor:
             runtime.last_values[decoded.stream] = (vector, run + 1 if carried else 0)
         last_seen[decoded.stream] = decoded.ts
         self.watermark = max(self.watermark, decoded.ts)
-        # A stream silent for longer than its TTL starts cold whether or not its slot was evicted yet, so
-        # results do not depend on where poll boundaries fall (a replay gives the same scores).
-        state = self.config.state
-        max_gap = state.idle_ttl_s if state.max_gap_s is None else min(state.max_gap_s, state.idle_ttl_s)
-        reset = previous is not None and decoded.ts - previous > max_gap
+        reset = previous is not None and decoded.ts - previous > self.max_gap
         out.gap_resets += reset
         return name, Admitted(record, decoded, vector, reset)
 
@@ -202,9 +205,12 @@ class Processor:
             slot_map = runtime.engine.table.slots
             slot_map.last_ts[result.slots] = ts
             slot_map.partition[result.slots] = [item.reading.source.partition for item in batch]
+            # Python lists once per wave: indexing numpy arrays per row costs more than the step.
+            scores, diverged = result.score.tolist(), result.diverged.tolist()
+            faults = result.fault.tolist() if result.fault is not None else None
             for row, item in enumerate(batch):
                 reading, src = item.reading, item.reading.source
-                if result.diverged[row]:
+                if diverged[row]:
                     detail = "the model's score or state became non-finite; the stream restarts cold"
                     out.rejected.append(
                         (item.record, Rejection("non_finite_score", detail, src, reading.stream))
@@ -212,9 +218,11 @@ class Processor:
                     continue
                 publish = self._publish_score(runtime, reading.stream)
                 forecast = result.congestion[row] if result.congestion is not None else None
-                score = float(result.score[row])
-                fault = float(result.fault[row]) if result.fault is not None else None
+                score = scores[row]
+                fault = faults[row] if faults is not None else None
                 out.scored.append(
                     Scored(runtime.name, reading.stream, reading.ts, score, src, publish, forecast, fault)
                 )
-                out.alerts += runtime.observe(reading.stream, row, result, reading, item.vector)
+                alerts = runtime.observe(reading.stream, row, result, reading, item.vector, score, fault)
+                if alerts:
+                    out.alerts += alerts

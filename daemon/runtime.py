@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.alerts import AlertPolicy, KindAlerts, Observation
+from daemon.alerts import AlertPolicy, KindAlerts
 from daemon.config import ALERTING_DEFAULTS, AlertKindConfig, Config
 from daemon.engine import Engine, Reloaded, WaveResult
 from daemon.messages import alert_message, congestion_detail
@@ -131,15 +131,22 @@ class ModelRuntime:
         return self.config.alerting.congestion if kind == "congestion" else self.config.alerting.fault
 
     def observe(
-        self, stream: str, row: int, result: WaveResult, reading: Reading, vector: np.ndarray
+        self,
+        stream: str,
+        row: int,
+        result: WaveResult,
+        reading: Reading,
+        vector: np.ndarray,
+        anomaly: float,
+        fault_probability: float | None,
     ) -> list[dict[str, Any]]:
-        """Feeds row ``row`` of a wave to each alert kind; the alert messages it causes."""
+        """Feeds row ``row`` of a wave (whose anomaly score and fault probability the caller already
+        read out) to each alert kind; the alert messages it causes."""
         src = reading.source
         key = (src.topic, src.partition, src.offset)
         info, messages = self.engine.info, []
-        anomaly = float(result.score[row])
-        fault = anomaly if result.fault is None else float(result.fault[row])
-        event = self.kinds["fault"].observe(stream, Observation(fault, reading.ts, key))
+        fault = anomaly if fault_probability is None else fault_probability
+        event = self.kinds["fault"].observe(stream, fault, reading.ts, key)
         if event is not None:
             top = self.config.alerting.fault.top_channels
             detail = {"anomaly_score": round(anomaly, 6)} if result.fault is not None else None
@@ -147,8 +154,7 @@ class ModelRuntime:
         head, congestion = info.congestion, self.kinds.get("congestion")
         if head is not None and congestion is not None and result.congestion is not None:
             forecast = result.congestion[row]
-            obs = Observation(float(forecast[head.warn]), reading.ts, key)
-            event = congestion.observe(stream, obs)
+            event = congestion.observe(stream, float(forecast[head.warn]), reading.ts, key)
             if event is not None:
                 share = np.zeros(len(info.features), dtype=np.float32)
                 share[head.channel] = 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import signal
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
@@ -117,10 +119,12 @@ class Service:
         outcome = self.processor.process(records)
         infos = {name: rt.engine.info for name, rt in self.processor.runtimes.items()}
         self._unacked.extend(publish(self.producer, self.config.kafka, outcome, infos, self.on_alert))
+        last: dict[tuple[str, int], int] = {}  # records of a partition come in offset order
         for r in records:
-            tp = TopicPartition(r.source.topic, r.source.partition)
-            self._uncommitted[tp] = OffsetAndMetadata(r.source.offset + 1, "", -1)
-            self.positions[r.source.partition] = r.source.offset + 1
+            last[(r.source.topic, r.source.partition)] = r.source.offset
+        for (topic, partition), offset in last.items():
+            self._uncommitted[TopicPartition(topic, partition)] = OffsetAndMetadata(offset + 1, "", -1)
+            self.positions[partition] = offset + 1
         self._uncommitted_count += len(records)
         self._record_metrics(records, outcome)
 
@@ -251,11 +255,11 @@ class Service:
         for model, size, seconds in outcome.waves:
             m.batch_size.labels(model=model).observe(size)
             m.step_seconds.labels(model=model).observe(seconds)
-        now = time.time()
-        for s in outcome.scored:
-            m.scored.labels(model=s.model).inc()
-            if s.source.record_ts is not None:
-                m.latency.observe(max(0.0, now - s.source.record_ts))
+        for model, count in collections.Counter(s.model for s in outcome.scored).items():
+            m.scored.labels(model=model).inc(count)
+        stamps = [s.source.record_ts for s in outcome.scored if s.source.record_ts is not None]
+        if stamps:
+            m.latency.observe_many(np.maximum(0.0, time.time() - np.array(stamps, dtype=np.float64)))
         for alert in outcome.alerts:
             m.alerts.labels(kind=alert["kind"], severity=alert["severity"], state=alert["state"]).inc()
         for model, count in self.processor.active_streams.items():

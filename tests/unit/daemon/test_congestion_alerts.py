@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from daemon.alerts import KindAlerts, Observation
+from daemon.alerts import KindAlerts
 from daemon.config import parse_config
 from daemon.engine import HostEngine
 from daemon.errors import ModelError
@@ -111,8 +111,7 @@ def test_trained_model_alerts_where_its_forecasts_say(traffic_model: TrainReport
     machine = KindAlerts(policy_for("congestion", config.alerting.congestion, limit))
     expected = []
     for i in range(n):
-        obs = Observation(float(forecast.congestion[i, 0]), float(series.ts[i]), ("r", 0, i))
-        event = machine.observe("lane-1", obs)
+        event = machine.observe("lane-1", float(forecast.congestion[i, 0]), float(series.ts[i]), ("r", 0, i))
         if event is not None:
             expected.append((event.state, event.source[2]))
     assert expected, "the first 1,200 readings hold congestion the model forecasts"
