@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
-        spec = TrainSpec(name=name, version=args.version, baseline=args.baseline)
+        spec = TrainSpec(name=name, version=args.version, baseline=args.baseline, adapt=args.adapt)
         split = HeadSplit(args.fit_rows, args.val_rows)
         report = train_dataset(args.spec, args.root, args.streams, split, spec, config, args.out)
     else:
@@ -58,6 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             version=args.version,
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
+            adapt=args.adapt,
         )
         report = train_series(series, spec, config, args.out)
     if args.run_dir:
@@ -170,6 +171,11 @@ def parser() -> argparse.ArgumentParser:
         "--val-rows", type=int, default=120, help="with --spec: of those, the last to validate"
     )
     train.add_argument("--baseline", type=int, default=0, help="readings that set each stream's own offsets")
+    train.add_argument(
+        "--adapt",
+        type=float,
+        help="score each stream against its own recent scores at this rate (e.g. 0.01); threshold 4 sd",
+    )
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")
     train.add_argument("--version", default="1", help="model version (default: 1)")

@@ -28,6 +28,7 @@ class StateLayout:
     tensors: int  # 2 for LSTM (h, c), 1 for GRU/RNN
     features: int
     spread: bool = False  # a per-stream error spread (ScoreParams.scale_floor)
+    adapt: bool = False  # a per-stream moving mean and variance of the score (ScoreParams.adapt)
 
     @property
     def base(self) -> int:
@@ -47,6 +48,10 @@ class StateLayout:
 
     @property
     def width(self) -> int:
+        return self.steps + 1 + self.spread + 2 * self.adapt
+
+    @property
+    def adapt_at(self) -> int:
         return self.steps + 1 + self.spread
 
     def describe(self) -> list[dict[str, Any]]:
@@ -60,6 +65,14 @@ class StateLayout:
             {"name": "level", "offset": self.level, "size": 1},
             {"name": "steps", "offset": self.steps, "size": 1},
             *([{"name": "spread", "offset": self.steps + 1, "size": 1}] if self.spread else []),
+            *(
+                [
+                    {"name": "score_mean", "offset": self.adapt_at, "size": 1},
+                    {"name": "score_var", "offset": self.adapt_at + 1, "size": 1},
+                ]
+                if self.adapt
+                else []
+            ),
         ]
 
 
@@ -128,12 +141,40 @@ def _stream_scale(
     return new_spread, g.op("Where", has_base, scale, g.const([1.0]))
 
 
+def _adaptive(
+    g: GraphBuilder, layout: StateLayout, steps: str, score: str, params: ScoreParams
+) -> tuple[str, list[str]]:
+    """The adaptive score (see train.model.adaptive_score) of ``score[B, 1]`` and the new statistics."""
+    assert params.adapt is not None
+    mean = g.columns("state", layout.adapt_at, layout.adapt_at + 1)
+    var = g.columns("state", layout.adapt_at + 1, layout.adapt_at + 2)
+    rate = g.const([params.adapt])
+    d = g.op("Sub", score, mean)
+    std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
+    settled = g.op(
+        "Cast",
+        g.op("GreaterOrEqual", steps, g.const([float(params.adapt_warmup)])),
+        to=onnx.TensorProto.FLOAT,
+    )
+    z = g.op("Mul", g.op("Relu", g.op("Div", d, std)), settled)
+    new_mean = g.op("Add", mean, g.op("Mul", rate, d))
+    new_var = g.op(
+        "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))
+    )
+    return z, [new_mean, new_var]
+
+
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
     """The step graph: ``x[B, F]``, ``state[B, S]`` (and ``ts[B]`` with clock inputs) -> ``score[B]``,
     ``contrib[B, F]``, ``next_state`` (and ``congestion[B, Q]``, ``fault[B]`` with those heads)."""
     shape = model.shape
     layout = StateLayout(
-        shape.hidden, shape.layers, shape.state_tensors, shape.features, params.scale_floor is not None
+        shape.hidden,
+        shape.layers,
+        shape.state_tensors,
+        shape.features,
+        params.scale_floor is not None,
+        params.adapt is not None,
     )
     g = GraphBuilder()
     # How many readings form a stream's baseline is an input (the trained value is in the metadata), so
@@ -169,9 +210,13 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
             g, layout, steps, n_base, raw_err, shape.features, params.scale_floor
         )
         spread_part = [new_spread]
-        g.op("Squeeze", g.op("Div", new_level, scale), g.const([1], "ax", np.int64), out="score")
+        score = g.op("Div", new_level, scale)
     else:
-        g.op("Squeeze", new_level, g.const([1], "ax", np.int64), out="score")
+        score = new_level
+    adapt_part: list[str] = []
+    if params.adapt is not None:
+        score, adapt_part = _adaptive(g, layout, steps, score, params)
+    g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")
 
     size = shape.layers * shape.hidden
     hs, cs, layer_in = [], [], (g.op("Concat", z, _clock(g), axis=1) if shape.clock else z)
@@ -190,7 +235,19 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     head_w = model.head.weight.detach().numpy().T.astype(np.float32)
     pred = g.op("Add", z, g.matmul_add(layer_in, head_w, model.head.bias.detach().numpy().astype(np.float32)))
     new_steps = g.op("Min", g.op("Add", steps, g.const([1.0])), g.const([_STEPS_CAP]))
-    g.op("Concat", *hs, *cs, new_base, pred, new_level, new_steps, *spread_part, axis=1, out="next_state")
+    g.op(
+        "Concat",
+        *hs,
+        *cs,
+        new_base,
+        pred,
+        new_level,
+        new_steps,
+        *spread_part,
+        *adapt_part,
+        axis=1,
+        out="next_state",
+    )
     outputs: list[tuple[str, list[str | int]]] = [
         ("score", ["batch"]),
         ("contrib", ["batch", shape.features]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -116,6 +117,17 @@ class ScoreParams:
     # spread, never by less than ``scale_floor``: a noisier machine than the training data does not
     # alarm for its noise alone. None: no per-stream scale.
     scale_floor: float | None = None
+    # Adaptive score: each stream's score becomes how many of its own recent standard deviations it
+    # stands above its own recent mean (an exponential moving mean and variance at rate ``adapt``, as
+    # Numenta's anomaly likelihood models recent scores), floored at 0. It answers "unusual for this
+    # stream lately" rather than "unusual for the training data", for slowly drifting streams. None: off.
+    adapt: float | None = None
+    adapt_floor: float = 0.03  # the least standard deviation divided by, in score units
+
+    @property
+    def adapt_warmup(self) -> int:
+        """Readings from a stream's start whose adaptive score is 0 while its statistics settle."""
+        return 0 if self.adapt is None else math.ceil(3.0 / self.adapt)
 
     @property
     def first_scored(self) -> int:
@@ -126,6 +138,26 @@ class ScoreParams:
     def scale_window(self) -> tuple[int, int]:
         """Readings ``[start, stop)`` that measure the stream's spread (the baseline's second half)."""
         return (self.baseline + 1) // 2, self.baseline
+
+
+def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """``score[T]`` in standard deviations above its own exponential moving mean (ScoreParams.adapt).
+
+    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=1.0)
+    >>> adaptive_score(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.06, 0.0]), p).tolist()
+    [0.0, 0.0, 0.0, 0.0, 2.0, 0.0]
+    """
+    assert params.adapt is not None
+    rate = torch.tensor(params.adapt)
+    mean, var = torch.zeros(()), torch.zeros(())
+    out = torch.zeros_like(score)
+    for t in range(len(score)):
+        d = score[t] - mean
+        if t >= params.adapt_warmup:
+            out[t] = torch.clamp(d / torch.clamp(torch.sqrt(var), min=params.adapt_floor), min=0.0)
+        mean = mean + rate * d
+        var = (1 - rate) * (var + rate * (d * d))
+    return out
 
 
 def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
@@ -202,6 +234,8 @@ def stream_scores(
     for t in range(first, len(inst)):
         level = params.smoothing * inst[t] + (1 - params.smoothing) * level
         score[t] = level / scale
+    if params.adapt is not None:
+        score = adaptive_score(score, params)
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
     return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]))

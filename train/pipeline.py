@@ -33,6 +33,10 @@ class TrainSpec:
     smoothing: float = 0.1
     baseline: int = 0  # readings that calibrate each stream's own offsets (see ScoreParams.baseline)
     scale_floor: float | None = None  # and its own score scale (see ScoreParams.scale_floor)
+    adapt: float | None = None  # adaptive score's rate (see ScoreParams.adapt)
+    # With an adaptive score the threshold is in standard deviations of each stream's own recent
+    # scores, so it is set, not fitted: validation segments are too short to outlast the warm-up.
+    adapt_threshold: float = 4.0
     # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
     # its highest score even when the dynamic threshold would cut lower.
     headroom: float = 1.5
@@ -180,6 +184,7 @@ def train_streams(
         spec.smoothing,
         spec.baseline,
         spec.scale_floor,
+        spec.adapt,
     )
     val_out = [
         stream_scores(result.model, torch.from_numpy(seg.series.values), params, seg.series.ts) for seg in val
@@ -187,7 +192,11 @@ def train_streams(
     val_scores = np.concatenate(
         [out.score[start:].numpy() for out, start in zip(val_out, starts, strict=True)]
     )
-    threshold = max(dynamic_threshold(val_scores), spec.headroom * float(val_scores.max()))
+    if spec.adapt is None:
+        threshold = max(dynamic_threshold(val_scores), spec.headroom * float(val_scores.max()))
+        method = "dynamic (Hundman et al. 2018)"
+    else:
+        threshold, method = spec.adapt_threshold, "set: standard deviations of the adaptive score"
 
     alerting = dict(ALERTING_DEFAULTS)
     val_alerts = sum(
@@ -197,7 +206,7 @@ def train_streams(
     thresholds: dict[str, dict[str, Any]] = {
         "fault": {
             "threshold": threshold,
-            "method": "dynamic (Hundman et al. 2018)",
+            "method": method,
             "headroom": spec.headroom,
             # the alert settings the threshold was checked with; the daemon uses them unless configured
             "alerting": alerting,

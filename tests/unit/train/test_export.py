@@ -160,3 +160,28 @@ def test_per_stream_baseline_scales_a_noisier_streams_score_and_its_length_is_co
     ]
     expected = stream_scores(model, torch.from_numpy(noisy[:400]), replace(base, baseline=50)).score
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(("cell", "baseline", "scale_floor"), [("lstm", 0, None), ("gru", 200, 0.5)])
+def test_adaptive_score_step_model_matches_the_reference(
+    cell: str, baseline: int, scale_floor: float | None
+) -> None:
+    """The adaptive score (each stream's own moving mean and variance) is state the graph carries."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(2, 16, 1, cell)).eval()  # type: ignore[arg-type]
+    params = ScoreParams(
+        mean=(1.0, -2.0), std=(2.0, 1.0), resid_std=(0.3, 0.2), baseline=baseline, scale_floor=scale_floor,
+        adapt=0.02,
+    )  # fmt: skip
+    rng = np.random.default_rng(2)
+    x = (np.cumsum(rng.normal(0, 0.3, (2000, 2)), axis=0) + np.array([1.0, -2.0])).astype(np.float32)
+    x[1500:1510] += 8.0  # a burst the stream has not seen lately
+    ts = 1.7e9 + 300.0 * np.arange(2000)
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    onnx.checker.check_model(proto, full_check=True)
+    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
+    scores = step_through(proto, x, ts).score
+    assert params.adapt_warmup == 150
+    assert np.all(scores[:150] == 0)
+    assert scores[1500:1510].max() > np.quantile(scores[150:1500], 0.99)
+    assert np.mean(scores[150:] == 0) > 0.2  # below its own mean is 0, not negative
