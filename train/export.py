@@ -156,7 +156,7 @@ def _adaptive(
         g.op("GreaterOrEqual", steps, g.const([float(params.adapt_warmup)])),
         to=onnx.TensorProto.FLOAT,
     )
-    z = g.op("Mul", g.op("Relu", g.op("Div", d, std)), settled)
+    z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), settled)
     new_mean = g.op("Add", mean, g.op("Mul", rate, d))
     new_var = g.op(
         "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))

@@ -123,6 +123,9 @@ class ScoreParams:
     # stream lately" rather than "unusual for the training data", for slowly drifting streams. None: off.
     adapt: float | None = None
     adapt_floor: float = 0.03  # the least standard deviation divided by, in score units
+    # The most an adaptive score says: far past any threshold, and float32 still resolves 1e-5 there
+    # (at ~900, where quiet streams' first bursts landed, its spacing is 6e-5, over export parity's 1e-4).
+    adapt_cap: float = 100.0
 
     @property
     def adapt_warmup(self) -> int:
@@ -154,7 +157,8 @@ def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     for t in range(len(score)):
         d = score[t] - mean
         if t >= params.adapt_warmup:
-            out[t] = torch.clamp(d / torch.clamp(torch.sqrt(var), min=params.adapt_floor), min=0.0)
+            z = d / torch.clamp(torch.sqrt(var), min=params.adapt_floor)
+            out[t] = torch.clamp(z, min=0.0, max=params.adapt_cap)
         mean = mean + rate * d
         var = (1 - rate) * (var + rate * (d * d))
     return out
