@@ -39,10 +39,20 @@ def main() -> None:
         {"models": [{"name": "m", "path": str(model)}], "batching": {"max_batch": 8192}}, Path("."), env={}
     )
     processor = Processor(config, {"m": HostEngine(model, 1024)})
-    # Warm up code paths and allocator pools, so that "before" holds everything but the streams.
+    # Warm up code paths and allocator pools (onnxruntime's arena grows to the largest wave) with one
+    # full wave of other streams, then forget them: "before" holds everything but the streams.
+    warm = [f"warm-{i}" for i in range(config.batching.max_batch)]
     processor.process(
-        [RawRecord(b"warm", b'{"stream": "warm", "ts": 1, "values": {"temp_c": 70}}', Source("r", 0, 0))]
+        [
+            RawRecord(
+                s.encode(),
+                json.dumps({"stream": s, "ts": 1.0, "values": {"temp_c": 70.0}}).encode(),
+                Source("r", 0, 0),
+            )
+            for s in warm
+        ]
     )
+    processor.runtimes["m"].evict(warm, 1.0)
     gc.collect()
     before = rss_bytes()
     for start in range(0, args.streams, args.chunk):

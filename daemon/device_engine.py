@@ -44,21 +44,13 @@ class DeviceStateTable:
 
     def assign(self, streams: list[str]) -> IntArray:
         """Slots for ``streams`` (distinct), allocating zeroed (cold) state for new ones."""
-        known = [self.slots.get(stream) for stream in streams]
-        if None not in known:  # the steady state: every stream already has a slot
-            return np.fromiter(known, dtype=np.int64, count=len(known))
-        slots = np.empty(len(streams), dtype=np.int64)
-        fresh = []
-        for i, stream in enumerate(streams):
-            slots[i], new = self.slots.assign(stream)
-            if new:
-                fresh.append(int(slots[i]))
+        slots, fresh = self.slots.assign(streams)
         if self.slots.capacity != self.data.shape[0]:
             grown = torch.zeros((self.slots.capacity, self.width), dtype=torch.float32, device=self.device)
             grown[: self.data.shape[0]] = self.data
             self.data = grown
-        if fresh:
-            self.data[torch.tensor(fresh, device=self.device)] = 0.0
+        if fresh.any():
+            self.data[torch.from_numpy(slots[fresh]).to(self.device)] = 0.0
         return slots
 
     def rows(self, slots: IntArray) -> torch.Tensor:
@@ -80,8 +72,8 @@ class DeviceStateTable:
         self.width = width
         self.data = torch.zeros((self.slots.capacity, width), dtype=torch.float32, device=self.device)
 
-    def evict(self, stream: str) -> None:
-        self.slots.release(stream)
+    def evict(self, streams: list[str]) -> None:
+        self.slots.release(streams)
 
 
 class DeviceEngine(ModelSession):

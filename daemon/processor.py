@@ -91,9 +91,12 @@ class Processor:
             out.alerts += rt.owed
             rt.owed = []
         pending: dict[str, list[Admitted]] = {name: [] for name in self.runtimes}
+        limits = self.config.records
+        decoded = [decode(r.key, r.value, r.source, limits.max_bytes, limits.max_future_s) for r in records]
+        where = self._locate(list(dict.fromkeys(d.stream for d in decoded if isinstance(d, Reading))))
         last_seen: dict[str, float] = {}
-        for record in records:
-            admitted = self._admit(record, last_seen, out)
+        for record, reading in zip(records, decoded, strict=True):
+            admitted = self._admit(record, reading, where, last_seen, out)
             if admitted is not None:
                 pending[admitted[0]].append(admitted[1])
         for name, items in pending.items():
@@ -124,15 +127,18 @@ class Processor:
         return {name: len(rt.engine.table.slots) for name, rt in self.runtimes.items()}
 
     def _admit(
-        self, record: RawRecord, last_seen: dict[str, float], out: Outcome
+        self,
+        record: RawRecord,
+        decoded: Reading | Rejection,
+        where: dict[str, tuple[str, float | None]],
+        last_seen: dict[str, float],
+        out: Outcome,
     ) -> tuple[str, Admitted] | None:
-        limits = self.config.records
-        decoded = decode(record.key, record.value, record.source, limits.max_bytes, limits.max_future_s)
         if isinstance(decoded, Rejection):
             out.rejected.append((record, decoded))
             return None
-        name = self._model_of(decoded.stream)
-        if name is None:
+        located = where.get(decoded.stream)
+        if located is None:
             out.rejected.append(
                 (
                     record,
@@ -142,6 +148,7 @@ class Processor:
                 )
             )
             return None
+        name, last_ts = located
         runtime = self.runtimes[name]
         # Invalid values are poison whatever their timestamp, so they are checked before ordering.
         converted = self._vector(runtime, decoded)
@@ -149,9 +156,7 @@ class Processor:
             out.rejected.append((record, converted))
             return None
         vector, carried, unknown = converted
-        previous = last_seen.get(decoded.stream)
-        if previous is None:
-            previous = runtime.last_ts(decoded.stream)
+        previous = last_seen.get(decoded.stream, last_ts)
         if previous is not None and decoded.ts <= previous:
             reason = "duplicate_timestamp" if decoded.ts == previous else "out_of_order"
             out.dropped.append(Drop(reason, decoded.stream, decoded.ts, record.source))
@@ -167,11 +172,25 @@ class Processor:
         out.gap_resets += reset
         return name, Admitted(record, decoded, vector, reset)
 
-    def _model_of(self, stream: str) -> str | None:
+    def _locate(self, streams: list[str]) -> dict[str, tuple[str, float | None]]:
+        """Per stream of a poll: the model that scores it and the last timestamp it scored (None for a
+        stream without state). A stream with state stays with its model; others are routed. One
+        lookup per model and poll, not per record."""
+        located: dict[str, tuple[str, float | None]] = {}
         for name, runtime in self.runtimes.items():
-            if stream in runtime.engine.table.slots:
-                return name
-        return self.router.model_for(stream)
+            if not streams:
+                break
+            slot_map = runtime.engine.table.slots
+            slots = slot_map.find(streams)
+            known = (slots >= 0).tolist()
+            last = slot_map.last_ts[slots].tolist()
+            located.update((s, (name, t)) for s, k, t in zip(streams, known, last, strict=True) if k)
+            streams = [s for s, k in zip(streams, known, strict=True) if not k]
+        for stream in streams:
+            routed = self.router.model_for(stream)
+            if routed is not None:
+                located[stream] = (routed, None)
+        return located
 
     def _vector(self, runtime: ModelRuntime, reading: Reading) -> tuple[np.ndarray, int, int] | Rejection:
         """The reading's vector, how many channels were carried, and how many were unknown."""

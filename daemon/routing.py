@@ -15,14 +15,10 @@ class Router:
 
     def __init__(self, routes: list[tuple[str, tuple[str, ...]]]) -> None:
         self._routes = routes
-        self._cache: dict[str, str | None] = {}
 
     def model_for(self, stream: str) -> str | None:
-        if stream not in self._cache:
-            if len(self._cache) > 1_000_000:  # bounds memory when ids churn; recomputing is cheap
-                self._cache.clear()
-            self._cache[stream] = next(
-                (name for name, patterns in self._routes if any(fnmatchcase(stream, p) for p in patterns)),
-                None,
-            )
-        return self._cache[stream]
+        # Not cached: only streams without state are routed, once per poll they appear in.
+        return next(
+            (name for name, patterns in self._routes if any(fnmatchcase(stream, p) for p in patterns)),
+            None,
+        )

@@ -117,8 +117,8 @@ class ModelRuntime:
     def evict(self, streams: list[str], ts: float, resolve: bool = True) -> list[dict[str, Any]]:
         """Forgets ``streams``; with ``resolve``, returns the resolved alerts owed for firing ones."""
         owed = []
+        self.engine.table.evict(streams)
         for stream in streams:
-            self.engine.table.evict(stream)
             for kind, alerts in self.kinds.items():
                 message = self._end(kind, alerts, stream, ts, "stream_idle", self.engine.info)
                 if message is not None and resolve:

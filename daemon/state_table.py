@@ -5,6 +5,8 @@ Slots of idle streams are recycled; the array grows by doubling, never per strea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import repeat
 from operator import itemgetter
 
 import numpy as np
@@ -15,13 +17,19 @@ FloatArray = npt.NDArray[np.float32]
 
 
 class SlotMap:
-    """Stream id <-> slot bookkeeping, shared by the CPU and device tables."""
+    """Stream id <-> slot bookkeeping, shared by the CPU and device tables. Calls take whole waves.
+
+    A dict from id to slot, so that a wave's lookup is one C call. A numpy open-addressing map with the
+    ids in one byte buffer was tried: it held 52 B per stream instead of about 160 B, but looked a
+    wave of 1,000 streams up 25x slower than the dict (docs/benchmarks.md).
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._slots: dict[str, int] = {}
         self._streams: list[str | None] = [None] * capacity
-        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self._used = np.zeros(capacity, dtype=bool)
+        self._free_from = 0  # no free slot below this one
         self.last_ts = np.full(capacity, -np.inf)
         self.partition = np.full(capacity, -1, dtype=np.int32)  # the Kafka partition the stream arrives on
 
@@ -34,7 +42,11 @@ class SlotMap:
     def get(self, stream: str) -> int | None:
         return self._slots.get(stream)
 
-    def lookup(self, streams: list[str]) -> IntArray:
+    def find(self, streams: Sequence[str]) -> IntArray:
+        """The slot of each of ``streams``, -1 for those without one."""
+        return np.fromiter(map(self._slots.get, streams, repeat(-1)), dtype=np.int64, count=len(streams))
+
+    def lookup(self, streams: Sequence[str]) -> IntArray:
         """The slots of ``streams``, all known (KeyError otherwise)."""
         if len(streams) == 1:
             return np.array([self._slots[streams[0]]], dtype=np.int64)
@@ -43,43 +55,55 @@ class SlotMap:
     def streams(self) -> dict[str, int]:
         return dict(self._slots)
 
-    def assign(self, stream: str) -> tuple[int, bool]:
-        """The stream's slot and whether it is new (a new slot must be zeroed by the table)."""
-        slot = self._slots.get(stream)
-        if slot is not None:
-            return slot, False
-        if not self._free:
-            self._grow()
-        slot = self._free.pop()
-        self._slots[stream] = slot
-        self._streams[slot] = stream
-        return slot, True
+    def assign(self, streams: Sequence[str]) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """The slots of ``streams`` (distinct) and which of them are new (the table must zero those)."""
+        slots = self.find(streams)
+        fresh = slots < 0
+        if fresh.any():
+            new = np.flatnonzero(fresh)
+            slots[new] = self._take(len(new))
+            for i, slot in zip(new.tolist(), slots[new].tolist(), strict=True):
+                self._slots[streams[i]] = slot
+                self._streams[slot] = streams[i]
+        return slots, fresh
 
-    def release(self, stream: str) -> int:
-        slot = self._slots.pop(stream)
-        self._streams[slot] = None
-        self.last_ts[slot] = -np.inf
-        self.partition[slot] = -1
-        self._free.append(slot)
-        return slot
+    def release(self, streams: Sequence[str]) -> IntArray:
+        """Frees the slots of ``streams`` (all known); returns them."""
+        slots = np.fromiter((self._slots.pop(s) for s in streams), dtype=np.int64, count=len(streams))
+        for slot in slots.tolist():
+            self._streams[slot] = None
+        self._used[slots] = False
+        self.last_ts[slots] = -np.inf
+        self.partition[slots] = -1
+        if len(slots):
+            self._free_from = min(self._free_from, int(slots.min()))
+        return slots
 
     def idle_since(self, cutoff: float) -> list[str]:
         """Streams whose last reading is older than ``cutoff`` (event time)."""
-        idle = np.flatnonzero(self.last_ts < cutoff)
-        return self._named(idle)
+        return self._named(np.flatnonzero((self.last_ts < cutoff) & self._used))
 
     def on_partitions(self, partitions: set[int]) -> list[str]:
         """Streams last seen on one of ``partitions``."""
-        return self._named(np.flatnonzero(np.isin(self.partition, list(partitions))))
+        return self._named(np.flatnonzero(np.isin(self.partition, list(partitions)) & self._used))
 
     def _named(self, slots: IntArray) -> list[str]:
-        return [s for s in (self._streams[i] for i in slots) if s is not None]
+        return [s for s in map(self._streams.__getitem__, slots.tolist()) if s is not None]
+
+    def _take(self, n: int) -> IntArray:
+        """``n`` free slots, lowest first: streams that first come in order get consecutive slots."""
+        while int(np.count_nonzero(~self._used[self._free_from :])) < n:
+            self._grow()
+        slots = (np.flatnonzero(~self._used[self._free_from :])[:n] + self._free_from).astype(np.int64)
+        self._used[slots] = True
+        self._free_from = int(slots[-1]) + 1
+        return slots
 
     def _grow(self) -> None:
         old = self.capacity
         self.capacity = old * 2
         self._streams.extend([None] * old)
-        self._free.extend(range(self.capacity - 1, old - 1, -1))
+        self._used = np.concatenate([self._used, np.zeros(old, dtype=bool)])
         self.last_ts = np.concatenate([self.last_ts, np.full(old, -np.inf)])
         self.partition = np.concatenate([self.partition, np.full(old, -1, dtype=np.int32)])
 
@@ -100,22 +124,13 @@ class StateTable:
 
     def assign(self, streams: list[str]) -> IntArray:
         """Slots for ``streams`` (distinct), allocating zeroed (cold) state for new ones."""
-        try:  # the steady state: every stream already has a slot
-            return self.slots.lookup(streams)
-        except KeyError:
-            pass
-        slots = np.empty(len(streams), dtype=np.int64)
-        fresh = []
-        for i, stream in enumerate(streams):
-            slots[i], new = self.slots.assign(stream)
-            if new:
-                fresh.append(slots[i])
+        slots, fresh = self.slots.assign(streams)
         if self.slots.capacity != self._data.shape[0]:
             grown = np.zeros((self.slots.capacity, self.width), dtype=np.float32)
             grown[: self._data.shape[0]] = self._data
             self._data = grown
-        if fresh:
-            self._data[fresh] = 0.0
+        if fresh.any():
+            self._data[slots[fresh]] = 0.0
         return slots
 
     def gather(self, slots: IntArray) -> FloatArray:
@@ -139,5 +154,5 @@ class StateTable:
         self.width = width
         self._data = np.zeros((self.slots.capacity, width), dtype=np.float32)
 
-    def evict(self, stream: str) -> None:
-        self.slots.release(stream)
+    def evict(self, streams: list[str]) -> None:
+        self.slots.release(streams)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from daemon.batching import waves
-from daemon.state_table import StateTable
+from daemon.state_table import SlotMap, StateTable
 
 
 def test_table_grows_by_doubling_and_keeps_state() -> None:
@@ -24,7 +24,7 @@ def test_evicted_slot_is_reused_cold() -> None:
     table.scatter(slots, np.ones((2, 2), dtype=np.float32))
     table.slots.last_ts[slots] = [10.0, 50.0]
     assert table.slots.idle_since(20.0) == ["a"]
-    table.evict("a")
+    table.evict(["a"])
     reused = table.assign(["c"])
     assert reused[0] == slots[0] and table.slots.capacity == 2
     np.testing.assert_array_equal(table.gather(reused), [[0, 0]])
@@ -42,3 +42,38 @@ def test_waves_keep_each_streams_order_and_never_merge_its_readings() -> None:
     for stream in "abc":
         order = [i for i in flat if streams[i] == stream]
         assert order == sorted(order)
+
+
+def test_slot_map_agrees_with_a_dict_through_growth_release_and_reuse() -> None:
+    rng = np.random.default_rng(3)
+    slot_map = SlotMap(4)
+    model: dict[str, int] = {}
+    names = [f"machine-{i}" for i in range(60_000)] + ["прес-1", "ñ", "a" * 300, "machine-1 "]
+    for round_ in range(40):
+        wave = list(dict.fromkeys(rng.choice(names, size=3_000).tolist()))
+        slots, fresh = slot_map.assign(wave)
+        for stream, slot, new in zip(wave, slots.tolist(), fresh.tolist(), strict=True):
+            assert new == (stream not in model)
+            assert model.setdefault(stream, slot) == slot
+        assert len(set(model.values())) == len(model)  # no two streams share a slot
+        gone = [s for s in model if rng.random() < 0.3]
+        np.testing.assert_array_equal(slot_map.release(gone), [model.pop(s) for s in gone])
+        probe = list(dict.fromkeys(rng.choice(names, size=2_000).tolist()))
+        want = [model.get(s, -1) for s in probe]
+        np.testing.assert_array_equal(slot_map.find(probe), want, err_msg=f"round {round_}")
+    assert len(slot_map) == len(model) and slot_map.streams() == model
+
+
+def test_slot_map_frees_slots_lowest_first_so_first_seen_order_stays_consecutive() -> None:
+    slot_map = SlotMap(8)
+    slots, _ = slot_map.assign(["a", "b", "c", "d"])
+    assert slots.tolist() == [0, 1, 2, 3]
+    slot_map.release(["b"])
+    assert slot_map.assign(["e", "f"])[0].tolist() == [1, 4]
+    assert slot_map.idle_since(0.0) == ["a", "e", "c", "d", "f"]  # last_ts starts at -inf
+    try:
+        slot_map.lookup(["a", "zz"])
+    except KeyError as exc:
+        assert exc.args == ("zz",)
+    else:
+        raise AssertionError("lookup of an unknown stream must raise")
