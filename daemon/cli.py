@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
-        spec = TrainSpec(name=name, version=args.version, baseline=args.baseline, adapt=args.adapt)
+        spec = TrainSpec(name=name, version=args.version, baseline=args.baseline, adapt=args.adapt or None)
         split = HeadSplit(args.fit_rows, args.val_rows)
         report = train_dataset(args.spec, args.root, args.streams, split, spec, config, args.out)
     else:
@@ -58,7 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             version=args.version,
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
-            adapt=args.adapt,
+            adapt=args.adapt or None,
         )
         report = train_series(series, spec, config, args.out)
     if args.run_dir:
@@ -174,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--adapt",
         type=float,
-        help="score each stream against its own recent scores at this rate (e.g. 0.01); threshold 4 sd",
+        help="score each stream against its own recent scores at this rate (e.g. 0.01; 0: off)",
     )
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")

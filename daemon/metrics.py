@@ -27,7 +27,8 @@ class BulkHistogram(Collector):
     """A Prometheus histogram without labels that takes a whole poll's observations in one call.
 
     prometheus_client's ``Histogram`` takes one value per call under a lock; one call per scored
-    reading cost the daemon several percent of its throughput (docs/benchmarks.md).
+    reading cost the daemon several percent of its throughput (docs/benchmarks.md). Its samples are the
+    same but for ``_created`` (when the process started counting), which it does not export.
     """
 
     def __init__(
@@ -50,6 +51,10 @@ class BulkHistogram(Collector):
 
     def observe(self, value: float) -> None:
         self.observe_many(np.array([value], dtype=np.float64))
+
+    def describe(self) -> Iterator[Metric]:
+        """The name only, so that the registry checks it against the others without collecting."""
+        yield HistogramMetricFamily(self.name, self.documentation)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:

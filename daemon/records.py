@@ -136,11 +136,13 @@ def to_vector(
 
     Returns (vector, carried channel names, unknown channel count). A missing channel takes its value
     from ``last`` when given (the caller decides whether carrying is still allowed), otherwise the
-    reading is rejected.
+    reading is rejected; a JSON ``null`` counts as missing. Values are what JSON decodes to: a float or
+    an int; anything else (numpy scalars included) is ``non_numeric``.
     """
     values = reading.values
     row: list[float] = []
     carried: list[str] = []
+    matched = 0  # channel names that are keys of ``values``, null ones included
     for i, name in enumerate(channels):
         raw: Any = values.get(name)  # whatever JSON gave
         kind = type(raw)
@@ -158,6 +160,7 @@ def to_vector(
                 )
             row.append(float(last[i]))
             carried.append(name)
+            matched += name in values  # a null: sent, but without a value
             continue
         else:  # bool, str, list, object
             return Rejection("non_numeric", f"channel {name!r} is {raw!r}", reading.source, reading.stream)
@@ -165,6 +168,6 @@ def to_vector(
             shown = repr(raw)[:40]
             return Rejection("non_finite", f"channel {name!r} is {shown}", reading.source, reading.stream)
         row.append(value)
-    # Channel names are unique, so the values not matched are exactly the unknown ones.
-    unknown = len(values) - (len(channels) - len(carried))
+    # Channel names are unique, so the keys not matched are exactly the unknown ones.
+    unknown = len(values) - (matched + len(channels) - len(carried))
     return np.array(row, dtype=np.float32), carried, unknown

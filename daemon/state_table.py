@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
-from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -46,12 +45,6 @@ class SlotMap:
         """The slot of each of ``streams``, -1 for those without one."""
         return np.fromiter(map(self._slots.get, streams, repeat(-1)), dtype=np.int64, count=len(streams))
 
-    def lookup(self, streams: Sequence[str]) -> IntArray:
-        """The slots of ``streams``, all known (KeyError otherwise)."""
-        if len(streams) == 1:
-            return np.array([self._slots[streams[0]]], dtype=np.int64)
-        return np.fromiter(itemgetter(*streams)(self._slots), dtype=np.int64, count=len(streams))
-
     def streams(self) -> dict[str, int]:
         return dict(self._slots)
 
@@ -68,9 +61,12 @@ class SlotMap:
         return slots, fresh
 
     def release(self, streams: Sequence[str]) -> IntArray:
-        """Frees the slots of ``streams`` (all known); returns them."""
-        slots = np.fromiter((self._slots.pop(s) for s in streams), dtype=np.int64, count=len(streams))
-        for slot in slots.tolist():
+        """Frees the slots of ``streams`` (distinct, all known: KeyError otherwise, and nothing freed)."""
+        slots = self.find(streams)
+        if len(slots) and slots.min() < 0:
+            raise KeyError(streams[int(np.argmin(slots))])
+        for stream, slot in zip(streams, slots.tolist(), strict=True):
+            del self._slots[stream]
             self._streams[slot] = None
         self._used[slots] = False
         self.last_ts[slots] = -np.inf
@@ -92,9 +88,16 @@ class SlotMap:
 
     def _take(self, n: int) -> IntArray:
         """``n`` free slots, lowest first: streams that first come in order get consecutive slots."""
-        while int(np.count_nonzero(~self._used[self._free_from :])) < n:
+        while len(self._slots) + n > self.capacity:
             self._grow()
-        slots = (np.flatnonzero(~self._used[self._free_from :])[:n] + self._free_from).astype(np.int64)
+        # Search a window after the lowest free slot, widened as needed, not the whole table.
+        window = 2 * n
+        while True:
+            free = np.flatnonzero(~self._used[self._free_from : self._free_from + window])
+            if len(free) >= n:
+                break
+            window *= 4
+        slots = (free[:n] + self._free_from).astype(np.int64)
         self._used[slots] = True
         self._free_from = int(slots[-1]) + 1
         return slots

@@ -142,26 +142,25 @@ def _stream_scale(
 
 
 def _adaptive(
-    g: GraphBuilder, layout: StateLayout, steps: str, score: str, params: ScoreParams
+    g: GraphBuilder, layout: StateLayout, steps: str, first: str, score: str, params: ScoreParams
 ) -> tuple[str, list[str]]:
-    """The adaptive score (see train.model.adaptive_score) of ``score[B, 1]`` and the new statistics."""
+    """The adaptive score (see train.model.adaptive_score) of ``score[B, 1]`` and the new statistics,
+    which only scored readings (``steps >= first``) move."""
     assert params.adapt is not None
     mean = g.columns("state", layout.adapt_at, layout.adapt_at + 1)
     var = g.columns("state", layout.adapt_at + 1, layout.adapt_at + 2)
     rate = g.const([params.adapt])
     d = g.op("Sub", score, mean)
     std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
-    settled = g.op(
-        "Cast",
-        g.op("GreaterOrEqual", steps, g.const([float(params.adapt_warmup)])),
-        to=onnx.TensorProto.FLOAT,
-    )
+    settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
+    settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
     z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), settled)
-    new_mean = g.op("Add", mean, g.op("Mul", rate, d))
-    new_var = g.op(
+    scored = g.op("GreaterOrEqual", steps, first)
+    moved_mean = g.op("Add", mean, g.op("Mul", rate, d))
+    moved_var = g.op(
         "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))
     )
-    return z, [new_mean, new_var]
+    return z, [g.op("Where", scored, moved_mean, mean), g.op("Where", scored, moved_var, var)]
 
 
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
@@ -215,7 +214,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         score = new_level
     adapt_part: list[str] = []
     if params.adapt is not None:
-        score, adapt_part = _adaptive(g, layout, steps, score, params)
+        score, adapt_part = _adaptive(g, layout, steps, first, score, params)
     g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")
 
     size = shape.layers * shape.hidden

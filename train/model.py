@@ -127,9 +127,15 @@ class ScoreParams:
     # (at ~900, where quiet streams' first bursts landed, its spacing is 6e-5, over export parity's 1e-4).
     adapt_cap: float = 100.0
 
+    def __post_init__(self) -> None:
+        # Above 1 the variance turns negative; below 1e-5 the warm-up outlasts the step counter's cap.
+        if self.adapt is not None and not 1e-5 <= self.adapt <= 1.0:
+            raise ValueError(f"adapt={self.adapt}: the adaptive score's rate must lie in [1e-5, 1]")
+
     @property
     def adapt_warmup(self) -> int:
-        """Readings from a stream's start whose adaptive score is 0 while its statistics settle."""
+        """Scored readings (from ``first_scored`` on) whose adaptive score is 0 while the stream's own
+        statistics settle; the statistics only take scored readings, not the baseline's zeros."""
         return 0 if self.adapt is None else math.ceil(3.0 / self.adapt)
 
     @property
@@ -154,9 +160,10 @@ def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     rate = torch.tensor(params.adapt)
     mean, var = torch.zeros(()), torch.zeros(())
     out = torch.zeros_like(score)
-    for t in range(len(score)):
+    first = params.first_scored
+    for t in range(first, len(score)):
         d = score[t] - mean
-        if t >= params.adapt_warmup:
+        if t >= first + params.adapt_warmup:
             z = d / torch.clamp(torch.sqrt(var), min=params.adapt_floor)
             out[t] = torch.clamp(z, min=0.0, max=params.adapt_cap)
         mean = mean + rate * d

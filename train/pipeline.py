@@ -207,7 +207,7 @@ def train_streams(
         "fault": {
             "threshold": threshold,
             "method": method,
-            "headroom": spec.headroom,
+            "headroom": spec.headroom if spec.adapt is None else None,
             # the alert settings the threshold was checked with; the daemon uses them unless configured
             "alerting": alerting,
             "validation_alerts": val_alerts,

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -39,3 +40,10 @@ def test_bulk_histogram_single_observation_and_empty_wave() -> None:
     assert registry.get_sample_value("lat_seconds_bucket", {"le": "0.1"}) == 0
     assert registry.get_sample_value("lat_seconds_bucket", {"le": "1.0"}) == 1
     assert registry.get_sample_value("lat_seconds_sum") == 0.2
+
+
+def test_bulk_histogram_name_is_claimed_in_its_registry() -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    BulkHistogram("lat_seconds", "latency", BUCKETS, registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Histogram("lat_seconds", "again", registry=registry)

@@ -105,3 +105,16 @@ def test_vector_follows_model_order_counts_unknown_and_carries_missing() -> None
     assert not isinstance(carried_result, Rejection)
     np.testing.assert_allclose(carried_result[0], [0.41, 62.0], rtol=1e-6)
     assert carried_result[1] == ["vib_rms"]
+
+
+def test_a_null_channel_is_carried_and_not_counted_unknown() -> None:
+    last = np.array([0.5, 60.0], dtype=np.float32)
+    for values, unknown in (
+        ({"vib_rms": None, "temp_c": 61.0}, 0),
+        ({"vib_rms": None, "x": 1.0, "temp_c": 1.0}, 1),
+    ):
+        result = to_vector(_reading(values), CHANNELS, last)
+        assert not isinstance(result, Rejection)
+        assert (result[1], result[2]) == (["vib_rms"], unknown)
+    missing = to_vector(_reading({"vib_rms": None, "temp_c": 61.0}), CHANNELS, None)
+    assert isinstance(missing, Rejection) and missing.reason == "missing_channel"

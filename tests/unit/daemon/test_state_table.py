@@ -72,8 +72,9 @@ def test_slot_map_frees_slots_lowest_first_so_first_seen_order_stays_consecutive
     assert slot_map.assign(["e", "f"])[0].tolist() == [1, 4]
     assert slot_map.idle_since(0.0) == ["a", "e", "c", "d", "f"]  # last_ts starts at -inf
     try:
-        slot_map.lookup(["a", "zz"])
+        slot_map.release(["a", "zz"])
     except KeyError as exc:
         assert exc.args == ("zz",)
     else:
-        raise AssertionError("lookup of an unknown stream must raise")
+        raise AssertionError("releasing an unknown stream must raise")
+    assert slot_map.get("a") == 0 and len(slot_map) == 5  # and nothing was freed

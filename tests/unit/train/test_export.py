@@ -181,7 +181,16 @@ def test_adaptive_score_step_model_matches_the_reference(
     onnx.checker.check_model(proto, full_check=True)
     assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
     scores = step_through(proto, x, ts).score
-    assert params.adapt_warmup == 150
-    assert np.all(scores[:150] == 0)
-    assert scores[1500:1510].max() > np.quantile(scores[150:1500], 0.99)
-    assert np.mean(scores[150:] == 0) > 0.2  # below its own mean is 0, not negative
+    settled = params.first_scored + params.adapt_warmup  # the warm-up counts scored readings only
+    assert params.adapt_warmup == 150 and settled == max(baseline, 1) + 150
+    assert np.all(scores[:settled] == 0) and scores[settled:].max() > 0
+    # A stream fresh out of its baseline does not alarm: its statistics never saw the baseline's zeros.
+    assert np.mean(scores[settled:1500] > 4.0) < 0.01
+    assert scores[1500:1510].max() > np.quantile(scores[settled:1500], 0.99)
+    assert np.mean(scores[settled:] == 0) > 0.2  # below its own mean is 0, not negative
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.5, 1e-7])
+def test_adaptive_rate_outside_its_range_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="adaptive score's rate"):
+        ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=rate)
