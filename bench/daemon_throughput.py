@@ -6,14 +6,15 @@ Uses $KAFKA_BOOTSTRAP, or starts the project's broker (scripts/kafka/broker.sh) 
 it afterwards. Publishes streams x readings records (NAB machine-temperature values), then measures in
 the same run: (1) a bare kafka-python consumer that polls and json-decodes every record; (2) the daemon
 (decode, route, batch, ONNX step, alerts, publish, commit) over the same topic; (3) with the daemon
-running, readings published at half its measured rate, and the p50/p99 latency from each record's
-Kafka timestamp to its score.
+running, readings published at half its measured rate by a separate process, and the p50/p99 latency
+from each record's Kafka timestamp to its score.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -71,6 +72,10 @@ def publish(bootstrap: str, topic: str, batch: list[tuple[bytes, bytes]], rate: 
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
+
+
+def generate(bootstrap: str, topic: str, streams: int, readings: int, t0: int, rate: float) -> None:
+    publish(bootstrap, topic, records(streams, readings, t0=t0), rate=rate)
 
 
 def bare_consume(bootstrap: str, topic: str, count: int) -> float:
@@ -179,15 +184,23 @@ def run(bootstrap: str, args: argparse.Namespace) -> None:
         registry=fresh,
     )
     n = int(daemon_rate / 2 * args.latency_seconds)
-    more = records(args.streams, max(1, n // args.streams), t0=args.readings)
-    publish(bootstrap, topics["readings_topic"], more, rate=daemon_rate / 2)
-    assert service.wait_processed(count + len(more), timeout=600)
+    per_stream = max(1, n // args.streams)
+    # The load generator runs in its own process: in this one it would take the GIL from the daemon.
+    generator = multiprocessing.get_context("spawn").Process(
+        target=generate,
+        args=(bootstrap, topics["readings_topic"], args.streams, per_stream, args.readings, daemon_rate / 2),
+    )
+    generator.start()
+    generator.join()
+    assert generator.exitcode == 0, f"load generator exited with {generator.exitcode}"
+    more = args.streams * per_stream
+    assert service.wait_processed(count + more, timeout=600)
     service.stop_requested.set()
     worker.join()
     p50 = quantile_from_histogram(fresh, "faultcast_end_to_end_latency_seconds", 0.5)
     p99 = quantile_from_histogram(fresh, "faultcast_end_to_end_latency_seconds", 0.99)
     print(
-        f"at {daemon_rate / 2:,.0f}/s for {len(more) / (daemon_rate / 2):.0f}s: latency record->score "
+        f"at {daemon_rate / 2:,.0f}/s for {more / (daemon_rate / 2):.0f}s: latency record->score "
         f"p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms"
     )
     print(f"state bytes {service.processor.runtimes['m'].engine.table.nbytes:,}  np {np.__version__}")
