@@ -19,7 +19,7 @@ class SlotMap:
     """Stream id <-> slot bookkeeping, shared by the CPU and device tables. Calls take whole waves.
 
     A dict from id to slot, so that a wave's lookup is one C call. A numpy open-addressing map with the
-    ids in one byte buffer was tried: it held 52 B per stream instead of about 160 B, but looked a
+    ids in one byte buffer was tried: it held 46 B per stream instead of about 160 B, but looked a
     wave of 1,000 streams up 25x slower than the dict (docs/benchmarks.md).
     """
 

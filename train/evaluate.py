@@ -299,7 +299,10 @@ def parser() -> argparse.ArgumentParser:
     nab.add_argument("--fit-on", choices=("probation", "15%"), default="probation")
     nab.add_argument("--clock", action="store_true", help="time of day as a model input (daily rhythms)")
     nab.add_argument(
-        "--adapt", type=float, default=0.01, help="adaptive score's rate (ScoreParams.adapt); 0: off"
+        "--adapt",
+        type=float,
+        default=NabOptions.adapt,
+        help="adaptive score's rate (ScoreParams.adapt); 0: off",
     )
     skab = sub.add_parser("skab", help="SKAB valve1: one model, the daemon's alert state as the prediction")
     skab.add_argument("--root", default="../shared/data", help="the folder holding SKAB/ (GPL: not vendored)")
