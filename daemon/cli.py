@@ -48,7 +48,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
-        spec = TrainSpec(name=name, version=args.version, baseline=args.baseline, adapt=args.adapt or None)
+        spec = TrainSpec(
+            name=name,
+            version=args.version,
+            baseline=args.baseline,
+            adapt=args.adapt or None,
+            peak_half_life=args.peak_half_life or None,
+        )
         split = HeadSplit(args.fit_rows, args.val_rows)
         report = train_dataset(args.spec, args.root, args.streams, split, spec, config, args.out)
     else:
@@ -59,6 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
             adapt=args.adapt or None,
+            peak_half_life=args.peak_half_life or None,
         )
         report = train_series(series, spec, config, args.out)
     if args.run_dir:
@@ -175,6 +182,11 @@ def parser() -> argparse.ArgumentParser:
         "--adapt",
         type=float,
         help="score each stream against its own recent scores at this rate (e.g. 0.01; 0: off)",
+    )
+    train.add_argument(
+        "--peak-half-life",
+        type=float,
+        help="score only readings that beat the stream's recent peak, which halves every this many readings",
     )
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")

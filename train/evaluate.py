@@ -50,10 +50,11 @@ class NabOptions:
     alerting: dict[str, Any] = field(default_factory=dict)
     detector: str = "faultcast"
     clock: bool = False  # time of day as a model input
-    # The adaptive score's rate (ScoreParams.adapt). It, the smoothing and `evaluate nab`'s hidden size
-    # were chosen on NAB realTraffic, not on the realKnownCause files they are reported on
-    # (docs/evaluation.md).
+    # The adaptive score's rate (ScoreParams.adapt) and the peak gate's half-life in readings
+    # (ScoreParams.peak_half_life). They, the smoothing and `evaluate nab`'s hidden size were chosen on
+    # NAB realTraffic, not on the realKnownCause files they are reported on (docs/evaluation.md).
     adapt: float | None = 0.01
+    peak_half_life: float | None = 50.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def nab_files(root: Path, spec_name: str, o: NabOptions, work: Path) -> list[Nab
             headroom=o.headroom,
             clock=o.clock,
             adapt=o.adapt,
+            peak_half_life=o.peak_half_life,
         )
         model = work / f"{series.name}.onnx"
         report = fit_retrying(lambda fit: train_series(series, tspec, fit, model, False), o.fit)  # noqa: B023
@@ -211,6 +213,7 @@ def nab_summary(
         "headroom": o.headroom,
         "fit_on": o.fit_on,
         "adapt": o.adapt,
+        "peak_half_life": o.peak_half_life,
     }
     knobs |= {f"alerting.fault.{k}": v for k, v in o.alerting.items()}
     return "\n\n".join(
@@ -246,6 +249,7 @@ def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
         fit_on=args.fit_on,
         clock=args.clock,
         adapt=args.adapt or None,
+        peak_half_life=args.peak_half_life or None,
     )
     started = time.perf_counter()
     files = nab_files(Path(args.root), args.spec, o, folder / "models")
@@ -303,6 +307,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=NabOptions.adapt,
         help="adaptive score's rate (ScoreParams.adapt); 0: off",
+    )
+    nab.add_argument(
+        "--peak-half-life",
+        type=float,
+        default=NabOptions.peak_half_life,
+        help="peak gate: score only new highs over a peak halving every this many readings; 0: off",
     )
     skab = sub.add_parser("skab", help="SKAB valve1: one model, the daemon's alert state as the prediction")
     skab.add_argument("--root", default="../shared/data", help="the folder holding SKAB/ (GPL: not vendored)")

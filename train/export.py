@@ -29,6 +29,7 @@ class StateLayout:
     features: int
     spread: bool = False  # a per-stream error spread (ScoreParams.scale_floor)
     adapt: bool = False  # a per-stream moving mean and variance of the score (ScoreParams.adapt)
+    peak: bool = False  # a per-stream decaying peak of the score (ScoreParams.peak_half_life)
 
     @property
     def base(self) -> int:
@@ -48,11 +49,15 @@ class StateLayout:
 
     @property
     def width(self) -> int:
-        return self.steps + 1 + self.spread + 2 * self.adapt
+        return self.steps + 1 + self.spread + 2 * self.adapt + self.peak
 
     @property
     def adapt_at(self) -> int:
         return self.steps + 1 + self.spread
+
+    @property
+    def peak_at(self) -> int:
+        return self.adapt_at + 2 * self.adapt
 
     def describe(self) -> list[dict[str, Any]]:
         names = ["h", "c"][: self.tensors]
@@ -73,6 +78,7 @@ class StateLayout:
                 if self.adapt
                 else []
             ),
+            *([{"name": "score_peak", "offset": self.peak_at, "size": 1}] if self.peak else []),
         ]
 
 
@@ -163,6 +169,13 @@ def _adaptive(
     return z, [g.op("Where", scored, moved_mean, mean), g.op("Where", scored, moved_var, var)]
 
 
+def _peak_gate(g: GraphBuilder, layout: StateLayout, score: str, params: ScoreParams) -> tuple[str, str]:
+    """The peak gate (see train.model.peak_gate) of ``score[B, 1]`` and the new recent peak."""
+    peak = g.columns("state", layout.peak_at, layout.peak_at + 1)
+    gated = g.op("Where", g.op("Greater", score, peak), score, g.const([0.0]))
+    return gated, g.op("Max", score, g.op("Mul", peak, g.const([params.peak_decay])))
+
+
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
     """The step graph: ``x[B, F]``, ``state[B, S]`` (and ``ts[B]`` with clock inputs) -> ``score[B]``,
     ``contrib[B, F]``, ``next_state`` (and ``congestion[B, Q]``, ``fault[B]`` with those heads)."""
@@ -174,6 +187,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         shape.features,
         params.scale_floor is not None,
         params.adapt is not None,
+        params.peak_half_life is not None,
     )
     g = GraphBuilder()
     # How many readings form a stream's baseline is an input (the trained value is in the metadata), so
@@ -215,6 +229,10 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     adapt_part: list[str] = []
     if params.adapt is not None:
         score, adapt_part = _adaptive(g, layout, steps, first, score, params)
+    peak_part: list[str] = []
+    if params.peak_half_life is not None:
+        score, new_peak = _peak_gate(g, layout, score, params)
+        peak_part = [new_peak]
     g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")
 
     size = shape.layers * shape.hidden
@@ -244,6 +262,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         new_steps,
         *spread_part,
         *adapt_part,
+        *peak_part,
         axis=1,
         out="next_state",
     )

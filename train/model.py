@@ -126,11 +126,25 @@ class ScoreParams:
     # The most an adaptive score says: far past any threshold, and float32 still resolves 1e-5 there
     # (at ~900, where quiet streams' first bursts landed, its spacing is 6e-5, over export parity's 1e-4).
     adapt_cap: float = 100.0
+    # Peak gate: a reading keeps its score only where the score beats the stream's recent peak (its
+    # highest score, halving every ``peak_half_life`` readings), else scores 0. A long excursion then
+    # says so once, as it rises, instead of on every reading it lasts: each alert is a new high. None: off.
+    peak_half_life: float | None = None
 
     def __post_init__(self) -> None:
         # Above 1 the variance turns negative; below 1e-5 the warm-up outlasts the step counter's cap.
         if self.adapt is not None and not 1e-5 <= self.adapt <= 1.0:
             raise ValueError(f"adapt={self.adapt}: the adaptive score's rate must lie in [1e-5, 1]")
+        if self.peak_half_life is not None and not self.peak_half_life >= 1.0:
+            raise ValueError(
+                f"peak_half_life={self.peak_half_life}: the peak gate's half-life is >= 1 reading"
+            )
+
+    @property
+    def peak_decay(self) -> float:
+        """What the recent peak is multiplied by per reading."""
+        assert self.peak_half_life is not None
+        return float(0.5 ** (1.0 / self.peak_half_life))
 
     @property
     def adapt_warmup(self) -> int:
@@ -168,6 +182,22 @@ def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
             out[t] = torch.clamp(z, min=0.0, max=params.adapt_cap)
         mean = mean + rate * d
         var = (1 - rate) * (var + rate * (d * d))
+    return out
+
+
+def peak_gate(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """``score[T]`` where it beats the recent peak (ScoreParams.peak_half_life), 0 elsewhere.
+
+    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=1.0)
+    >>> peak_gate(torch.tensor([0.0, 4.0, 5.0, 5.0, 2.0, 3.0, 1.0]), p).tolist()
+    [0.0, 4.0, 5.0, 0.0, 0.0, 3.0, 0.0]
+    """
+    decay = torch.tensor(params.peak_decay)
+    peak = torch.zeros(())
+    out = torch.zeros_like(score)
+    for t in range(len(score)):
+        out[t] = torch.where(score[t] > peak, score[t], 0.0)
+        peak = torch.maximum(score[t], peak * decay)
     return out
 
 
@@ -247,6 +277,8 @@ def stream_scores(
         score[t] = level / scale
     if params.adapt is not None:
         score = adaptive_score(score, params)
+    if params.peak_half_life is not None:
+        score = peak_gate(score, params)
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
     return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]))

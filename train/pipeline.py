@@ -37,6 +37,7 @@ class TrainSpec:
     # With an adaptive score the threshold is in standard deviations of each stream's own recent
     # scores, so it is set, not fitted: validation segments are too short to outlast the warm-up.
     adapt_threshold: float = 4.0
+    peak_half_life: float | None = None  # the peak gate (see ScoreParams.peak_half_life)
     # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
     # its highest score even when the dynamic threshold would cut lower.
     headroom: float = 1.5
@@ -185,6 +186,7 @@ def train_streams(
         spec.baseline,
         spec.scale_floor,
         spec.adapt,
+        peak_half_life=spec.peak_half_life,
     )
     val_out = [
         stream_scores(result.model, torch.from_numpy(seg.series.values), params, seg.series.ts) for seg in val
@@ -199,6 +201,9 @@ def train_streams(
         threshold, method = spec.adapt_threshold, "set: standard deviations of the adaptive score"
 
     alerting = dict(ALERTING_DEFAULTS)
+    if spec.peak_half_life is not None:
+        # A gated score is above the threshold only while it climbs: one such reading is the signal.
+        alerting["fire_after"] = 1
     val_alerts = sum(
         int(alert_rows(o.score.numpy()[start:], threshold, alerting)[1].sum())
         for o, start in zip(val_out, starts, strict=True)

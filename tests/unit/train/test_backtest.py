@@ -17,6 +17,7 @@ from train.evaluate import NabOptions, main, nab_files, score_nab, write_nab_csv
 from train.evaluate_skab import SkabOptions, evaluate_skab, skab_metrics
 from train.export import step_through
 from train.fit import FitConfig
+from train.pipeline import TrainSpec, train_series
 from train.series import Series
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
@@ -81,6 +82,22 @@ def test_rows_the_daemon_drops_are_not_scored(tmp_path: Path) -> None:
     bt = backtest(model, [Series("a", ts, s.values, s.channels)])
     assert bt.dropped == 1 and np.isnan(bt.streams["a"].score[10])
     assert np.isfinite(np.delete(bt.streams["a"].score, 10)).all()
+
+
+def test_a_peak_gated_model_alerts_once_as_an_excursion_rises(tmp_path: Path) -> None:
+    """Trained with a peak gate, a model's alerts fire on the first reading over the threshold (its
+    metadata says so), and its score passes the threshold only on readings that beat the one before."""
+    series = _series("a", 4, rows=1500)
+    series.values[1200:1300] += 25.0  # a 100-reading excursion, after the adaptive warm-up
+    spec = TrainSpec("gated", fit_fraction=0.3, adapt=0.02, peak_half_life=50.0)
+    report = train_series(series, spec, FitConfig(epochs=3, hidden=8), tmp_path / "m.onnx", progress=False)
+    assert report.metadata["thresholds"]["fault"]["alerting"]["fire_after"] == 1
+    assert report.metadata["score"]["peak_half_life"] == 50.0
+    result = backtest(report.model_path, [series], {"cooldown_s": 0.0}).streams["a"]
+    assert np.flatnonzero(result.onsets & (np.arange(1500) >= 1200)).tolist() == [1200]
+    score = np.nan_to_num(result.score)
+    above = np.flatnonzero(score > report.threshold)
+    assert 1200 in above and all(score[t] > score[t - 1] for t in above)
 
 
 def test_skab_metrics_on_a_hand_made_case() -> None:

@@ -194,3 +194,39 @@ def test_adaptive_score_step_model_matches_the_reference(
 def test_adaptive_rate_outside_its_range_is_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="adaptive score's rate"):
         ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=rate)
+
+
+@pytest.mark.parametrize(("adapt", "baseline"), [(None, 0), (0.02, 200)])
+def test_peak_gate_step_model_matches_the_reference(adapt: float | None, baseline: int) -> None:
+    """The gate keeps a score only where it beats the stream's decaying recent peak (one state column)."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(2, 16)).eval()
+    common = {"mean": (1.0, -2.0), "std": (2.0, 1.0), "resid_std": (0.3, 0.2), "baseline": baseline}
+    params = ScoreParams(**common, adapt=adapt, peak_half_life=20.0)  # type: ignore[arg-type]
+    ungated = ScoreParams(**common, adapt=adapt)  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+    x = (np.cumsum(rng.normal(0, 0.3, (2000, 2)), axis=0) + np.array([1.0, -2.0])).astype(np.float32)
+    x[1500:1540] += 8.0  # an excursion that lasts 40 readings
+    ts = 1.7e9 + 300.0 * np.arange(2000)
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    onnx.checker.check_model(proto, full_check=True)
+    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
+    # The graph follows the reference (parity above); the reference shows what the gate does.
+    gated = stream_scores(model, torch.from_numpy(x), params, ts).score.numpy()
+    plain = stream_scores(model, torch.from_numpy(x), ungated, ts).score.numpy()
+    kept = gated > 0
+    np.testing.assert_array_equal(gated[kept], plain[kept])  # a kept score is the plain score
+    # Kept only where the score rose, to over half the last 20 readings' highest (the peak's half-life);
+    # dropped only where some earlier score was at least as high.
+    for t in np.flatnonzero(kept):
+        assert plain[t] > plain[t - 1] and plain[t] > 0.5 * plain[max(t - 20, 0) : t].max()
+    for t in np.flatnonzero(~kept & (plain > 0)):
+        assert plain[t] <= plain[:t].max()
+    assert kept.sum() < 0.5 * (plain > 0).sum()
+    # The excursion's first reading is kept, and it reports the excursion on few readings.
+    assert kept[1500] and kept[1500:1540].sum() < 0.5 * (plain[1500:1540] > 0).sum()
+
+
+def test_peak_gate_half_life_below_one_reading_is_refused() -> None:
+    with pytest.raises(ValueError, match="peak gate's half-life"):
+        ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=0.5)
