@@ -49,6 +49,13 @@ class Observation:
     score: float
     ts: float
     source: SourceKey
+    # A peak-gated model's score before the gate (its ``hold_score``): the gated score starts an alert,
+    # this one keeps it pending or firing. None: the score does both.
+    hold: float | None = None
+
+    @property
+    def level(self) -> float:
+        return self.score if self.hold is None else self.hold
 
 
 @dataclass(frozen=True)
@@ -81,14 +88,14 @@ def step(policy: AlertPolicy, state: AlertState, obs: Observation) -> tuple[Aler
     """Advances one stream's state for one kind by one scored reading."""
     if state.phase == "firing":
         return _step_firing(policy, state, obs)
-    above = obs.score >= policy.threshold
+    above = (obs.score if state.phase == "idle" else obs.level) >= policy.threshold
     if not above or obs.ts < state.quiet_until:
         return (AlertState(quiet_until=state.quiet_until) if state.phase != "idle" else state), None
     if state.phase == "idle":
         state = AlertState(
             phase="pending", first_source=obs.source, started_at=obs.ts, quiet_until=state.quiet_until
         )
-    run, peak = state.run + 1, max(state.peak, obs.score)
+    run, peak = state.run + 1, max(state.peak, obs.level)
     if run < policy.fire_after:
         return replace(state, run=run, peak=peak), None
     severity = policy.severity(peak)
@@ -114,8 +121,8 @@ def expire(
 def _step_firing(
     policy: AlertPolicy, state: AlertState, obs: Observation
 ) -> tuple[AlertState, AlertEvent | None]:
-    peak = max(state.peak, obs.score)
-    if obs.score >= policy.resolve_threshold:
+    peak = max(state.peak, obs.level)
+    if obs.level >= policy.resolve_threshold:
         severity = policy.severity(peak)
         escalated = policy.rank(severity) > policy.rank(state.severity)
         new = replace(state, run=0, peak=peak, severity=severity if escalated else state.severity)
@@ -137,7 +144,7 @@ def _event(
         kind=policy.kind,
         state=kind,
         severity=state.severity,
-        score=obs.score,
+        score=obs.level,
         peak=state.peak,
         threshold=policy.threshold,
         ts=obs.ts,
@@ -162,13 +169,15 @@ class KindAlerts:
                 return policy
         return self.policy
 
-    def observe(self, stream: str, score: float, ts: float, source: SourceKey) -> AlertEvent | None:
+    def observe(
+        self, stream: str, score: float, ts: float, source: SourceKey, hold: float | None = None
+    ) -> AlertEvent | None:
         """Steps ``stream``'s state by one scored reading; the event it causes, if any."""
         state = self.states.get(stream)
         policy = self.policy_of(stream) if self.overrides else self.policy
         if state is None and score < policy.threshold:
             return None  # the common case: an idle stream stays idle, nothing to record
-        obs = Observation(score, ts, source)
+        obs = Observation(score, ts, source, hold)
         state, event = step(policy, state or AlertState(), obs)
         if state.phase == "idle" and state.quiet_until < obs.ts:
             self.states.pop(stream, None)

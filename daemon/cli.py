@@ -46,6 +46,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = FitConfig(
         hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
     )
+    try:
+        TrainSpec("check", adapt=args.adapt or None, peak_half_life=args.peak_half_life or None)
+    except ValueError as exc:  # before any fitting
+        raise SystemExit(f"faultcast train: {exc}") from exc
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
         spec = TrainSpec(
@@ -186,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--peak-half-life",
         type=float,
-        help="score only readings that beat the stream's recent peak, which halves every this many readings",
+        help="score only readings that beat the stream's recent peak, which halves every N readings; 0: off",
     )
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")

@@ -23,6 +23,7 @@ class WaveResult:
     congestion: FloatArray | None  # [B, Q] the congestion head's quantile forecasts, raw units
     fault: FloatArray | None  # [B] the fault head's probability of a fault within its horizon
     diverged: npt.NDArray[np.bool_]  # [B] rows whose score or state went non-finite; their state was reset
+    hold: FloatArray | None = None  # [B] a peak-gated model's score before the gate
 
     @classmethod
     def of(
@@ -36,6 +37,7 @@ class WaveResult:
             outputs.get("congestion"),
             outputs.get("fault"),
             diverged,
+            outputs.get("hold_score"),
         )
 
 
@@ -128,6 +130,8 @@ def output_shapes(info: ModelInfo, n: int, width: int) -> dict[str, tuple[int, .
         shapes["congestion"] = (n, len(info.congestion.quantiles))
     if info.fault_head:
         shapes["fault"] = (n,)
+    if info.hold_score:
+        shapes["hold_score"] = (n,)
     return shapes
 
 

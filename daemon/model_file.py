@@ -48,6 +48,7 @@ class ModelInfo:
     congestion: CongestionInfo | None = None
     fault_head: bool = False  # fault alerts follow the model's fault probability, not its anomaly score
     baseline_input: bool = False  # the baseline's length can be set per model in the config
+    hold_score: bool = False  # a peak-gated score: fault alerts stay up while ``hold_score`` stays high
 
 
 def read_model(path: Path) -> tuple[bytes, ModelInfo]:
@@ -112,4 +113,5 @@ def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) 
         congestion=congestion,
         fault_head="fault" in outputs,
         baseline_input=BASELINE_INPUT in inputs,
+        hold_score="hold_score" in outputs,
     )

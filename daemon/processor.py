@@ -227,6 +227,7 @@ class Processor:
             # Python lists once per wave: indexing numpy arrays per row costs more than the step.
             scores, diverged = result.score.tolist(), result.diverged.tolist()
             faults = result.fault.tolist() if result.fault is not None else None
+            holds = result.hold.tolist() if result.hold is not None else None
             for row, item in enumerate(batch):
                 reading, src = item.reading, item.reading.source
                 if diverged[row]:
@@ -242,6 +243,9 @@ class Processor:
                 out.scored.append(
                     Scored(runtime.name, reading.stream, reading.ts, score, src, publish, forecast, fault)
                 )
-                alerts = runtime.observe(reading.stream, row, result, reading, item.vector, score, fault)
+                hold = holds[row] if holds is not None else None
+                alerts = runtime.observe(
+                    reading.stream, row, result, reading, item.vector, score, fault, hold
+                )
                 if alerts:
                     out.alerts += alerts

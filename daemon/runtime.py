@@ -44,6 +44,12 @@ def policy_for(
     )
 
 
+def _fault_score(info: ModelInfo) -> tuple[object, ...]:
+    """What fault alerts follow: the fault head's probability, or the anomaly score and how it is made."""
+    score = info.metadata.get("score", {})
+    return info.fault_head, score.get("adapt"), score.get("peak_half_life")
+
+
 class ModelRuntime:
     """One model's engine plus the per-stream bookkeeping around it."""
 
@@ -76,14 +82,17 @@ class ModelRuntime:
 
         Alert states carry over for the kinds whose score means the same under the new model; their
         policies take its thresholds. A kind the new model lacks, or a fault score that changed meaning
-        (a fault head came or went), ends its firing alerts as resolved (``model_reload``).
+        (a fault head came or went, or the anomaly score's adaptive rate or peak gate changed), ends its
+        firing alerts as resolved (``model_reload``).
         """
         old = self.engine.info
         reloaded = self.engine.reload(path)
         if reloaded is not None:
             kinds = self._alert_kinds()
             for kind, alerts in self.kinds.items():
-                same = kind in kinds and (kind != "fault" or old.fault_head == self.engine.info.fault_head)
+                same = kind in kinds and (
+                    kind != "fault" or _fault_score(old) == _fault_score(self.engine.info)
+                )
                 if same:
                     kinds[kind].states = alerts.states
                 else:
@@ -139,14 +148,17 @@ class ModelRuntime:
         vector: np.ndarray,
         anomaly: float,
         fault_probability: float | None,
+        hold: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Feeds row ``row`` of a wave (whose anomaly score and fault probability the caller already
-        read out) to each alert kind; the alert messages it causes."""
+        """Feeds row ``row`` of a wave (whose anomaly score, fault probability and hold score the caller
+        already read out) to each alert kind; the alert messages it causes."""
         src = reading.source
         key = (src.topic, src.partition, src.offset)
         info, messages = self.engine.info, []
-        fault = anomaly if fault_probability is None else fault_probability
-        event = self.kinds["fault"].observe(stream, fault, reading.ts, key)
+        if fault_probability is None:
+            event = self.kinds["fault"].observe(stream, anomaly, reading.ts, key, hold)
+        else:
+            event = self.kinds["fault"].observe(stream, fault_probability, reading.ts, key)
         if event is not None:
             top = self.config.alerting.fault.top_channels
             detail = {"anomaly_score": round(anomaly, 6)} if result.fault is not None else None

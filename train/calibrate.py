@@ -50,10 +50,13 @@ def dynamic_threshold(scores: FloatArray, z_values: FloatArray | None = None) ->
 
 
 def alert_rows(
-    score: np.ndarray, threshold: float, alerting: Mapping[str, float] | None = None
+    score: np.ndarray,
+    threshold: float,
+    alerting: Mapping[str, float] | None = None,
+    hold: np.ndarray | None = None,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Rows where the daemon's fault alert state machine (with ``alerting``'s settings, no cool-down)
-    fires on ``score``, and the rows where an alert starts.
+    fires on ``score`` (and a peak-gated model's ``hold`` score), and the rows where an alert starts.
 
     >>> settings = {"fire_after": 2, "resolve_after": 2}
     >>> firing, onsets = alert_rows(np.array([0.0, 2, 2, 2, 0, 0]), 1.0, settings)
@@ -62,7 +65,8 @@ def alert_rows(
     """
     policy = policy_for("fault", AlertKindConfig(cooldown_s=0.0), threshold, alerting)
     state, firing = AlertState(), np.zeros(len(score), dtype=bool)
-    for t, value in enumerate(np.nan_to_num(score).tolist()):
-        state, _ = step(policy, state, Observation(value, float(t), ("validation", 0, t)))
+    holds = [None] * len(score) if hold is None else np.nan_to_num(hold).tolist()
+    for t, (value, held) in enumerate(zip(np.nan_to_num(score).tolist(), holds, strict=True)):
+        state, _ = step(policy, state, Observation(value, float(t), ("validation", 0, t), held))
         firing[t] = state.phase == "firing"
     return firing, firing & ~np.concatenate([[False], firing[:-1]])

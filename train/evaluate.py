@@ -251,6 +251,10 @@ def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
         adapt=args.adapt or None,
         peak_half_life=args.peak_half_life or None,
     )
+    try:
+        TrainSpec("check", adapt=o.adapt, peak_half_life=o.peak_half_life)
+    except ValueError as exc:  # before any fitting
+        raise SystemExit(f"faultcast evaluate nab: {exc}") from exc
     started = time.perf_counter()
     files = nab_files(Path(args.root), args.spec, o, folder / "models")
     results = {m: score_nab(files, m) for m in MAPPINGS}

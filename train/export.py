@@ -231,6 +231,8 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         score, adapt_part = _adaptive(g, layout, steps, first, score, params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
+        # Alerts fire on the gated score and stay up while the ungated one stays high.
+        g.op("Squeeze", score, g.const([1], "ax", np.int64), out="hold_score")
         score, new_peak = _peak_gate(g, layout, score, params)
         peak_part = [new_peak]
     g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")
@@ -271,6 +273,8 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         ("contrib", ["batch", shape.features]),
         ("next_state", ["batch", layout.width]),
     ]
+    if params.peak_half_life is not None:
+        outputs.append(("hold_score", ["batch"]))
     if model.congestion is not None:
         # Back to raw units: forecast (normalised, offset by the stream's baseline) * std + mean.
         load = shape.load
@@ -323,6 +327,7 @@ class Stepped:
     contrib: npt.NDArray[np.float32]  # [T, F]
     congestion: npt.NDArray[np.float32]  # [T, Q]; Q = 0 without a congestion head
     fault: npt.NDArray[np.float32]  # [T] fault probability; empty without a fault head
+    hold: npt.NDArray[np.float32]  # [T] the score before the peak gate; empty without one
 
 
 def step_through(
@@ -357,6 +362,7 @@ def step_through(
         stacked("contrib", (0,)).reshape(x.shape),
         stacked("congestion", (len(x), 0)).reshape(len(x), -1),
         stacked("fault", (0,)),
+        stacked("hold_score", (0,)),
     )
 
 
@@ -379,6 +385,8 @@ def parity(
         gaps.append(np.abs(ref.congestion.numpy() - got.congestion).max() / load_std)
     if got.fault.size:
         gaps.append(np.abs(ref.fault.numpy() - got.fault).max())
+    if got.hold.size:
+        gaps.append(np.abs(ref.hold.numpy() - got.hold).max())
     return float(max(gaps))
 
 

@@ -127,8 +127,10 @@ class ScoreParams:
     # (at ~900, where quiet streams' first bursts landed, its spacing is 6e-5, over export parity's 1e-4).
     adapt_cap: float = 100.0
     # Peak gate: a reading keeps its score only where the score beats the stream's recent peak (its
-    # highest score, halving every ``peak_half_life`` readings), else scores 0. A long excursion then
-    # says so once, as it rises, instead of on every reading it lasts: each alert is a new high. None: off.
+    # highest score before the gate, halving every ``peak_half_life`` readings), else scores 0. A long
+    # excursion then says so as it rises instead of on every reading it lasts; the ungated score (the
+    # step model's ``hold_score``) keeps its alert up until it subsides. A peak of p hides scores below
+    # it for about ``peak_half_life * log2(p / s)`` readings. None: off.
     peak_half_life: float | None = None
 
     def __post_init__(self) -> None:
@@ -137,7 +139,7 @@ class ScoreParams:
             raise ValueError(f"adapt={self.adapt}: the adaptive score's rate must lie in [1e-5, 1]")
         if self.peak_half_life is not None and not self.peak_half_life >= 1.0:
             raise ValueError(
-                f"peak_half_life={self.peak_half_life}: the peak gate's half-life is >= 1 reading"
+                f"peak_half_life={self.peak_half_life}: the peak gate's half-life must be >= 1 reading"
             )
 
     @property
@@ -238,6 +240,7 @@ class StreamOutputs:
     contrib: torch.Tensor  # [T, F]
     congestion: torch.Tensor  # [T, Q] the load channel's quantiles ``horizon`` steps ahead, raw units
     fault: torch.Tensor  # [T] the probability of a labelled fault within the fault horizon ([T, 0]: no head)
+    hold: torch.Tensor  # [T] the score before the peak gate (the score itself without one)
 
 
 def stream_scores(
@@ -277,8 +280,9 @@ def stream_scores(
         score[t] = level / scale
     if params.adapt is not None:
         score = adaptive_score(score, params)
+    hold = score
     if params.peak_half_life is not None:
         score = peak_gate(score, params)
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
-    return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]))
+    return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]), hold)

@@ -46,6 +46,10 @@ class TrainSpec:
     congestion: CongestionSpec | None = None
     fault: FaultSpec | None = None  # needs labels on the training parts and the validation segments
 
+    def __post_init__(self) -> None:
+        # ScoreParams checks the score's settings; trying them here refuses bad ones before the fit.
+        ScoreParams((0.0,), (1.0,), (1.0,), adapt=self.adapt, peak_half_life=self.peak_half_life)
+
 
 @dataclass(frozen=True)
 class TrainReport:
@@ -205,7 +209,7 @@ def train_streams(
         # A gated score is above the threshold only while it climbs: one such reading is the signal.
         alerting["fire_after"] = 1
     val_alerts = sum(
-        int(alert_rows(o.score.numpy()[start:], threshold, alerting)[1].sum())
+        int(alert_rows(o.score.numpy()[start:], threshold, alerting, o.hold.numpy()[start:])[1].sum())
         for o, start in zip(val_out, starts, strict=True)
     )
     thresholds: dict[str, dict[str, Any]] = {

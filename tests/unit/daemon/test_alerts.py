@@ -63,3 +63,20 @@ def test_dropping_a_firing_stream_owes_a_resolved_event() -> None:
     assert expire(POLICY, AlertState(), 99.0) is None
     _, recovered = _run([3.0, 3.0, 3.0, 1.0, 1.0])
     assert recovered[-1].resolution == "recovered"
+
+
+def test_a_hold_score_keeps_an_alert_the_gated_score_started() -> None:
+    """With a peak-gated model the gated score must cross to start an alert; its ungated (hold) score
+    counts towards firing and keeps the alert up until it subsides."""
+    gated = [0.0, 2.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    hold = [2.5, 2.5, 2.4, 2.3, 2.2, 1.6, 1.4, 1.3, 1.2]
+    state, events = AlertState(), []
+    for i, (score, held) in enumerate(zip(gated, hold, strict=True)):
+        state, event = step(POLICY, state, Observation(score, float(i), ("r", 0, i), held))
+        events.append(event)
+    # Row 0's hold is high but its gated score is not: nothing starts there.
+    fired = [i for i, e in enumerate(events) if e is not None and e.state == "firing"]
+    resolved = [i for i, e in enumerate(events) if e is not None and e.state == "resolved"]
+    assert fired == [3] and resolved == [7]  # pending from 1, fired at 3, two holds under 1.5 resolve
+    first = events[3]
+    assert first is not None and first.first_source == ("r", 0, 1) and first.score == 2.3

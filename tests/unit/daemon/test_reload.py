@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import torch
 from prometheus_client import CollectorRegistry
 
 from daemon.config import parse_config
@@ -19,6 +21,8 @@ from daemon.records import Source
 from daemon.service import Service
 from daemon.systemd import Notifier
 from tests.support import write_model
+from train.export import build_step_model, save
+from train.model import Forecaster, ModelShape, ScoreParams
 
 
 def _records(start: int, count: int) -> list[RawRecord]:
@@ -105,3 +109,34 @@ def test_service_reloads_on_file_change_and_counts_failures(tmp_path: Path) -> N
     service.reloader.requested.set()  # SIGHUP with an unchanged (still broken) file: one more failed attempt
     service.reloader.check()
     assert registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "failed"}) == 2
+
+
+def test_a_fault_score_made_differently_resolves_the_alerts_it_raised(tmp_path: Path) -> None:
+    """A model whose anomaly score is made another way (here: peak-gated) cannot continue the old
+    score's alerts: they end as resolved (model_reload)."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(features=1, hidden=8)).eval()
+    live = tmp_path / "live.onnx"
+
+    def export(params: ScoreParams, version: str) -> None:
+        meta = {"name": "m", "version": version, "features": ["temp_c"], "score": asdict(params)}
+        meta["thresholds"] = {"fault": {"threshold": 3.0}}
+        save(build_step_model(model, params, meta), live)
+
+    plain = ScoreParams(mean=(70.0,), std=(5.0,), resid_std=(0.2,))
+    export(plain, "1")
+    data = {"models": [{"name": "m", "path": str(live)}], "alerting": {"fault": {"fire_after": 1}}}
+    processor = Processor(parse_config(data, Path("."), env={}), {"m": HostEngine(live, 4)})
+    wild = [
+        RawRecord(b"s", json.dumps({"ts": 60.0 * t, "values": {"temp_c": 70.0 + 30 * (-1) ** t}}).encode(),
+                  Source("r", 0, t))
+        for t in range(4)
+    ]  # fmt: skip
+    fired = {a["id"] for a in processor.process(wild[:3]).alerts if a["state"] == "firing"}
+    assert len(fired) == 1  # one alert (it may escalate)
+    export(replace(plain, peak_half_life=50.0), "2")
+    assert processor.runtimes["m"].reload(live) is not None
+    ended = processor.process(wild[3:]).alerts
+    assert [(a["id"], a["state"], a["resolution"]) for a in ended] == [
+        (fired.pop(), "resolved", "model_reload")
+    ]

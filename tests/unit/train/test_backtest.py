@@ -13,6 +13,7 @@ from daemon.engine import HostEngine
 from daemon.processor import Processor
 from tests.support import NAB, write_model
 from train.backtest import backtest, config_for, records
+from train.calibrate import alert_rows
 from train.evaluate import NabOptions, main, nab_files, score_nab, write_nab_csvs
 from train.evaluate_skab import SkabOptions, evaluate_skab, skab_metrics
 from train.export import step_through
@@ -86,15 +87,21 @@ def test_rows_the_daemon_drops_are_not_scored(tmp_path: Path) -> None:
 
 def test_a_peak_gated_model_alerts_once_as_an_excursion_rises(tmp_path: Path) -> None:
     """Trained with a peak gate, a model's alerts fire on the first reading over the threshold (its
-    metadata says so), and its score passes the threshold only on readings that beat the one before."""
+    metadata says so) and stay up while the excursion lasts; its score passes the threshold only on
+    readings that beat the one before."""
     series = _series("a", 4, rows=1500)
-    series.values[1200:1300] += 25.0  # a 100-reading excursion, after the adaptive warm-up
+    # 100 readings of swings the forecaster cannot follow, after the adaptive warm-up
+    series.values[1200:1300, 0] += 15.0 * (-1.0) ** np.arange(100)
     spec = TrainSpec("gated", fit_fraction=0.3, adapt=0.02, peak_half_life=50.0)
     report = train_series(series, spec, FitConfig(epochs=3, hidden=8), tmp_path / "m.onnx", progress=False)
     assert report.metadata["thresholds"]["fault"]["alerting"]["fire_after"] == 1
     assert report.metadata["score"]["peak_half_life"] == 50.0
     result = backtest(report.model_path, [series], {"cooldown_s": 0.0}).streams["a"]
     assert np.flatnonzero(result.onsets & (np.arange(1500) >= 1200)).tolist() == [1200]
+    # The gated score drops to 0 after the excursion's first readings; the ungated one holds the alert up.
+    alerting = report.metadata["thresholds"]["fault"]["alerting"]
+    gated_only = alert_rows(np.nan_to_num(result.score), report.threshold, alerting)[0]
+    assert result.firing[1200:1215].all() and result.firing[1200:1300].sum() > gated_only[1200:1300].sum()
     score = np.nan_to_num(result.score)
     above = np.flatnonzero(score > report.threshold)
     assert 1200 in above and all(score[t] > score[t - 1] for t in above)

@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 
+from daemon.cli import main as cli_main
 from daemon.engine import HostEngine
 from daemon.model_file import METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
@@ -230,3 +231,17 @@ def test_peak_gate_step_model_matches_the_reference(adapt: float | None, baselin
 def test_peak_gate_half_life_below_one_reading_is_refused() -> None:
     with pytest.raises(ValueError, match="peak gate's half-life"):
         ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=0.5)
+
+
+def test_train_refuses_a_bad_peak_half_life_with_a_message(tmp_path: Path) -> None:
+    argv = [
+        "train",
+        "--csv",
+        str(MACHINE_TEMPERATURE),
+        "--peak-half-life",
+        "0.5",
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    with pytest.raises(SystemExit, match=r"faultcast train: .*half-life must be >= 1 reading"):
+        cli_main(argv)
