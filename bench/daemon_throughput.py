@@ -13,6 +13,7 @@ from each record's Kafka timestamp to its score.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import os
@@ -150,6 +151,10 @@ def run(bootstrap: str, args: argparse.Namespace) -> None:
     ensure_topics(KafkaConfig(bootstrap_servers=bootstrap, **topics))
     count = args.streams * args.readings
     publish(bootstrap, topics["readings_topic"], records(args.streams, args.readings))
+    # This script imports PyTorch (to train the model), which `faultcast run` does not: frozen, its
+    # objects slow neither loop's garbage collections, as the daemon freezes what it starts with.
+    gc.collect()
+    gc.freeze()
     bare = bare_consume(bootstrap, topics["readings_topic"], count)
 
     # The demo model: trained on the series' probation period, so alerts are as rare as in production.
