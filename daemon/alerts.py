@@ -163,6 +163,11 @@ class KindAlerts:
         self.overrides = tuple(overrides)  # (stream id pattern, policy): the first match wins
         self.states: dict[str, AlertState] = {}  # idle streams are absent: most streams, most of the time
 
+    @property
+    def least_threshold(self) -> float:
+        """No idle stream leaves idle on a value under this."""
+        return min([self.policy.threshold, *(policy.threshold for _, policy in self.overrides)])
+
     def policy_of(self, stream: str) -> AlertPolicy:
         for pattern, policy in self.overrides:
             if fnmatchcase(stream, pattern):

@@ -85,7 +85,7 @@ def _snapshot(rt: ModelRuntime, partitions: set[int]) -> ModelSnapshot:
             kind: {s: dataclasses.asdict(state) for s, state in alerts.states.items()}
             for kind, alerts in rt.kinds.items()
         },
-        carried={s: (v.tolist(), run) for s, (v, run) in rt.last_values.items()},
+        carried={s: (list(v), run) for s, (v, run) in rt.last_values.items()},
         since_score=dict(rt.since_score),
     )
 
@@ -118,7 +118,7 @@ def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) 
             if kind in rt.kinds:
                 rt.kinds[kind].states.update({s: _alert_state(f) for s, f in states.items() if s in wanted})
         rt.last_values.update(
-            {s: (np.asarray(v, dtype=np.float32), run) for s, (v, run) in snap.carried.items() if s in wanted}
+            {s: (list(map(float, v)), run) for s, (v, run) in snap.carried.items() if s in wanted}
         )
         rt.since_score.update({s: n for s, n in snap.since_score.items() if s in wanted})
         restored += len(streams)

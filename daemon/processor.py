@@ -14,7 +14,7 @@ import numpy as np
 from daemon.batching import waves
 from daemon.config import Config
 from daemon.engine import Engine
-from daemon.records import Reading, Rejection, Source, decode, to_vector
+from daemon.records import Reading, Rejection, Source, cached_timestamps, decode, to_vector
 from daemon.routing import Router
 from daemon.runtime import ModelRuntime
 
@@ -46,7 +46,7 @@ class Admitted:
 
     record: RawRecord
     reading: Reading
-    vector: np.ndarray
+    vector: list[float]  # in the model's channel order
     reset: bool  # start the stream cold (gap or idle beyond the TTL)
 
 
@@ -92,7 +92,11 @@ class Processor:
             rt.owed = []
         pending: dict[str, list[Admitted]] = {name: [] for name in self.runtimes}
         limits = self.config.records
-        decoded = [decode(r.key, r.value, r.source, limits.max_bytes, limits.max_future_s) for r in records]
+        timestamp = cached_timestamps()
+        decoded = [
+            decode(r.key, r.value, r.source, limits.max_bytes, limits.max_future_s, timestamp)
+            for r in records
+        ]
         where = self._locate(list(dict.fromkeys(d.stream for d in decoded if isinstance(d, Reading))))
         last_seen: dict[str, float] = {}
         for record, reading in zip(records, decoded, strict=True):
@@ -192,7 +196,7 @@ class Processor:
                 located[stream] = (routed, None)
         return located
 
-    def _vector(self, runtime: ModelRuntime, reading: Reading) -> tuple[np.ndarray, int, int] | Rejection:
+    def _vector(self, runtime: ModelRuntime, reading: Reading) -> tuple[list[float], int, int] | Rejection:
         """The reading's vector, how many channels were carried, and how many were unknown."""
         limit = self.config.records.carry_missing_for
         last, carried_run = runtime.last_values.get(reading.stream, (None, 0)) if limit else (None, 0)
@@ -203,9 +207,8 @@ class Processor:
         return vector, len(carried), unknown
 
     def _publish_score(self, runtime: ModelRuntime, stream: str) -> bool:
+        """Whether this reading's score goes to the scores topic (the caller checks there is one)."""
         every = self.config.kafka.scores_every
-        if self.config.kafka.scores_topic is None:
-            return False
         if every == 1:
             return True
         count = runtime.since_score.get(stream, 0) + 1
@@ -215,7 +218,7 @@ class Processor:
     def _score(self, runtime: ModelRuntime, items: list[Admitted], out: Outcome) -> None:
         for wave in waves([item.reading.stream for item in items], self.config.batching.max_batch):
             batch = [items[i] for i in wave]
-            x = np.stack([item.vector for item in batch])
+            x = np.array([item.vector for item in batch], dtype=np.float32)
             reset = np.fromiter((item.reset for item in batch), dtype=bool, count=len(batch))
             ts = np.fromiter((item.reading.ts for item in batch), dtype=np.float64, count=len(batch))
             started = time.perf_counter()
@@ -228,6 +231,8 @@ class Processor:
             scores, diverged = result.score.tolist(), result.diverged.tolist()
             faults = result.fault.tolist() if result.fault is not None else None
             holds = result.hold.tolist() if result.hold is not None else None
+            watched = runtime.watched([item.reading.stream for item in batch], result)
+            sampled = self.config.kafka.scores_topic is not None
             for row, item in enumerate(batch):
                 reading, src = item.reading, item.reading.source
                 if diverged[row]:
@@ -236,16 +241,15 @@ class Processor:
                         (item.record, Rejection("non_finite_score", detail, src, reading.stream))
                     )
                     continue
-                publish = self._publish_score(runtime, reading.stream)
+                publish = sampled and self._publish_score(runtime, reading.stream)
                 forecast = result.congestion[row] if result.congestion is not None else None
                 score = scores[row]
                 fault = faults[row] if faults is not None else None
                 out.scored.append(
                     Scored(runtime.name, reading.stream, reading.ts, score, src, publish, forecast, fault)
                 )
-                hold = holds[row] if holds is not None else None
-                alerts = runtime.observe(
-                    reading.stream, row, result, reading, item.vector, score, fault, hold
-                )
-                if alerts:
-                    out.alerts += alerts
+                if watched[row]:
+                    hold = holds[row] if holds is not None else None
+                    out.alerts += runtime.observe(
+                        reading.stream, row, result, reading, item.vector, score, fault, hold
+                    )

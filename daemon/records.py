@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 
 # The per-record types are slotted and not frozen: every record builds several, and a frozen
@@ -82,8 +80,47 @@ def format_timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+# The json module's scanner, called directly: json.loads spends more on detecting the encoding and on
+# its Python wrappers than on scanning a reading's few dozen bytes.
+_scan: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
+
+
+def loads(value: bytes) -> Any:
+    """``json.loads(value)``: the same result, or the same error, at about half the cost per record."""
+    try:
+        text = value.decode("utf-8")
+        body, end = _scan(text, 0)
+        if end == len(text):
+            return body
+    except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+        pass
+    # Anything else (whitespace around the value, a BOM, UTF-16, malformed JSON) takes json.loads's path,
+    # so that what is accepted and every error message stay json.loads's own.
+    return json.loads(value)
+
+
+def cached_timestamps() -> Callable[[Any], float | None]:
+    """``parse_timestamp`` that parses each distinct text once: for one poll, whose readings of one tick
+    usually share their timestamp's text."""
+    stamps: dict[str, float | None] = {}
+
+    def timestamp(raw: Any) -> float | None:
+        if type(raw) is not str:
+            return parse_timestamp(raw)
+        if raw not in stamps:
+            stamps[raw] = parse_timestamp(raw)
+        return stamps[raw]
+
+    return timestamp
+
+
 def decode(
-    key: bytes | None, value: bytes | None, source: Source, max_bytes: int, max_future_s: float = 86400.0
+    key: bytes | None,
+    value: bytes | None,
+    source: Source,
+    max_bytes: int,
+    max_future_s: float = 86400.0,
+    timestamp: Callable[[Any], float | None] = parse_timestamp,
 ) -> Reading | Rejection:
     """Checks one record's structure; channel values are checked later against the stream's model.
 
@@ -102,7 +139,7 @@ def decode(
     except UnicodeDecodeError:
         return Rejection("bad_key", "record key is not UTF-8", source)
     try:
-        body = json.loads(value)
+        body = loads(value)
     except (ValueError, RecursionError) as exc:
         return Rejection("malformed_json", str(exc)[:200], source, key_stream)
     if not isinstance(body, dict):
@@ -112,7 +149,7 @@ def decode(
         return Rejection("missing_stream", "'stream' must be a non-empty string", source, key_stream)
     if stream != key_stream:
         return Rejection("stream_mismatch", f"key {key_stream!r} != stream {stream!r}", source, key_stream)
-    ts = parse_timestamp(body.get("ts"))
+    ts = timestamp(body.get("ts"))
     if ts is None:
         shown = repr(body.get("ts"))[:40]
         return Rejection(
@@ -130,8 +167,8 @@ def decode(
 
 
 def to_vector(
-    reading: Reading, channels: tuple[str, ...], last: npt.NDArray[np.float32] | None
-) -> tuple[npt.NDArray[np.float32], list[str], int] | Rejection:
+    reading: Reading, channels: tuple[str, ...], last: Sequence[float] | None
+) -> tuple[list[float], list[str], int] | Rejection:
     """The reading as a vector in the model's channel order.
 
     Returns (vector, carried channel names, unknown channel count). A missing channel takes its value
@@ -170,4 +207,4 @@ def to_vector(
         row.append(value)
     # Channel names are unique, so the keys not matched are exactly the unknown ones.
     unknown = len(values) - (matched + len(channels) - len(carried))
-    return np.array(row, dtype=np.float32), carried, unknown
+    return row, carried, unknown

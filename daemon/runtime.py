@@ -58,7 +58,7 @@ class ModelRuntime:
         self.engine = engine
         self.config = config
         self.kinds = self._alert_kinds()
-        self.last_values: dict[str, tuple[np.ndarray, int]] = {}  # for carrying missing channels
+        self.last_values: dict[str, tuple[list[float], int]] = {}  # for carrying missing channels
         self.since_score: dict[str, int] = {}
         self.owed: list[dict[str, Any]] = []  # resolved alerts a reload ended, sent with the next poll
 
@@ -139,13 +139,28 @@ class ModelRuntime:
     def _alerting(self, kind: str) -> AlertKindConfig:
         return self.config.alerting.congestion if kind == "congestion" else self.config.alerting.fault
 
+    def watched(self, streams: list[str], result: WaveResult) -> list[bool]:
+        """Per row of a wave: whether its reading can move an alert state, i.e. its value for some kind
+        reaches that kind's least threshold or its stream is not idle under it. The rest need no
+        ``observe``: most readings of most streams, most of the time."""
+        fault = result.score if result.fault is None else result.fault
+        mask = fault >= self.kinds["fault"].least_threshold
+        congestion, head = self.kinds.get("congestion"), self.engine.info.congestion
+        if congestion is not None and head is not None and result.congestion is not None:
+            mask |= result.congestion[:, head.warn] >= congestion.least_threshold
+        busy = [stream for kind in self.kinds.values() for stream in kind.states]
+        if busy:
+            known = set(busy)
+            mask |= np.fromiter(map(known.__contains__, streams), dtype=bool, count=len(streams))
+        return list(mask.tolist())
+
     def observe(
         self,
         stream: str,
         row: int,
         result: WaveResult,
         reading: Reading,
-        vector: np.ndarray,
+        vector: list[float],
         anomaly: float,
         fault_probability: float | None,
         hold: float | None = None,

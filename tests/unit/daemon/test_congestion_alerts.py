@@ -152,3 +152,14 @@ def test_per_stream_limits_for_lines_of_different_capacity(tmp_path: Path) -> No
         if a["kind"] == "congestion" and a["state"] == "firing" and a["severity"] == "warning"
     }
     assert fired == {("belt-3", 0, 20.0), ("lane-big-1", 1, 40.0), ("lane-7", 1, 30.0)}
+
+
+def test_a_per_stream_limit_under_the_models_fires_too(tmp_path: Path) -> None:
+    """Readings under every limit but a stream's own lower one still reach the alert state machine."""
+    model = untrained_model(tmp_path / "m.onnx", ("occupancy",), congestion_limit=20.0)
+    processor = _processor(model, fire_after=1, limits={"lane-small-*": 10.0})
+    out = processor.process(
+        _records("lane-small-1", "occupancy", [12.0]) + _records("lane-2", "occupancy", [12.0])
+    )
+    fired = [(a["stream"], a["limit"]) for a in out.alerts if a["kind"] == "congestion"]
+    assert fired == [("lane-small-1", 10.0)]  # the forecast, 12, is over 10 and under 20

@@ -5,7 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from daemon.records import Reading, Rejection, Source, decode, format_timestamp, parse_timestamp, to_vector
+from daemon.records import (
+    Reading,
+    Rejection,
+    Source,
+    cached_timestamps,
+    decode,
+    format_timestamp,
+    loads,
+    parse_timestamp,
+    to_vector,
+)
 
 SRC = Source("readings", 0, 42)
 CHANNELS = ("vib_rms", "temp_c")
@@ -118,3 +128,47 @@ def test_a_null_channel_is_carried_and_not_counted_unknown() -> None:
         assert (result[1], result[2]) == (["vib_rms"], unknown)
     missing = to_vector(_reading({"vib_rms": None, "temp_c": 61.0}), CHANNELS, None)
     assert isinstance(missing, Rejection) and missing.reason == "missing_channel"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"stream":"a","ts":1.5,"values":{"x":1e308,"y":-0.0,"z":12345678901234567890123}}',
+        b'  {"a": 1}\n',  # whitespace around: json.loads accepts it
+        b'\xef\xbb\xbf{"a": 1}',  # a UTF-8 byte-order mark
+        '{"a": "\u00e9\u6f22"}'.encode("utf-16"),
+        '{"a": "\u00e9"}'.encode(),
+        b'{"a": NaN, "b": -Infinity}',
+        b'{"a": "\\ud800"}',  # a lone surrogate, escaped
+        b'{"a": "\xed\xa0\x80"}',  # a lone surrogate, raw: json.loads decodes it with surrogatepass
+        b'{"a": 1} x',
+        b'{"a": 1}{"b": 2}',
+        b"",
+        b"\xff\xfe\xfd",
+        b'{"a": 1',
+        b"[" * 100_000,
+        b"1",
+    ],
+)
+def test_loads_gives_what_json_loads_gives(value: bytes) -> None:
+    def outcome(fn: object) -> tuple[str, object]:
+        try:
+            return "value", repr(fn(value))  # type: ignore[operator]  # repr: NaN != NaN
+        except (ValueError, RecursionError) as exc:
+            return type(exc).__name__, str(exc)
+
+    assert outcome(loads) == outcome(json.loads)
+
+
+def test_cached_timestamps_parse_like_parse_timestamp() -> None:
+    parse = cached_timestamps()
+    for raw in [
+        "2026-11-26T10:15:02.250Z",
+        "2026-11-26T10:15:02.250Z",
+        "nonsense",
+        "nonsense",
+        12.5,
+        [1],
+        None,
+    ]:
+        assert parse(raw) == parse_timestamp(raw)
