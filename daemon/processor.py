@@ -83,6 +83,7 @@ class Processor:
         # results do not depend on where poll boundaries fall (a replay gives the same scores).
         state = config.state
         self.max_gap = state.idle_ttl_s if state.max_gap_s is None else min(state.max_gap_s, state.idle_ttl_s)
+        self.carry_limit = config.records.carry_missing_for
 
     def process(self, records: list[RawRecord]) -> Outcome:
         """Scores one poll's records in order; alerts come out in the order their readings came in."""
@@ -155,11 +156,14 @@ class Processor:
         name, last_ts = located
         runtime = self.runtimes[name]
         # Invalid values are poison whatever their timestamp, so they are checked before ordering.
-        converted = self._vector(runtime, decoded)
+        limit = self.carry_limit
+        last, carried_run = runtime.last_values.get(decoded.stream, (None, 0)) if limit else (None, 0)
+        converted = to_vector(decoded, runtime.engine.info.features, last if carried_run < limit else None)
         if isinstance(converted, Rejection):
             out.rejected.append((record, converted))
             return None
-        vector, carried, unknown = converted
+        vector, carried_names, unknown = converted
+        carried = len(carried_names)
         previous = last_seen.get(decoded.stream, last_ts)
         if previous is not None and decoded.ts <= previous:
             reason = "duplicate_timestamp" if decoded.ts == previous else "out_of_order"
@@ -167,7 +171,7 @@ class Processor:
             return None
         out.unknown_channels += unknown
         out.carried += carried
-        if self.config.records.carry_missing_for:
+        if limit:
             run = runtime.last_values.get(decoded.stream, (vector, 0))[1]
             runtime.last_values[decoded.stream] = (vector, run + 1 if carried else 0)
         last_seen[decoded.stream] = decoded.ts
@@ -195,16 +199,6 @@ class Processor:
             if routed is not None:
                 located[stream] = (routed, None)
         return located
-
-    def _vector(self, runtime: ModelRuntime, reading: Reading) -> tuple[list[float], int, int] | Rejection:
-        """The reading's vector, how many channels were carried, and how many were unknown."""
-        limit = self.config.records.carry_missing_for
-        last, carried_run = runtime.last_values.get(reading.stream, (None, 0)) if limit else (None, 0)
-        result = to_vector(reading, runtime.engine.info.features, last if carried_run < limit else None)
-        if isinstance(result, Rejection):
-            return result
-        vector, carried, unknown = result
-        return vector, len(carried), unknown
 
     def _publish_score(self, runtime: ModelRuntime, stream: str) -> bool:
         """Whether this reading's score goes to the scores topic (the caller checks there is one)."""
