@@ -96,7 +96,7 @@ class Service:
         # What is alive now (modules, models, clients) lives as long as the service. Frozen, it is left
         # out of every later garbage collection, which would otherwise walk all of it again each time a
         # poll's records pile up (docs/benchmarks.md). A frozen object is still freed when its last
-        # reference goes.
+        # reference goes; only cycles among them wait for the unfreeze at the end.
         gc.collect()
         gc.freeze()
         try:
@@ -119,8 +119,10 @@ class Service:
                 self._commit_if_due()
             self._commit_if_due(force=True)
         finally:
-            self.close()
-            gc.unfreeze()  # back to the collector, for whatever the process does next (tests, exit)
+            try:
+                self.close()
+            finally:
+                gc.unfreeze()  # back to the collector, for whatever the process does next (tests, exit)
 
     def handle(self, records: list[RawRecord]) -> None:
         """Scores one poll and publishes its results; offsets are committed later, once those are acked."""
