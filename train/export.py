@@ -403,17 +403,21 @@ def untrained_model(
     seed: int = 0,
     version: str = "1",
     congestion_limit: float | None = None,
+    peak_half_life: float | None = None,
 ) -> Path:
     """A step model with random weights and a fixed threshold: for engine tests and benchmarks.
 
     With ``congestion_limit`` it has a congestion head on the first channel whose quantiles (0.5, 0.9)
     forecast the current reading and the reading plus 5: alerts that are easy to predict.
+    With ``peak_half_life`` its score is peak-gated and it has a ``hold_score`` output.
     """
     torch.manual_seed(seed)
     quantiles = (0.5, 0.9) if congestion_limit is not None else ()
     model = Forecaster(ModelShape(features=len(channels), hidden=hidden, quantiles=quantiles)).eval()
     n = len(channels)
-    params = ScoreParams(mean=(70.0,) * n, std=(5.0,) * n, resid_std=(0.2,) * n)
+    params = ScoreParams(
+        mean=(70.0,) * n, std=(5.0,) * n, resid_std=(0.2,) * n, peak_half_life=peak_half_life
+    )
     meta: dict[str, Any] = {
         "name": "m",
         "version": version,

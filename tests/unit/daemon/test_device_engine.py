@@ -29,9 +29,11 @@ def _waves(rng: np.random.Generator) -> list[tuple[list[str], np.ndarray, np.nda
     return out
 
 
-@pytest.mark.parametrize("congestion", [None, 75.0])
-def test_waves_match_the_host_engine(tmp_path: Path, congestion: float | None) -> None:
-    model = untrained_model(tmp_path / "m.onnx", ("a", "b"), hidden=8, congestion_limit=congestion)
+@pytest.mark.parametrize(("congestion", "gate"), [(None, None), (75.0, None), (None, 5.0)])
+def test_waves_match_the_host_engine(tmp_path: Path, congestion: float | None, gate: float | None) -> None:
+    model = untrained_model(
+        tmp_path / "m.onnx", ("a", "b"), hidden=8, congestion_limit=congestion, peak_half_life=gate
+    )
     host, device = HostEngine(model, 4), DeviceEngine(model, 4, "cpu")
     for streams, x, reset in _waves(np.random.default_rng(0)):
         ts = np.zeros(len(streams))
@@ -42,6 +44,9 @@ def test_waves_match_the_host_engine(tmp_path: Path, congestion: float | None) -
         assert (got.congestion is None) == (want.congestion is None)
         if want.congestion is not None and got.congestion is not None:
             np.testing.assert_allclose(got.congestion, want.congestion, rtol=1e-6)
+        assert (got.hold is None) == (want.hold is None) == (gate is None)
+        if want.hold is not None and got.hold is not None:
+            np.testing.assert_allclose(got.hold, want.hold, rtol=1e-6, atol=1e-7)
     slots = np.arange(host.table.slots.capacity)
     assert device.table.slots.capacity == host.table.slots.capacity > 4  # both grew by doubling
     np.testing.assert_allclose(device.table.gather(slots), host.table.gather(slots), rtol=1e-6, atol=1e-7)
