@@ -3,7 +3,7 @@
     .venv/bin/python bench/step_engine.py [--streams 1000 10000 100000] [--waves 20]
 
 Prints stream-steps/s of: the bare onnxruntime call on a batch with no state handling (ceiling), the
-engine's wave (gather, ONNX step, scatter), the wave plus the alert state machine, and a naive
+engine's wave (gather, ONNX step, scatter), the wave plus the alert update as the daemon runs it, and a naive
 per-reading PyTorch loop keeping a dict of per-stream states; ratios against the first and the last;
 and the fraction of this machine's float32 matmul rate the engine's arithmetic reaches.
 """
@@ -20,8 +20,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from daemon.alerts import AlertPolicy, AlertState, Observation, step
+from daemon.config import parse_config
 from daemon.engine import HostEngine, fixed_inputs
+from daemon.records import Reading, Source
+from daemon.runtime import ModelRuntime
 from train.export import build_step_model, save
 from train.model import Forecaster, ModelShape, ScoreParams
 
@@ -77,13 +79,14 @@ def main() -> None:
     )
     print(
         f"{'streams':>8} {'bare ORT':>12} {'engine':>12} {'shuffled':>12} {'+alerts':>12} "
-        f"{'naive torch':>12} {'eng/bare':>9} {'shuf/bare':>10} {'eng/naive':>10} {'of peak':>8}"
+        f"{'naive torch':>12} {'eng/bare':>9} {'shuf/bare':>10} {'+al/bare':>9} {'eng/naive':>10} "
+        f"{'of peak':>8}"
     )
     for n in args.streams:
         bare, eng, mixed, full, slow = measure(n, path, model, width, args.waves)
         print(
             f"{n:>8} {bare:>12,.0f} {eng:>12,.0f} {mixed:>12,.0f} {full:>12,.0f} {slow:>12,.0f} "
-            f"{eng / bare:>9.2f} {mixed / bare:>10.2f} {eng / slow:>10.0f} "
+            f"{eng / bare:>9.2f} {mixed / bare:>10.2f} {full / bare:>9.2f} {eng / slow:>10.0f} "
             f"{eng * flops_per_step / peak:>8.1%}"
         )
 
@@ -104,24 +107,32 @@ def measure(
     # Streams that arrive in the order they first came occupy consecutive slots (read in place); in a
     # shuffled order each wave gathers and scatters its rows.
     shuffled = [streams[i] for i in np.random.default_rng(1).permutation(n)]
-    bare, eng, mixed = best_interleaved(
+    # The alert update as the daemon runs it: the rows that can move an alert state are found per wave,
+    # and only they step their state machine (threshold 5, set below).
+    config = parse_config(
+        {"models": [{"name": "m", "path": str(path)}], "alerting": {"fault": {"threshold": 5.0}}},
+        Path("."),
+        env={},
+    )
+    runtime = ModelRuntime("m", engine, config)
+    source = Source("t", 0, 0)
+
+    def with_alerts() -> None:
+        result = engine.step(streams, x, reset, ts)
+        for i in np.flatnonzero(runtime.watched(streams, result)).tolist():
+            reading = Reading(streams[i], 0.0, {}, source)
+            runtime.observe(streams[i], i, result, reading, [], float(result.score[i]), None)
+
+    bare, eng, mixed, full = best_interleaved(
         [
             lambda: session.run(["score", "contrib", "next_state"], feed),
             lambda: engine.step(streams, x, reset, ts),
             lambda: engine.step(shuffled, x, reset, ts),
+            with_alerts,
         ],
         n,
         waves,
     )
-    policy = AlertPolicy("fault", 5.0, 4.0, 3, 3, 0.0, (("warning", 1.0),))
-    alert_states = [AlertState()] * n
-
-    def with_alerts() -> None:
-        result = engine.step(streams, x, reset, ts)
-        for i, score in enumerate(result.score.tolist()):
-            alert_states[i], _ = step(policy, alert_states[i], Observation(score, 0.0, ("t", 0, i)))
-
-    full = rate(with_alerts, n, max(1, waves // 4))
     naive_states: dict[str, tuple[torch.Tensor, ...] | None] = {}
     sample = min(n, 2000)
     xt = torch.from_numpy(x[:sample]).unsqueeze(1)

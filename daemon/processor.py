@@ -225,7 +225,7 @@ class Processor:
             scores, diverged = result.score.tolist(), result.diverged.tolist()
             faults = result.fault.tolist() if result.fault is not None else None
             holds = result.hold.tolist() if result.hold is not None else None
-            watched = runtime.watched([item.reading.stream for item in batch], result)
+            watched = runtime.watched([item.reading.stream for item in batch], result).tolist()
             sampled = self.config.kafka.scores_topic is not None
             for row, item in enumerate(batch):
                 reading, src = item.reading, item.reading.source

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from daemon.alerts import AlertPolicy, KindAlerts
 from daemon.config import ALERTING_DEFAULTS, AlertKindConfig, Config
@@ -139,12 +140,12 @@ class ModelRuntime:
     def _alerting(self, kind: str) -> AlertKindConfig:
         return self.config.alerting.congestion if kind == "congestion" else self.config.alerting.fault
 
-    def watched(self, streams: list[str], result: WaveResult) -> list[bool]:
+    def watched(self, streams: list[str], result: WaveResult) -> npt.NDArray[np.bool_]:
         """Per row of a wave: whether its reading can move an alert state, i.e. its value for some kind
         reaches that kind's least threshold or its stream is not idle under it. The rest need no
         ``observe``: most readings of most streams, most of the time."""
         fault = result.score if result.fault is None else result.fault
-        mask = fault >= self.kinds["fault"].least_threshold
+        mask: npt.NDArray[np.bool_] = fault >= self.kinds["fault"].least_threshold
         congestion, head = self.kinds.get("congestion"), self.engine.info.congestion
         if congestion is not None and head is not None and result.congestion is not None:
             mask |= result.congestion[:, head.warn] >= congestion.least_threshold
@@ -152,7 +153,7 @@ class ModelRuntime:
         if busy:
             known = set(busy)
             mask |= np.fromiter(map(known.__contains__, streams), dtype=bool, count=len(streams))
-        return list(mask.tolist())
+        return mask
 
     def observe(
         self,
