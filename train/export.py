@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 from daemon.model_file import BASELINE_INPUT, FORMAT_VERSION, METADATA_KEY
-from train.model import DAY_S, Forecaster, ModelShape, ScoreParams, stream_scores
+from train.model import DAY_S, Forecaster, ModelShape, ScoreParams, recent_peaks, stream_scores
 from train.onnx_graph import GraphBuilder
 
 # steps since a stream's last reset; capped so float32 keeps counting exactly
@@ -385,7 +385,7 @@ def parity(
     got = step_through(proto, x, ts)
     score_gap = np.abs(ref.score.numpy() - got.score)
     if params.peak_half_life is not None:
-        score_gap[gate_ties(ref.hold.numpy(), params, tie)] = 0.0  # their ungated scores are held below
+        score_gap[gate_ties(ref.hold, params, tie)] = 0.0  # their ungated scores are held below
     gaps = [score_gap.max(), np.abs(ref.contrib.numpy() - got.contrib).max()]
     if got.congestion.size:
         load_std = params.std[model.shape.load]
@@ -397,19 +397,15 @@ def parity(
     return float(max(gaps))
 
 
-def gate_ties(hold: npt.NDArray[np.float32], params: ScoreParams, tie: float) -> npt.NDArray[np.bool_]:
+def gate_ties(hold: torch.Tensor, params: ScoreParams, tie: float) -> npt.NDArray[np.bool_]:
     """Readings whose ungated score ``hold[T]`` lies within ``tie`` of the recent peak the gate holds it
-    against (see train.model.peak_gate).
+    against (train.model.recent_peaks).
 
     >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=1.0)
-    >>> gate_ties(np.array([2.0, 0.5, 1.00001, 3.0], dtype=np.float32), p, 1e-4).tolist()
+    >>> gate_ties(torch.tensor([2.0, 0.5, 1.00001, 3.0]), p, 1e-4).tolist()
     [False, False, True, False]
     """
-    decay, peak = params.peak_decay, 0.0
-    ties = np.zeros(len(hold), dtype=bool)
-    for t, value in enumerate(hold.tolist()):
-        ties[t] = abs(value - peak) <= tie
-        peak = max(value, peak * decay)
+    ties: npt.NDArray[np.bool_] = (torch.abs(hold - recent_peaks(hold, params)) <= tie).numpy()
     return ties
 
 

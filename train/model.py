@@ -187,6 +187,23 @@ def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     return out
 
 
+def recent_peaks(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """The recent peak each reading of ``score[T]`` is held against (ScoreParams.peak_half_life): the
+    highest earlier score, halving every ``peak_half_life`` readings; 0 before the first reading.
+
+    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=1.0)
+    >>> recent_peaks(torch.tensor([4.0, 1.0, 3.0]), p).tolist()
+    [0.0, 4.0, 2.0]
+    """
+    decay = torch.tensor(params.peak_decay)
+    peak = torch.zeros(())
+    out = torch.zeros_like(score)
+    for t in range(len(score)):
+        out[t] = peak
+        peak = torch.maximum(score[t], peak * decay)
+    return out
+
+
 def peak_gate(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     """``score[T]`` where it beats the recent peak (ScoreParams.peak_half_life), 0 elsewhere.
 
@@ -194,13 +211,7 @@ def peak_gate(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     >>> peak_gate(torch.tensor([0.0, 4.0, 5.0, 5.0, 2.0, 3.0, 1.0]), p).tolist()
     [0.0, 4.0, 5.0, 0.0, 0.0, 3.0, 0.0]
     """
-    decay = torch.tensor(params.peak_decay)
-    peak = torch.zeros(())
-    out = torch.zeros_like(score)
-    for t in range(len(score)):
-        out[t] = torch.where(score[t] > peak, score[t], 0.0)
-        peak = torch.maximum(score[t], peak * decay)
-    return out
+    return torch.where(score > recent_peaks(score, params), score, torch.zeros_like(score))
 
 
 def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
