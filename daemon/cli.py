@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from train.fit import FitConfig
-    from train.pipeline import TrainSpec, train_series
+    from train.pipeline import TrainSpec, score_options, train_series
     from train.run_folder import write_run
     from train.series import load_nab_csv
     from train.train_dataset import HeadSplit, train_dataset
@@ -46,18 +46,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = FitConfig(
         hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
     )
-    try:
-        TrainSpec("check", adapt=args.adapt or None, peak_half_life=args.peak_half_life or None)
-    except ValueError as exc:  # before any fitting
-        raise SystemExit(f"faultcast train: {exc}") from exc
+    adapt, peak_half_life = score_options(args.adapt, args.peak_half_life, "faultcast train")
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
         spec = TrainSpec(
             name=name,
             version=args.version,
             baseline=args.baseline,
-            adapt=args.adapt or None,
-            peak_half_life=args.peak_half_life or None,
+            adapt=adapt,
+            peak_half_life=peak_half_life,
         )
         split = HeadSplit(args.fit_rows, args.val_rows)
         report = train_dataset(args.spec, args.root, args.streams, split, spec, config, args.out)
@@ -68,8 +65,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             version=args.version,
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
-            adapt=args.adapt or None,
-            peak_half_life=args.peak_half_life or None,
+            adapt=adapt,
+            peak_half_life=peak_half_life,
         )
         report = train_series(series, spec, config, args.out)
     if args.run_dir:

@@ -29,7 +29,7 @@ from train.evaluate_skab import SkabOptions, evaluate_skab, fit_retrying, score_
 from train.fit import FitConfig
 from train.nab_score import STANDARD_PROFILES, LabelledFile, Profile, ThresholdScore
 from train.nab_sweep import probationary_length
-from train.pipeline import TrainSpec, train_series
+from train.pipeline import TrainSpec, score_options, train_series
 from train.series import Series, load_nab_csv
 
 Mapping = Literal["score", "firing", "onset"]
@@ -242,19 +242,16 @@ def nab_summary(
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN)
+    adapt, peak_half_life = score_options(args.adapt, args.peak_half_life, "faultcast evaluate nab")
     o = NabOptions(
         fit=fit,
         smoothing=args.smoothing or NabOptions.smoothing,
         mapping=args.mapping,
         fit_on=args.fit_on,
         clock=args.clock,
-        adapt=args.adapt or None,
-        peak_half_life=args.peak_half_life or None,
+        adapt=adapt,
+        peak_half_life=peak_half_life,
     )
-    try:
-        TrainSpec("check", adapt=o.adapt, peak_half_life=o.peak_half_life)
-    except ValueError as exc:  # before any fitting
-        raise SystemExit(f"faultcast evaluate nab: {exc}") from exc
     started = time.perf_counter()
     files = nab_files(Path(args.root), args.spec, o, folder / "models")
     results = {m: score_nab(files, m) for m in MAPPINGS}

@@ -51,6 +51,19 @@ class TrainSpec:
         ScoreParams((0.0,), (1.0,), (1.0,), adapt=self.adapt, peak_half_life=self.peak_half_life)
 
 
+def score_options(
+    adapt: float | None, peak_half_life: float | None, command: str
+) -> tuple[float | None, float | None]:
+    """A command line's adaptive rate and peak half-life (0 or unset: off), checked as TrainSpec checks
+    them: a bad one stops ``command`` with a one-line message, before any fitting."""
+    options = adapt or None, peak_half_life or None
+    try:
+        TrainSpec("check", adapt=options[0], peak_half_life=options[1])
+    except ValueError as exc:
+        raise SystemExit(f"{command}: {exc}") from exc
+    return options
+
+
 @dataclass(frozen=True)
 class TrainReport:
     model_path: Path
