@@ -212,11 +212,12 @@ class Processor:
     def _score(self, runtime: ModelRuntime, items: list[Admitted], out: Outcome) -> None:
         for wave in waves([item.reading.stream for item in items], self.config.batching.max_batch):
             batch = [items[i] for i in wave]
+            streams = [item.reading.stream for item in batch]
             x = np.array([item.vector for item in batch], dtype=np.float32)
             reset = np.fromiter((item.reset for item in batch), dtype=bool, count=len(batch))
             ts = np.fromiter((item.reading.ts for item in batch), dtype=np.float64, count=len(batch))
             started = time.perf_counter()
-            result = runtime.engine.step([item.reading.stream for item in batch], x, reset, ts)
+            result = runtime.engine.step(streams, x, reset, ts)
             out.waves.append((runtime.name, len(batch), time.perf_counter() - started))
             slot_map = runtime.engine.table.slots
             slot_map.last_ts[result.slots] = ts
@@ -225,7 +226,7 @@ class Processor:
             scores, diverged = result.score.tolist(), result.diverged.tolist()
             faults = result.fault.tolist() if result.fault is not None else None
             holds = result.hold.tolist() if result.hold is not None else None
-            watched = runtime.watched([item.reading.stream for item in batch], result).tolist()
+            watched = runtime.watched(streams, result).tolist()
             sampled = self.config.kafka.scores_topic is not None
             for row, item in enumerate(batch):
                 reading, src = item.reading, item.reading.source
