@@ -149,10 +149,9 @@ class ModelRuntime:
         congestion, head = self.kinds.get("congestion"), self.engine.info.congestion
         if congestion is not None and head is not None and result.congestion is not None:
             mask |= result.congestion[:, head.warn] >= congestion.least_threshold
-        busy = [stream for kind in self.kinds.values() for stream in kind.states]
+        busy: set[str] = set().union(*(kind.states for kind in self.kinds.values()))
         if busy:
-            known = set(busy)
-            mask |= np.fromiter(map(known.__contains__, streams), dtype=bool, count=len(streams))
+            mask |= np.fromiter(map(busy.__contains__, streams), dtype=bool, count=len(streams))
         return mask
 
     def observe(
