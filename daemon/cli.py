@@ -46,15 +46,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = FitConfig(
         hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
     )
-    adapt, peak_half_life = score_options(args.adapt, args.peak_half_life, "faultcast train")
+    score = score_options(args, "faultcast train")
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
         spec = TrainSpec(
             name=name,
             version=args.version,
             baseline=args.baseline,
-            adapt=adapt,
-            peak_half_life=peak_half_life,
+            **score,
         )
         split = HeadSplit(args.fit_rows, args.val_rows)
         report = train_dataset(args.spec, args.root, args.streams, split, spec, config, args.out)
@@ -65,8 +64,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             version=args.version,
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
-            adapt=adapt,
-            peak_half_life=peak_half_life,
+            **score,
         )
         report = train_series(series, spec, config, args.out)
     if args.run_dir:
@@ -188,6 +186,11 @@ def parser() -> argparse.ArgumentParser:
         "--peak-half-life",
         type=float,
         help="score only readings that beat the stream's recent peak, which halves every N readings; 0: off",
+    )
+    train.add_argument(
+        "--range-tolerance",
+        help="with --adapt: a reading outside the stream's range so far, widened by this share of it "
+        "on each side, scores the cap (e.g. 0.05; default: off)",
     )
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")

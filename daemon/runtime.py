@@ -48,7 +48,7 @@ def policy_for(
 def _fault_score(info: ModelInfo) -> tuple[object, ...]:
     """What fault alerts follow: the fault head's probability, or the anomaly score and how it is made."""
     score = info.metadata.get("score", {})
-    return info.fault_head, score.get("adapt"), score.get("peak_half_life")
+    return info.fault_head, score.get("adapt"), score.get("peak_half_life"), score.get("range_tolerance")
 
 
 class ModelRuntime:

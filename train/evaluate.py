@@ -55,6 +55,9 @@ class NabOptions:
     # NAB realTraffic, not on the realKnownCause files they are reported on (docs/evaluation.md).
     adapt: float | None = 0.01
     peak_half_life: float | None = 50.0
+    # The range check's tolerance (ScoreParams.range_tolerance) is HTM's in NAB's numenta detector
+    # (SPATIAL_TOLERANCE), taken as published rather than chosen here.
+    range_tolerance: float | None = 0.05
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ def nab_files(root: Path, spec_name: str, o: NabOptions, work: Path) -> list[Nab
             clock=o.clock,
             adapt=o.adapt,
             peak_half_life=o.peak_half_life,
+            range_tolerance=o.range_tolerance,
         )
         model = work / f"{series.name}.onnx"
         report = fit_retrying(lambda fit: train_series(series, tspec, fit, model, False), o.fit)  # noqa: B023
@@ -214,6 +218,7 @@ def nab_summary(
         "fit_on": o.fit_on,
         "adapt": o.adapt,
         "peak_half_life": o.peak_half_life,
+        "range_tolerance": o.range_tolerance,
     }
     knobs |= {f"alerting.fault.{k}": v for k, v in o.alerting.items()}
     return "\n\n".join(
@@ -242,15 +247,14 @@ def nab_summary(
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN)
-    adapt, peak_half_life = score_options(args.adapt, args.peak_half_life, "faultcast evaluate nab")
+    score = score_options(args, "faultcast evaluate nab")
     o = NabOptions(
         fit=fit,
         smoothing=args.smoothing or NabOptions.smoothing,
         mapping=args.mapping,
         fit_on=args.fit_on,
         clock=args.clock,
-        adapt=adapt,
-        peak_half_life=peak_half_life,
+        **score,
     )
     started = time.perf_counter()
     files = nab_files(Path(args.root), args.spec, o, folder / "models")
@@ -314,6 +318,11 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=NabOptions.peak_half_life,
         help="peak gate: score only new highs over a peak halving every this many readings; 0: off",
+    )
+    nab.add_argument(
+        "--range-tolerance",
+        default=str(NabOptions.range_tolerance),
+        help="range check: a reading beyond the range so far by this share of it scores the cap; off: off",
     )
     skab = sub.add_parser("skab", help="SKAB valve1: one model, the daemon's alert state as the prediction")
     skab.add_argument("--root", default="../shared/data", help="the folder holding SKAB/ (GPL: not vendored)")

@@ -30,6 +30,7 @@ class StateLayout:
     spread: bool = False  # a per-stream error spread (ScoreParams.scale_floor)
     adapt: bool = False  # a per-stream moving mean and variance of the score (ScoreParams.adapt)
     peak: bool = False  # a per-stream decaying peak of the score (ScoreParams.peak_half_life)
+    range: bool = False  # per-stream lowest and highest readings (ScoreParams.range_tolerance)
 
     @property
     def base(self) -> int:
@@ -49,7 +50,7 @@ class StateLayout:
 
     @property
     def width(self) -> int:
-        return self.steps + 1 + self.spread + 2 * self.adapt + self.peak
+        return self.range_at + 2 * self.features * self.range
 
     @property
     def adapt_at(self) -> int:
@@ -58,6 +59,10 @@ class StateLayout:
     @property
     def peak_at(self) -> int:
         return self.adapt_at + 2 * self.adapt
+
+    @property
+    def range_at(self) -> int:
+        return self.peak_at + self.peak
 
     def describe(self) -> list[dict[str, Any]]:
         names = ["h", "c"][: self.tensors]
@@ -79,6 +84,14 @@ class StateLayout:
                 else []
             ),
             *([{"name": "score_peak", "offset": self.peak_at, "size": 1}] if self.peak else []),
+            *(
+                [
+                    {"name": "range_low", "offset": self.range_at, "size": self.features},
+                    {"name": "range_high", "offset": self.range_at + self.features, "size": self.features},
+                ]
+                if self.range
+                else []
+            ),
         ]
 
 
@@ -148,18 +161,22 @@ def _stream_scale(
 
 
 def _adaptive(
-    g: GraphBuilder, layout: StateLayout, steps: str, first: str, score: str, params: ScoreParams
+    g: GraphBuilder,
+    layout: StateLayout,
+    steps: str,
+    first: str,
+    settled: str,
+    score: str,
+    params: ScoreParams,
 ) -> tuple[str, list[str]]:
     """The adaptive score (see train.model.adaptive_score) of ``score[B, 1]`` and the new statistics,
-    which only scored readings (``steps >= first``) move."""
+    which only scored readings (``steps >= first``) move; it is 0 until ``settled`` is 1."""
     assert params.adapt is not None
     mean = g.columns("state", layout.adapt_at, layout.adapt_at + 1)
     var = g.columns("state", layout.adapt_at + 1, layout.adapt_at + 2)
     rate = g.const([params.adapt])
     d = g.op("Sub", score, mean)
     std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
-    settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
-    settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
     z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), settled)
     scored = g.op("GreaterOrEqual", steps, first)
     moved_mean = g.op("Add", mean, g.op("Mul", rate, d))
@@ -176,6 +193,28 @@ def _peak_gate(g: GraphBuilder, layout: StateLayout, score: str, params: ScorePa
     return gated, g.op("Max", score, g.op("Mul", peak, g.const([params.peak_decay])))
 
 
+def _range_breaks(
+    g: GraphBuilder, layout: StateLayout, steps: str, settled: str, params: ScoreParams
+) -> tuple[str, list[str]]:
+    """Whether ``x[B, F]`` breaks the stream's range (see train.model.range_breaks), as ``[B, 1]`` 0 or 1,
+    and the new range."""
+    assert params.range_tolerance is not None
+    f = layout.features
+    low = g.columns("state", layout.range_at, layout.range_at + f)
+    high = g.columns("state", layout.range_at + f, layout.range_at + 2 * f)
+    margin = g.op("Mul", g.const([params.range_tolerance]), g.op("Sub", high, low))
+    outside = g.op(
+        "Or", g.op("Greater", "x", g.op("Add", high, margin)), g.op("Less", "x", g.op("Sub", low, margin))
+    )
+    breaks = g.op("Cast", g.op("And", outside, g.op("Greater", high, low)), to=onnx.TensorProto.FLOAT)
+    flag = g.op("Mul", g.op("ReduceMax", breaks, axes=[1], keepdims=1), settled)
+    # A reset stream (steps 0) starts its range at this reading.
+    fresh = g.op("Less", steps, g.const([1.0]))
+    new_low = g.op("Where", fresh, "x", g.op("Min", low, "x"))
+    new_high = g.op("Where", fresh, "x", g.op("Max", high, "x"))
+    return flag, [new_low, new_high]
+
+
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
     """The step graph: ``x[B, F]``, ``state[B, S]`` (and ``ts[B]`` with clock inputs) -> ``score[B]``,
     ``contrib[B, F]``, ``next_state`` (and ``congestion[B, Q]``, ``fault[B]`` with those heads)."""
@@ -188,6 +227,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         params.scale_floor is not None,
         params.adapt is not None,
         params.peak_half_life is not None,
+        params.range_tolerance is not None,
     )
     g = GraphBuilder()
     # How many readings form a stream's baseline is an input (the trained value is in the metadata), so
@@ -226,15 +266,23 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         score = g.op("Div", new_level, scale)
     else:
         score = new_level
+    if params.adapt is not None or params.range_tolerance is not None:
+        settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
+        settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
     adapt_part: list[str] = []
     if params.adapt is not None:
-        score, adapt_part = _adaptive(g, layout, steps, first, score, params)
+        score, adapt_part = _adaptive(g, layout, steps, first, settled, score, params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
         # Alerts fire on the gated score and stay up while the ungated one stays high.
         g.op("Squeeze", score, g.const([1], "ax", np.int64), out="hold_score")
         score, new_peak = _peak_gate(g, layout, score, params)
         peak_part = [new_peak]
+    range_part: list[str] = []
+    if params.range_tolerance is not None:
+        flag, range_part = _range_breaks(g, layout, steps, settled, params)
+        capped = g.op("Max", score, g.const([params.adapt_cap]))
+        score = g.op("Where", g.op("Greater", flag, g.const([0.0])), capped, score)
     g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")
 
     size = shape.layers * shape.hidden
@@ -265,6 +313,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         *spread_part,
         *adapt_part,
         *peak_part,
+        *range_part,
         axis=1,
         out="next_state",
     )

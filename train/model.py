@@ -132,6 +132,13 @@ class ScoreParams:
     # step model's ``hold_score``) keeps its alert up until it subsides. A peak of p hides scores below
     # it for about ``peak_half_life * log2(p / s)`` readings. None: off.
     peak_half_life: float | None = None
+    # Range check, HTM's "spatial anomaly" in NAB's numenta detector (it needs ``adapt``): once the
+    # adaptive score has settled (from ``settled`` on), a reading of any channel outside the range the
+    # stream has shown since its reset, widened by ``range_tolerance`` times that range on each side,
+    # scores ``adapt_cap``. It bypasses the peak gate, so a reading breaking its range one reading after
+    # an excursion still says so, and leaves ``hold_score`` alone. A stream that has only shown one value
+    # has no range yet. None: off.
+    range_tolerance: float | None = None
 
     def __post_init__(self) -> None:
         # Above 1 the variance turns negative; below 1e-5 the warm-up outlasts the step counter's cap.
@@ -140,6 +147,16 @@ class ScoreParams:
         if self.peak_half_life is not None and not self.peak_half_life >= 1.0:
             raise ValueError(
                 f"peak_half_life={self.peak_half_life}: the peak gate's half-life must be >= 1 reading"
+            )
+        if self.range_tolerance is not None and not self.range_tolerance >= 0.0:
+            raise ValueError(
+                f"range_tolerance={self.range_tolerance}: the range check's tolerance must be >= 0 "
+                "(a share of the stream's range)"
+            )
+        if self.range_tolerance is not None and self.adapt is None:
+            raise ValueError(
+                "the range check needs the adaptive score (adapt): the adaptive score's warm-up is "
+                "when a stream learns its range, and its cap is what a reading out of range scores"
             )
 
     @property
@@ -158,6 +175,11 @@ class ScoreParams:
     def first_scored(self) -> int:
         """Index of a stream's first reading that gets a non-zero score."""
         return max(self.baseline, 1)
+
+    @property
+    def settled(self) -> int:
+        """Index of a stream's first reading whose adaptive score (and range check) can be non-zero."""
+        return self.first_scored + self.adapt_warmup
 
     @property
     def scale_window(self) -> tuple[int, int]:
@@ -212,6 +234,26 @@ def peak_gate(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     [0.0, 4.0, 5.0, 0.0, 0.0, 3.0, 0.0]
     """
     return torch.where(score > recent_peaks(score, params), score, torch.zeros_like(score))
+
+
+def range_breaks(x: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """Readings of ``x[T, F]`` that break the stream's range so far (ScoreParams.range_tolerance).
+
+    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=1.0, range_tolerance=0.1)
+    >>> range_breaks(torch.tensor([[0.0], [0.0], [2.0], [2.1], [3.0], [-0.1], [-1.0]]), p).tolist()
+    [False, False, False, False, True, False, True]
+    """
+    assert params.range_tolerance is not None
+    low = torch.cummin(x, dim=0).values
+    high = torch.cummax(x, dim=0).values
+    out = torch.zeros(len(x), dtype=torch.bool)
+    if len(x) > 1:
+        lo, hi = low[:-1], high[:-1]  # the range before each reading
+        margin = torch.tensor(params.range_tolerance, dtype=x.dtype) * (hi - lo)
+        outside = ((x[1:] > hi + margin) | (x[1:] < lo - margin)) & (hi > lo)
+        out[1:] = outside.any(dim=1)
+    out[: params.settled] = False
+    return out
 
 
 def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
@@ -294,6 +336,10 @@ def stream_scores(
     hold = score
     if params.peak_half_life is not None:
         score = peak_gate(score, params)
+    if params.range_tolerance is not None:
+        score = torch.where(
+            range_breaks(x, params), torch.maximum(score, torch.tensor(params.adapt_cap)), score
+        )
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
     return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]), hold)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ class TrainSpec:
     # scores, so it is set, not fitted: validation segments are too short to outlast the warm-up.
     adapt_threshold: float = 4.0
     peak_half_life: float | None = None  # the peak gate (see ScoreParams.peak_half_life)
+    range_tolerance: float | None = None  # the range check (see ScoreParams.range_tolerance)
     # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
     # its highest score even when the dynamic threshold would cut lower.
     headroom: float = 1.5
@@ -48,17 +50,40 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         # ScoreParams checks the score's settings; trying them here refuses bad ones before the fit.
-        ScoreParams((0.0,), (1.0,), (1.0,), adapt=self.adapt, peak_half_life=self.peak_half_life)
+        ScoreParams(
+            (0.0,),
+            (1.0,),
+            (1.0,),
+            adapt=self.adapt,
+            peak_half_life=self.peak_half_life,
+            range_tolerance=self.range_tolerance,
+        )
 
 
-def score_options(
-    adapt: float | None, peak_half_life: float | None, command: str
-) -> tuple[float | None, float | None]:
-    """A command line's adaptive rate and peak half-life (0 or unset: off), checked as TrainSpec checks
-    them: a bad one stops ``command`` with a one-line message, before any fitting."""
-    options = adapt or None, peak_half_life or None
+class ScoreOptions(TypedDict):
+    """The score's command-line options, named as TrainSpec and NabOptions name them."""
+
+    adapt: float | None
+    peak_half_life: float | None
+    range_tolerance: float | None
+
+
+def score_options(args: argparse.Namespace, command: str) -> ScoreOptions:
+    """A command line's ``--adapt``, ``--peak-half-life`` (0 or unset: off) and ``--range-tolerance``
+    (``off`` or unset: off; 0 is a tolerance), checked as TrainSpec checks them: a bad one stops
+    ``command`` with a one-line message, before any fitting."""
+    text = args.range_tolerance
     try:
-        TrainSpec("check", adapt=options[0], peak_half_life=options[1])
+        tolerance = None if text in (None, "off") else float(text)
+    except ValueError:
+        raise SystemExit(
+            f"{command}: --range-tolerance {text!r}: give a share of the stream's range (e.g. 0.05) or off"
+        ) from None
+    options = ScoreOptions(
+        adapt=args.adapt or None, peak_half_life=args.peak_half_life or None, range_tolerance=tolerance
+    )
+    try:
+        TrainSpec("check", **options)
     except ValueError as exc:
         raise SystemExit(f"{command}: {exc}") from exc
     return options
@@ -204,6 +229,7 @@ def train_streams(
         spec.scale_floor,
         spec.adapt,
         peak_half_life=spec.peak_half_life,
+        range_tolerance=spec.range_tolerance,
     )
     val_out = [
         stream_scores(result.model, torch.from_numpy(seg.series.values), params, seg.series.ts) for seg in val

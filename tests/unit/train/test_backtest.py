@@ -107,6 +107,23 @@ def test_a_peak_gated_model_alerts_once_as_an_excursion_rises(tmp_path: Path) ->
     assert 1200 in above and all(score[t] > score[t - 1] for t in above)
 
 
+def test_a_range_checked_model_alerts_at_the_cap_when_a_reading_leaves_the_range(tmp_path: Path) -> None:
+    """A reading past the stream's range widened by the tolerance scores the cap and alerts; a climb that
+    moves the range a little at a time does not."""
+    series = _series("a", 4, rows=1500)
+    v = series.values[:, 0]
+    width = v[:1200].max() - v[:1200].min()
+    v[1200:1300] += np.linspace(0.0, v[:1200].max() - v[1199] + 0.5 * width, 100, dtype=np.float32)
+    v[1300:] = v[:1300].max() + 0.1 * (v[:1300].max() - v[:1300].min())
+    spec = TrainSpec("ranged", fit_fraction=0.3, adapt=0.02, peak_half_life=50.0, range_tolerance=0.05)
+    report = train_series(series, spec, FitConfig(epochs=3, hidden=8), tmp_path / "m.onnx", progress=False)
+    assert report.metadata["score"]["range_tolerance"] == 0.05
+    result = backtest(report.model_path, [series], {"cooldown_s": 0.0}).streams["a"]
+    capped = np.flatnonzero(result.score == 100.0)
+    assert 1300 in capped and result.onsets[1300]
+    assert not np.isin(np.arange(1200, 1300), capped).any()  # the climb widened the range as it went
+
+
 def test_skab_metrics_on_a_hand_made_case() -> None:
     pred = np.array([1, 1, 1, 0, 0, 0, 0, 1, 0, 0], dtype=bool)
     truth = np.array([1, 1, 0, 0, 0, 0, 1, 1, 1, 0], dtype=bool)

@@ -228,6 +228,50 @@ def test_peak_gate_step_model_matches_the_reference(adapt: float | None, baselin
     assert kept[1500] and kept[1500:1540].sum() < 0.5 * (plain[1500:1540] > 0).sum()
 
 
+@pytest.mark.parametrize(("gate", "baseline"), [(None, 0), (20.0, 200)])
+def test_range_check_step_model_matches_the_reference(gate: float | None, baseline: int) -> None:
+    """A reading of either channel outside the stream's range so far, widened by the tolerance, scores
+    the cap once the stream has settled; the rest score as without the check."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(2, 16)).eval()
+    common = {"mean": (1.0, -2.0), "std": (2.0, 1.0), "resid_std": (0.3, 0.2), "baseline": baseline}
+    params = ScoreParams(**common, adapt=0.02, peak_half_life=gate, range_tolerance=0.05)  # type: ignore[arg-type]
+    unchecked = ScoreParams(**common, adapt=0.02, peak_half_life=gate)  # type: ignore[arg-type]
+    rng = np.random.default_rng(4)
+    x = (
+        np.sin(np.arange(2000) / 30.0)[:, None] * np.array([3.0, 1.0]) + rng.normal(0, 0.1, (2000, 2))
+    ).astype(np.float32)
+    x[1500, 1] += 3.0  # channel b alone leaves its range
+    x[1700, 0] -= 6.0
+    ts = 1.7e9 + 300.0 * np.arange(2000)
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    onnx.checker.check_model(proto, full_check=True)
+    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
+    checked = stream_scores(model, torch.from_numpy(x), params, ts)
+    plain = stream_scores(model, torch.from_numpy(x), unchecked, ts)
+    capped = checked.score.numpy() == params.adapt_cap
+    seen_low, seen_high = np.minimum.accumulate(x), np.maximum.accumulate(x)
+    width = seen_high[:-1] - seen_low[:-1]
+    beyond = (x[1:] > seen_high[:-1] + 0.05 * width) | (x[1:] < seen_low[:-1] - 0.05 * width)
+    expected = np.concatenate([[False], beyond.any(axis=1)])
+    expected[: params.settled] = False
+    assert expected[1500] and expected[1700] and expected.sum() < 20  # the sine's range fills in early
+    np.testing.assert_array_equal(capped, expected)
+    np.testing.assert_array_equal(checked.score.numpy()[~capped], plain.score.numpy()[~capped])
+    np.testing.assert_array_equal(checked.hold.numpy(), plain.hold.numpy())
+    # Its state: each channel's lowest and highest reading, two columns per channel at the end.
+    layout = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])["state_layout"]
+    assert [(c["name"], c["size"]) for c in layout[-2:]] == [("range_low", 2), ("range_high", 2)]
+    assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+
+
+def test_range_check_refuses_a_negative_tolerance_and_needs_the_adaptive_score() -> None:
+    with pytest.raises(ValueError, match="range check's tolerance must be >= 0"):
+        ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=0.01, range_tolerance=-0.1)
+    with pytest.raises(ValueError, match="range check needs the adaptive score"):
+        ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), range_tolerance=0.05)
+
+
 def test_peak_gate_half_life_below_one_reading_is_refused() -> None:
     with pytest.raises(ValueError, match="peak gate's half-life"):
         ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=0.5)
@@ -245,3 +289,11 @@ def test_train_refuses_a_bad_peak_half_life_with_a_message(tmp_path: Path) -> No
     ]
     with pytest.raises(SystemExit, match=r"faultcast train: .*half-life must be >= 1 reading"):
         cli_main(argv)
+
+
+def test_train_refuses_a_bad_range_tolerance_with_a_message(tmp_path: Path) -> None:
+    argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(tmp_path / "m")]
+    with pytest.raises(SystemExit, match=r"faultcast train: .*range check needs the adaptive score"):
+        cli_main([*argv, "--range-tolerance", "0.05"])
+    with pytest.raises(SystemExit, match=r"faultcast train: --range-tolerance 'wide': give a share"):
+        cli_main([*argv, "--adapt", "0.01", "--range-tolerance", "wide"])
