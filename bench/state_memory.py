@@ -32,12 +32,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=1_000_000)
     parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--chunk", type=int, default=50_000)
+    parser.add_argument("--chunk", type=int, help="records per poll (default: the daemon's max_poll_records)")
     args = parser.parse_args()
     model = untrained_model(Path(tempfile.mkdtemp()) / "m.onnx", ("temp_c",), hidden=args.hidden)
-    config = parse_config(
-        {"models": [{"name": "m", "path": str(model)}], "batching": {"max_batch": 8192}}, Path("."), env={}
-    )
+    # The daemon's own batching defaults: a poll's temporaries are part of what stays resident.
+    config = parse_config({"models": [{"name": "m", "path": str(model)}]}, Path("."), env={})
+    chunk = args.chunk or config.batching.max_poll_records
     processor = Processor(config, {"m": HostEngine(model, 1024)})
     # Warm up code paths and allocator pools (onnxruntime's arena grows to the largest wave) with one
     # full wave of other streams, then forget them: "before" holds everything but the streams.
@@ -55,14 +55,14 @@ def main() -> None:
     processor.runtimes["m"].evict(warm, 1.0)
     gc.collect()
     before = rss_bytes()
-    for start in range(0, args.streams, args.chunk):
+    for start in range(0, args.streams, chunk):
         records = [
             RawRecord(
                 f"s{i:07d}".encode(),
                 json.dumps({"stream": f"s{i:07d}", "ts": 1.0, "values": {"temp_c": 70.0}}).encode(),
                 Source("r", 0, i),
             )
-            for i in range(start, min(start + args.chunk, args.streams))
+            for i in range(start, min(start + chunk, args.streams))
         ]
         out = processor.process(records)
         assert len(out.scored) == len(records)
@@ -73,7 +73,10 @@ def main() -> None:
     width = table.width
     raw = args.streams * width * 4
     live = len(table.slots)
-    print(f"streams {live:,}  state {width} floats = {width * 4} B each  capacity {table.slots.capacity:,}")
+    print(
+        f"streams {live:,}  state {width} floats = {width * 4} B each  capacity {table.slots.capacity:,}  "
+        f"records per poll {chunk:,}"
+    )
     print(
         f"resident size added {added / 2**20:,.1f} MiB  raw state {raw / 2**20:,.1f} MiB  "
         f"ratio {added / raw:.2f}  per-stream constant {(added - raw) / live:,.0f} B"
