@@ -55,7 +55,9 @@ class Observation:
 
     @property
     def level(self) -> float:
-        return self.score if self.hold is None else self.hold
+        """What keeps an alert up and what it reports: the ungated score, or the gated one where it is
+        higher (a gated score is 0 or the ungated one, except where a range check set it to the cap)."""
+        return self.score if self.hold is None else max(self.score, self.hold)
 
 
 @dataclass(frozen=True)

@@ -189,8 +189,8 @@ def parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--range-tolerance",
-        help="with --adapt: a reading outside the stream's range so far, widened by this share of it "
-        "on each side, scores the cap (e.g. 0.05; default: off)",
+        help="with --adapt and --peak-half-life: a reading outside the stream's range so far, widened by "
+        "this share of it on each side, scores the cap (e.g. 0.05; default: off)",
     )
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")

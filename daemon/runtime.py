@@ -83,8 +83,8 @@ class ModelRuntime:
 
         Alert states carry over for the kinds whose score means the same under the new model; their
         policies take its thresholds. A kind the new model lacks, or a fault score that changed meaning
-        (a fault head came or went, or the anomaly score's adaptive rate or peak gate changed), ends its
-        firing alerts as resolved (``model_reload``).
+        (a fault head came or went, or the anomaly score's adaptive rate, peak gate or range check
+        changed), ends its firing alerts as resolved (``model_reload``).
         """
         old = self.engine.info
         reloaded = self.engine.reload(path)

@@ -247,7 +247,7 @@ def nab_summary(
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN)
-    score = score_options(args, "faultcast evaluate nab")
+    score = score_options(args, "faultcast evaluate nab", NabOptions.range_tolerance)
     o = NabOptions(
         fit=fit,
         smoothing=args.smoothing or NabOptions.smoothing,
@@ -321,8 +321,8 @@ def parser() -> argparse.ArgumentParser:
     )
     nab.add_argument(
         "--range-tolerance",
-        default=str(NabOptions.range_tolerance),
-        help="range check: a reading beyond the range so far by this share of it scores the cap; off: off",
+        help="range check: a reading beyond the range so far by this share of it scores the cap (default "
+        f"{NabOptions.range_tolerance} with --adapt and --peak-half-life on, else off); off: off",
     )
     skab = sub.add_parser("skab", help="SKAB valve1: one model, the daemon's alert state as the prediction")
     skab.add_argument("--root", default="../shared/data", help="the folder holding SKAB/ (GPL: not vendored)")

@@ -132,7 +132,8 @@ class ScoreParams:
     # step model's ``hold_score``) keeps its alert up until it subsides. A peak of p hides scores below
     # it for about ``peak_half_life * log2(p / s)`` readings. None: off.
     peak_half_life: float | None = None
-    # Range check, HTM's "spatial anomaly" in NAB's numenta detector (it needs ``adapt``): once the
+    # Range check, HTM's "spatial anomaly" in NAB's numenta detector (it needs ``adapt`` and
+    # ``peak_half_life``): once the
     # adaptive score has settled (from ``settled`` on), a reading of any channel outside the range the
     # stream has shown since its reset, widened by ``range_tolerance`` times that range on each side,
     # scores ``adapt_cap``. It bypasses the peak gate, so a reading breaking its range one reading after
@@ -148,15 +149,16 @@ class ScoreParams:
             raise ValueError(
                 f"peak_half_life={self.peak_half_life}: the peak gate's half-life must be >= 1 reading"
             )
-        if self.range_tolerance is not None and not self.range_tolerance >= 0.0:
+        if self.range_tolerance is not None and not 0.0 <= self.range_tolerance < math.inf:
             raise ValueError(
-                f"range_tolerance={self.range_tolerance}: the range check's tolerance must be >= 0 "
-                "(a share of the stream's range)"
+                f"range_tolerance={self.range_tolerance}: the range check's tolerance must be a finite "
+                "share of the stream's range, >= 0"
             )
-        if self.range_tolerance is not None and self.adapt is None:
+        if self.range_tolerance is not None and (self.adapt is None or self.peak_half_life is None):
             raise ValueError(
-                "the range check needs the adaptive score (adapt): the adaptive score's warm-up is "
-                "when a stream learns its range, and its cap is what a reading out of range scores"
+                "the range check (range_tolerance) needs the adaptive score (adapt) and the peak gate "
+                "(peak_half_life): the adaptive score's warm-up is when a stream learns its range and its "
+                "cap is what a break scores; a break lasts one reading, and gated models alert on one"
             )
 
     @property
@@ -239,7 +241,7 @@ def peak_gate(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
 def range_breaks(x: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     """Readings of ``x[T, F]`` that break the stream's range so far (ScoreParams.range_tolerance).
 
-    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=1.0, range_tolerance=0.1)
+    >>> p = ScoreParams((0.0,), (1.0,), (1.0,), adapt=1.0, peak_half_life=1.0, range_tolerance=0.1)
     >>> range_breaks(torch.tensor([[0.0], [0.0], [2.0], [2.1], [3.0], [-0.1], [-1.0]]), p).tolist()
     [False, False, False, False, True, False, True]
     """

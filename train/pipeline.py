@@ -68,20 +68,24 @@ class ScoreOptions(TypedDict):
     range_tolerance: float | None
 
 
-def score_options(args: argparse.Namespace, command: str) -> ScoreOptions:
+def score_options(
+    args: argparse.Namespace, command: str, default_tolerance: float | None = None
+) -> ScoreOptions:
     """A command line's ``--adapt``, ``--peak-half-life`` (0 or unset: off) and ``--range-tolerance``
-    (``off`` or unset: off; 0 is a tolerance), checked as TrainSpec checks them: a bad one stops
-    ``command`` with a one-line message, before any fitting."""
+    (``off``: off; 0 is a tolerance), checked as TrainSpec checks them: a bad one stops ``command`` with
+    a one-line message, before any fitting. Unset, the tolerance is ``default_tolerance`` where the
+    adaptive score and the peak gate it needs are on, else off."""
+    adapt, peak_half_life = args.adapt or None, args.peak_half_life or None
     text = args.range_tolerance
     try:
-        tolerance = None if text in (None, "off") else float(text)
+        tolerance = None if text == "off" else float(text) if text is not None else None
     except ValueError:
         raise SystemExit(
             f"{command}: --range-tolerance {text!r}: give a share of the stream's range (e.g. 0.05) or off"
         ) from None
-    options = ScoreOptions(
-        adapt=args.adapt or None, peak_half_life=args.peak_half_life or None, range_tolerance=tolerance
-    )
+    if text is None and adapt is not None and peak_half_life is not None:
+        tolerance = default_tolerance
+    options = ScoreOptions(adapt=adapt, peak_half_life=peak_half_life, range_tolerance=tolerance)
     try:
         TrainSpec("check", **options)
     except ValueError as exc:

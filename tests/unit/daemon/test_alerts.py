@@ -80,3 +80,17 @@ def test_a_hold_score_keeps_an_alert_the_gated_score_started() -> None:
     assert fired == [3] and resolved == [7]  # pending from 1, fired at 3, two holds under 1.5 resolve
     first = events[3]
     assert first is not None and first.first_source == ("r", 0, 1) and first.score == 2.3
+
+
+def test_a_gated_score_above_its_hold_score_counts_and_is_reported() -> None:
+    """A range check sets a gated model's score to the cap without touching its hold score: that
+    reading counts towards firing, and the alert reports it and its severity."""
+    gated = [9.0, 0.0, 0.0]  # a range break, then the gate's zeros
+    hold = [0.5, 2.1, 2.2]
+    state, events = AlertState(), []
+    for i, (score, held) in enumerate(zip(gated, hold, strict=True)):
+        state, event = step(POLICY, state, Observation(score, float(i), ("r", 0, i), held))
+        events.append(event)
+    fired = events[2]
+    assert events[:2] == [None, None] and fired is not None and fired.state == "firing"
+    assert fired.first_source == ("r", 0, 0) and fired.peak == 9.0 and fired.severity == "critical"

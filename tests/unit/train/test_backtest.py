@@ -121,6 +121,8 @@ def test_a_range_checked_model_alerts_at_the_cap_when_a_reading_leaves_the_range
     result = backtest(report.model_path, [series], {"cooldown_s": 0.0}).streams["a"]
     capped = np.flatnonzero(result.score == 100.0)
     assert 1300 in capped and result.onsets[1300]
+    fired = [a for a in result.alerts if a["state"] == "firing" and a["score"] == 100.0]
+    assert fired and fired[0]["peak"] == 100.0  # the alert reports the break, not the ungated score
     assert not np.isin(np.arange(1200, 1300), capped).any()  # the climb widened the range as it went
 
 

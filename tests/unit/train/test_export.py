@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from tests.support import MACHINE_TEMPERATURE
 from train.export import build_step_model, parity, save, step_through
 from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape, ScoreParams, stream_scores
-from train.pipeline import PARITY_TOLERANCE, TrainReport
+from train.pipeline import PARITY_TOLERANCE, ScoreOptions, TrainReport, score_options
 from train.run_folder import export_run, write_run
 from train.series import load_nab_csv
 
@@ -228,21 +229,23 @@ def test_peak_gate_step_model_matches_the_reference(adapt: float | None, baselin
     assert kept[1500] and kept[1500:1540].sum() < 0.5 * (plain[1500:1540] > 0).sum()
 
 
-@pytest.mark.parametrize(("gate", "baseline"), [(None, 0), (20.0, 200)])
-def test_range_check_step_model_matches_the_reference(gate: float | None, baseline: int) -> None:
+@pytest.mark.parametrize("baseline", [0, 200])
+def test_range_check_step_model_matches_the_reference(baseline: int) -> None:
     """A reading of either channel outside the stream's range so far, widened by the tolerance, scores
-    the cap once the stream has settled; the rest score as without the check."""
+    the cap once the stream has settled; the rest score as without the check. The readings sit far from
+    zero (a stream's range starts at its first reading, not at its zeroed state) and stay flat until
+    after the warm-up (a stream without a range yet has nothing to break)."""
     torch.manual_seed(0)
     model = Forecaster(ModelShape(2, 16)).eval()
-    common = {"mean": (1.0, -2.0), "std": (2.0, 1.0), "resid_std": (0.3, 0.2), "baseline": baseline}
-    params = ScoreParams(**common, adapt=0.02, peak_half_life=gate, range_tolerance=0.05)  # type: ignore[arg-type]
-    unchecked = ScoreParams(**common, adapt=0.02, peak_half_life=gate)  # type: ignore[arg-type]
+    common = {"mean": (70.0, -20.0), "std": (2.0, 1.0), "resid_std": (0.3, 0.2), "baseline": baseline}
+    params = ScoreParams(**common, adapt=0.02, peak_half_life=20.0, range_tolerance=0.05)  # type: ignore[arg-type]
+    unchecked = ScoreParams(**common, adapt=0.02, peak_half_life=20.0)  # type: ignore[arg-type]
     rng = np.random.default_rng(4)
-    x = (
-        np.sin(np.arange(2000) / 30.0)[:, None] * np.array([3.0, 1.0]) + rng.normal(0, 0.1, (2000, 2))
-    ).astype(np.float32)
-    x[1500, 1] += 3.0  # channel b alone leaves its range
-    x[1700, 0] -= 6.0
+    wave = np.sin(np.arange(2000) / 30.0)[:, None] * np.array([3.0, 1.0]) + rng.normal(0, 0.1, (2000, 2))
+    wave[:400] = 0.0  # flat past the warm-up (settled at 151 or 350)
+    x = (wave + np.array([70.0, -20.0])).astype(np.float32)
+    x[1500, 1] += 3.0  # channel b alone leaves its range, upwards
+    x[1700, 0] -= 6.0  # channel a, downwards
     ts = 1.7e9 + 300.0 * np.arange(2000)
     proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
     onnx.checker.check_model(proto, full_check=True)
@@ -253,9 +256,11 @@ def test_range_check_step_model_matches_the_reference(gate: float | None, baseli
     seen_low, seen_high = np.minimum.accumulate(x), np.maximum.accumulate(x)
     width = seen_high[:-1] - seen_low[:-1]
     beyond = (x[1:] > seen_high[:-1] + 0.05 * width) | (x[1:] < seen_low[:-1] - 0.05 * width)
-    expected = np.concatenate([[False], beyond.any(axis=1)])
+    expected = np.concatenate([[False], (beyond & (width > 0)).any(axis=1)])
     expected[: params.settled] = False
-    assert expected[1500] and expected[1700] and expected.sum() < 20  # the sine's range fills in early
+    assert expected[1500] and expected[1700]
+    assert not expected[400] and expected[401:460].any()  # no range to break until the flat start ends
+    assert expected.sum() < 40  # breaks while the range fills in, then only the two above
     np.testing.assert_array_equal(capped, expected)
     np.testing.assert_array_equal(checked.score.numpy()[~capped], plain.score.numpy()[~capped])
     np.testing.assert_array_equal(checked.hold.numpy(), plain.hold.numpy())
@@ -265,11 +270,14 @@ def test_range_check_step_model_matches_the_reference(gate: float | None, baseli
     assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
 
 
-def test_range_check_refuses_a_negative_tolerance_and_needs_the_adaptive_score() -> None:
-    with pytest.raises(ValueError, match="range check's tolerance must be >= 0"):
-        ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=0.01, range_tolerance=-0.1)
-    with pytest.raises(ValueError, match="range check needs the adaptive score"):
-        ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), range_tolerance=0.05)
+def test_range_check_refuses_a_bad_tolerance_and_needs_the_adaptive_score_and_the_gate() -> None:
+    common = {"mean": (0.0,), "std": (1.0,), "resid_std": (1.0,)}
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="must be a finite share of the stream's range"):
+            ScoreParams(**common, adapt=0.01, peak_half_life=50.0, range_tolerance=bad)  # type: ignore[arg-type]
+    for knobs in ({"adapt": 0.01}, {"peak_half_life": 50.0}):
+        with pytest.raises(ValueError, match=r"range check \(range_tolerance\) needs the adaptive score"):
+            ScoreParams(**common, **knobs, range_tolerance=0.05)  # type: ignore[arg-type]
 
 
 def test_peak_gate_half_life_below_one_reading_is_refused() -> None:
@@ -293,7 +301,21 @@ def test_train_refuses_a_bad_peak_half_life_with_a_message(tmp_path: Path) -> No
 
 def test_train_refuses_a_bad_range_tolerance_with_a_message(tmp_path: Path) -> None:
     argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(tmp_path / "m")]
-    with pytest.raises(SystemExit, match=r"faultcast train: .*range check needs the adaptive score"):
-        cli_main([*argv, "--range-tolerance", "0.05"])
+    with pytest.raises(SystemExit, match=r"faultcast train: .*range check .* needs the adaptive score"):
+        cli_main([*argv, "--adapt", "0.01", "--range-tolerance", "0.05"])
     with pytest.raises(SystemExit, match=r"faultcast train: --range-tolerance 'wide': give a share"):
         cli_main([*argv, "--adapt", "0.01", "--range-tolerance", "wide"])
+
+
+def test_score_options_default_the_range_check_only_where_it_can_run() -> None:
+    def options(adapt: float, half_life: float, tolerance: str | None) -> ScoreOptions:
+        args = argparse.Namespace(adapt=adapt, peak_half_life=half_life, range_tolerance=tolerance)
+        return score_options(args, "faultcast evaluate nab", 0.05)
+
+    assert options(0.01, 50.0, None) == {"adapt": 0.01, "peak_half_life": 50.0, "range_tolerance": 0.05}
+    assert options(0.0, 50.0, None)["range_tolerance"] is None  # `--adapt 0` turns both off
+    assert options(0.01, 0.0, None)["range_tolerance"] is None
+    assert options(0.01, 50.0, "off")["range_tolerance"] is None
+    assert options(0.01, 50.0, "0")["range_tolerance"] == 0.0
+    with pytest.raises(SystemExit, match="faultcast evaluate nab: the range check"):
+        options(0.0, 50.0, "0.05")  # asked for explicitly, without what it needs
