@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from daemon.batching import waves
+from daemon.engine import diverged_rows
 from daemon.state_table import SlotMap, StateTable
 
 
@@ -78,3 +79,20 @@ def test_slot_map_frees_slots_lowest_first_so_first_seen_order_stays_consecutive
     else:
         raise AssertionError("releasing an unknown stream must raise")
     assert slot_map.get("a") == 0 and len(slot_map) == 5  # and nothing was freed
+
+
+def test_diverged_rows_are_those_with_any_non_finite_output_but_the_shares() -> None:
+    """NaN, either infinity, and infinities that would cancel in a sum all count, in any column of the
+    state; NaN in the channel shares alone does not (they derive from the score's errors)."""
+    rows, width = 7, 300  # wider than one BLAS block
+    state = np.random.default_rng(0).normal(size=(rows, width)).astype(np.float32)
+    score = np.ones(rows, dtype=np.float32)
+    contrib = np.full((rows, 2), 0.5, dtype=np.float32)
+    state[1, 0] = np.nan
+    state[2, width - 1] = np.inf
+    state[3, 5], state[3, 250] = np.inf, -np.inf
+    score[4] = -np.inf
+    contrib[5, 1] = np.nan
+    state[6, 100] = 3.0e38  # large but finite
+    out = diverged_rows({"score": score, "contrib": contrib, "next_state": state})
+    assert np.flatnonzero(out).tolist() == [1, 2, 3, 4]
