@@ -62,7 +62,11 @@ def test_slot_map_agrees_with_a_dict_through_growth_release_and_reuse() -> None:
         probe = list(dict.fromkeys(rng.choice(names, size=2_000).tolist()))
         want = [model.get(s, -1) for s in probe]
         np.testing.assert_array_equal(slot_map.find(probe), want, err_msg=f"round {round_}")
+        known = rng.permutation(list(model)).tolist()  # all known: the lookup's fast path
+        np.testing.assert_array_equal(slot_map.find(known), [model[s] for s in known])
+        np.testing.assert_array_equal(slot_map.find(known[:1]), [model[known[0]]])
     assert len(slot_map) == len(model) and slot_map.streams() == model
+    assert slot_map.find([]).tolist() == [] and slot_map.find(["nobody"]).tolist() == [-1]
 
 
 def test_slot_map_frees_slots_lowest_first_so_first_seen_order_stays_consecutive() -> None:
