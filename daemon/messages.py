@@ -70,15 +70,23 @@ def congestion_detail(
     }
 
 
+def model_field(name: str, model: ModelInfo) -> dict[str, str]:
+    """Which model spoke: its name in the config (as in metrics and logs), the version, and the name it
+    was trained under, which two config entries sharing one file have in common."""
+    return {"name": name, "version": model.version, "trained_name": model.name}
+
+
 def alert_message(
     event: AlertEvent,
     stream: str,
+    name: str,
     model: ModelInfo,
     contrib: np.ndarray,
     top: int,
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The alert record; ``detail`` adds kind-specific fields (a congestion alert's forecast)."""
+    """The alert record of the model configured as ``name``; ``detail`` adds kind-specific fields (a
+    congestion alert's forecast)."""
     topic, partition, offset = event.source
     return {
         "id": alert_id(stream, event.kind, event.first_source),
@@ -93,7 +101,7 @@ def alert_message(
         "threshold": round(event.threshold, 6),
         "resolution": event.resolution,
         "top_channels": top_channels(contrib, model.features, top),
-        "model": {"name": model.name, "version": model.version},
+        "model": model_field(name, model),
         "source": {"topic": topic, "partition": partition, "offset": offset},
         **(detail or {}),
     }
@@ -103,6 +111,7 @@ def score_message(
     stream: str,
     ts: float,
     score: float,
+    name: str,
     model: ModelInfo,
     forecast: np.ndarray | None = None,
     fault: float | None = None,
@@ -113,7 +122,7 @@ def score_message(
         "stream": stream,
         "ts": format_timestamp(ts),
         "score": round(score, 6),
-        "model": {"name": model.name, "version": model.version},
+        "model": model_field(name, model),
     }
     head = model.congestion
     if head is not None and forecast is not None:

@@ -81,7 +81,9 @@ def publish(
                     producer.send(
                         k.scores_topic,
                         key=s.stream.encode(),
-                        value=encode_json(score_message(s.stream, s.ts, s.score, info, s.forecast, s.fault)),
+                        value=encode_json(
+                            score_message(s.stream, s.ts, s.score, s.model, info, s.forecast, s.fault)
+                        ),
                     )
                 )
     return futures

@@ -118,7 +118,7 @@ class ModelRuntime:
         if event is None:
             return None
         no_channels = np.zeros(len(info.features), dtype=np.float32)
-        return alert_message(event, stream, info, no_channels, self._alerting(kind).top_channels)
+        return alert_message(event, stream, self.name, info, no_channels, self._alerting(kind).top_channels)
 
     def last_ts(self, stream: str) -> float | None:
         slot = self.engine.table.slots.get(stream)
@@ -177,7 +177,7 @@ class ModelRuntime:
         if event is not None:
             top = self.config.alerting.fault.top_channels
             detail = {"anomaly_score": round(anomaly, 6)} if result.fault is not None else None
-            messages.append(alert_message(event, stream, info, result.contrib[row], top, detail))
+            messages.append(alert_message(event, stream, self.name, info, result.contrib[row], top, detail))
         head, congestion = info.congestion, self.kinds.get("congestion")
         if head is not None and congestion is not None and result.congestion is not None:
             forecast = result.congestion[row]
@@ -188,5 +188,5 @@ class ModelRuntime:
                 limit = congestion.policy_of(stream).threshold
                 detail = congestion_detail(head, forecast, float(vector[head.channel]), reading.ts, limit)
                 top = self.config.alerting.congestion.top_channels
-                messages.append(alert_message(event, stream, info, share, top, detail))
+                messages.append(alert_message(event, stream, self.name, info, share, top, detail))
         return messages

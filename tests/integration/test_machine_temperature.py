@@ -71,7 +71,11 @@ def test_alert_fields(two_runs: list[tuple[list[dict[str, Any]], str]], machine_
         assert alert["kind"] == "fault" and alert["stream"] == STREAM
         assert alert["severity"] in {"warning", "critical"}
         assert alert["threshold"] == pytest.approx(machine_model.threshold, rel=1e-6)
-        assert alert["model"] == {"name": "machine-temperature", "version": "1"}
+        assert alert["model"] == {
+            "name": "machine-temperature",
+            "version": "1",
+            "trained_name": "machine-temperature",
+        }
         assert alert["top_channels"] == [{"name": "temp_c", "share": 1.0}]
         assert alert["source"]["topic"] == topic and alert["source"]["partition"] == 0
         assert 0 <= alert["source"]["offset"] < rows

@@ -158,3 +158,6 @@ def test_stream_evicted_while_firing_gets_a_resolved_alert(machine_model: TrainR
     [resolved] = later.alerts
     assert resolved["state"] == "resolved" and resolved["resolution"] == "stream_idle"
     assert resolved["id"] == out.alerts[0]["id"] and resolved["stream"] == "m-1"
+    # Named as the config names the model (as metrics and logs do), with the name it was trained under.
+    model = {"name": "m", "version": "1", "trained_name": "machine-temperature"}
+    assert out.alerts[0]["model"] == model and resolved["model"] == model
