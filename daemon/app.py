@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from daemon.config import Config
 from daemon.engine import Engine, HostEngine
+from daemon.errors import ModelError
 from daemon.http_server import serve
 from daemon.kafka_io import HandOffListener, ensure_topics, make_consumer, make_producer
 from daemon.metrics import Metrics
@@ -35,6 +36,14 @@ def _device(setting: str) -> str:
 
 def load_engines(config: Config) -> dict[str, Engine]:
     """Loads every model; a missing or malformed model raises ModelError before Kafka is touched."""
+    missing = [
+        f"models[{i}] {m.name!r}: {m.path}" for i, m in enumerate(config.models) if not Path(m.path).exists()
+    ]
+    if missing:
+        raise ModelError(
+            f"no model file at {'; '.join(missing)}. Train one (`faultcast train ... --out PATH`; "
+            "`faultcast demo` writes the example config's models) or fix models[].path"
+        )
     device = _device(config.state.device)
     engines: dict[str, Engine] = {}
     for model in config.models:

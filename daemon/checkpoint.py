@@ -178,6 +178,13 @@ def load(path: Path) -> Checkpoint | None:
         return None
 
 
+def check_folder(config: Config) -> None:
+    """Raises ConfigError unless the checkpoint folder, when there is one, is a writable folder."""
+    folder = config.state.checkpoint_dir
+    if folder is not None and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        raise ConfigError(f"state.checkpoint_dir {folder} is not a writable folder; create it, or unset it")
+
+
 class Checkpoints:
     """This instance's checkpoints: the file written at commits, and snapshots parked at a revoke.
 
@@ -193,10 +200,7 @@ class Checkpoints:
         self.interval = config.state.checkpoint_interval_s
         self._last = time.monotonic()
         self._parked: dict[int, tuple[float, Checkpoint]] = {}
-        if self.path is not None and not os.access(self.path.parent, os.W_OK):
-            raise ConfigError(
-                f"state.checkpoint_dir {self.path.parent} is not a writable folder; create it, or unset it"
-            )
+        check_folder(config)
 
     def due(self, force: bool = False) -> bool:
         now = time.monotonic()

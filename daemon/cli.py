@@ -16,12 +16,14 @@ log = logging.getLogger("faultcast")
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from daemon.app import build_service, load_engines
+    from daemon.checkpoint import check_folder
     from daemon.config import load_config
     from daemon.logs import setup
 
     config = load_config(args.config)
     setup(config.logging.level, config.logging.format)
     if args.check:
+        check_folder(config)
         engines = load_engines(config)
         for name, engine in engines.items():
             print(

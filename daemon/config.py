@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from daemon.config_parse import build
+from daemon.config_parse import build, require
 from daemon.errors import ConfigError
 
 # faultcast sets these itself: at-least-once delivery and the partition assignment depend on them.
@@ -50,14 +51,28 @@ class KafkaConfig:
             raise ValueError(f"client.{reserved[0]} is set by faultcast itself; remove it from kafka.client")
         unknown = sorted(set(self.client) - _CLIENT_KEYS)
         if unknown:
-            raise ValueError(
-                f"client.{unknown[0]} is not a kafka-python client option (see kafka-python's "
-                "KafkaConsumer/KafkaProducer docs for names such as security_protocol, ssl_cafile)"
+            close = difflib.get_close_matches(unknown[0], sorted(_CLIENT_KEYS), n=1)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else "see kafka-python's KafkaConsumer/KafkaProducer docs for names such as "
+                "security_protocol, ssl_cafile"
             )
-        if self.scores_every < 1:
-            raise ValueError("scores_every must be >= 1")
-        if self.topic_partitions < 1:
-            raise ValueError("topic_partitions must be >= 1")
+            raise ValueError(f"client.{unknown[0]} is not a kafka-python client option; {hint}")
+        require(self.scores_every >= 1, "scores_every", "must be >= 1 (1: every reading's score)")
+        require(self.topic_partitions >= 1, "topic_partitions", "must be >= 1")
+        require(
+            self.commit_interval_ms >= 0, "commit_interval_ms", "must be >= 0 (0: commit after every poll)"
+        )
+        for key in ("readings_topic", "alerts_topic", "dead_letter_topic", "scores_topic"):
+            require(getattr(self, key) != "", key, "must be a topic name, not empty")
+        for key in ("alerts_topic", "dead_letter_topic", "scores_topic"):
+            require(
+                getattr(self, key) != self.readings_topic,
+                key,
+                f"must differ from readings_topic ({self.readings_topic!r}): faultcast would read its "
+                "own output",
+            )
 
 
 @dataclass(frozen=True)
@@ -68,13 +83,19 @@ class ModelConfig:
     baseline_readings: int | None = None  # overrides the model's: readings that set a stream's baseline
 
     def __post_init__(self) -> None:
-        if self.baseline_readings is not None and self.baseline_readings < 0:
-            raise ValueError("baseline_readings must be >= 0")
+        require(self.name != "", "name", "must not be empty: alerts and metrics carry it")
+        require(bool(self.streams), "streams", "must list at least one stream id pattern ('*': every stream)")
+        require(
+            self.baseline_readings is None or self.baseline_readings >= 0, "baseline_readings", "must be >= 0"
+        )
 
 
 @dataclass(frozen=True)
 class ReloadConfig:
     watch_interval_s: float = 5.0  # how often model files are checked for changes; 0: only on SIGHUP
+
+    def __post_init__(self) -> None:
+        require(self.watch_interval_s >= 0, "watch_interval_s", "must be >= 0 (0: reload only on SIGHUP)")
 
 
 @dataclass(frozen=True)
@@ -105,12 +126,15 @@ class StateConfig:
     checkpoint_max_replay: int = 1_000_000
 
     def __post_init__(self) -> None:
-        if self.initial_capacity < 1:
-            raise ValueError("initial_capacity must be >= 1")
-        if self.idle_ttl_s <= 0:
-            raise ValueError("idle_ttl_s must be > 0")
-        if self.checkpoint_interval_s <= 0 or self.checkpoint_max_replay < 0:
-            raise ValueError("checkpoint_interval_s must be > 0 and checkpoint_max_replay >= 0")
+        require(self.initial_capacity >= 1, "initial_capacity", "must be >= 1")
+        require(self.idle_ttl_s > 0, "idle_ttl_s", "must be > 0 (seconds a silent stream keeps its state)")
+        require(
+            self.max_gap_s is None or self.max_gap_s > 0,
+            "max_gap_s",
+            "must be > 0 (seconds between a stream's readings that reset it), or unset",
+        )
+        require(self.checkpoint_interval_s > 0, "checkpoint_interval_s", "must be > 0")
+        require(self.checkpoint_max_replay >= 0, "checkpoint_max_replay", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,17 @@ class RecordsConfig:
     max_bytes: int = 65536
     carry_missing_for: int = 0
     max_future_s: float = 86400.0
+
+    def __post_init__(self) -> None:
+        require(self.max_bytes >= 1, "max_bytes", "must be >= 1 (bytes in one record's value)")
+        require(
+            self.carry_missing_for >= 0, "carry_missing_for", "must be >= 0 (0: reject a missing channel)"
+        )
+        require(
+            self.max_future_s >= 0,
+            "max_future_s",
+            "must be >= 0 (seconds a reading may be stamped after its Kafka record was written)",
+        )
 
 
 # Used where neither the config nor the model's metadata says otherwise.
@@ -138,14 +173,23 @@ class AlertKindConfig:
     top_channels: int = 3
 
     def __post_init__(self) -> None:
-        if self.resolve_ratio is not None and not 0 < self.resolve_ratio <= 1:
-            raise ValueError("resolve_ratio must be in (0, 1]")
-        if (self.fire_after is not None and self.fire_after < 1) or (
-            self.resolve_after is not None and self.resolve_after < 1
-        ):
-            raise ValueError("fire_after and resolve_after must be >= 1")
-        if not self.severities or min(self.severities.values()) != 1.0:
-            raise ValueError("severities must map names to threshold multiples, the lowest being 1.0")
+        require(
+            self.threshold is None or self.threshold > 0,
+            "threshold",
+            "must be > 0, or unset to take the model's calibrated one",
+        )
+        require(
+            self.resolve_ratio is None or 0 < self.resolve_ratio <= 1, "resolve_ratio", "must be in (0, 1]"
+        )
+        require(self.fire_after is None or self.fire_after >= 1, "fire_after", "must be >= 1")
+        require(self.resolve_after is None or self.resolve_after >= 1, "resolve_after", "must be >= 1")
+        require(self.cooldown_s >= 0, "cooldown_s", "must be >= 0 (0: no cool-down)")
+        require(self.top_channels >= 0, "top_channels", "must be >= 0 (channels named in each alert)")
+        require(
+            bool(self.severities) and min(self.severities.values()) == 1.0,
+            "severities",
+            "must map names to threshold multiples, the lowest being 1.0",
+        )
 
 
 @dataclass(frozen=True)
@@ -175,6 +219,9 @@ class MetricsConfig:
     host: str = "127.0.0.1"
     port: int = 9108
 
+    def __post_init__(self) -> None:
+        require(0 <= self.port <= 65535, "port", "must be a TCP port, 1-65535 (0: any free port)")
+
 
 @dataclass(frozen=True)
 class LoggingConfig:
@@ -198,8 +245,9 @@ class Config:
         if not self.models:
             raise ValueError("models: list at least one model (name, path)")
         names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ValueError("models: model names must be unique")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"models: model names must be unique; {repeated[0]!r} is used more than once")
 
 
 def parse_config(data: Any, base_dir: Path, env: dict[str, str] | None = None) -> Config:

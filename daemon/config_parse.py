@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -11,6 +12,20 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 from daemon.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class FieldError(ValueError):
+    """A dataclass's check of one of its fields failed: the message says what the value must be."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key} {message}")
+        self.key, self.message = key, message
+
+
+def require(ok: bool, key: str, message: str) -> None:
+    """Raises FieldError(key, message) unless ``ok``: for ``__post_init__`` checks."""
+    if not ok:
+        raise FieldError(key, message)
 
 
 def build(cls: type[T], data: Any, path: str = "") -> T:
@@ -36,6 +51,8 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
             raise ConfigError(f"{_where(key_path)}: required key is missing")
     try:
         return cls(**values)
+    except FieldError as exc:  # __post_init__ checks of one field
+        raise ConfigError(f"{_where(_join(path, exc.key))}: {exc.message}") from exc
     except ValueError as exc:  # __post_init__ cross-field checks
         raise ConfigError(f"{_where(path)}: {exc}") from exc
 
@@ -82,6 +99,8 @@ def convert(hint: Any, value: Any, path: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{_where(path)}: expected a number, got {_show(value)}")
+        if math.isnan(value):
+            raise ConfigError(f"{_where(path)}: expected a number, got .nan")
         return float(value)
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{_where(path)}: expected an integer, got {_show(value)}")

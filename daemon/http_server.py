@@ -8,6 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from daemon.errors import ConfigError
+
 
 def serve(
     host: str, port: int, registry: CollectorRegistry, is_ready: Callable[[], bool]
@@ -35,7 +37,13 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        raise ConfigError(
+            f"config key 'metrics': cannot serve metrics on {host}:{port} ({exc.strerror}); another process "
+            "(another faultcast?) may hold the port: set metrics.port or metrics.host"
+        ) from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="faultcast-http", daemon=True).start()
     return server

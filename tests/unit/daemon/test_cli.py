@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from daemon.cli import main
+from daemon.errors import ConfigError
+from daemon.http_server import serve
 
 
 @pytest.mark.parametrize(
@@ -37,3 +41,27 @@ def test_config_errors_exit_2_with_the_fix(tmp_path: Path, capsys: pytest.Captur
     config.write_text("models: [{name: m, path: m.onnx}]\nkafka: {bootstrap_server: x}\n")
     assert main(["run", "--config", str(config), "--check"]) == 2
     assert "did you mean 'bootstrap_servers'" in capsys.readouterr().err
+
+
+def test_check_names_every_missing_model_and_an_unwritable_checkpoint_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("models: [{name: press, path: a.onnx}, {name: pump, path: b.onnx}]\n")
+    assert main(["run", "--config", str(config), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "models[0] 'press'" in err and "models[1] 'pump'" in err and "faultcast demo" in err
+    config.write_text(
+        f"models: [{{name: m, path: m.onnx}}]\nstate: {{checkpoint_dir: {tmp_path / 'none'}}}\n"
+    )
+    assert main(["run", "--config", str(config), "--check"]) == 2
+    assert "state.checkpoint_dir" in capsys.readouterr().err
+
+
+def test_a_metrics_port_in_use_names_the_key() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"cannot serve metrics on 127.0.0.1:{port} .*metrics.port"):
+            serve("127.0.0.1", port, CollectorRegistry(), lambda: True)

@@ -43,8 +43,50 @@ def test_wrong_type_names_the_key_and_the_expected_type() -> None:
 def test_missing_models_and_bad_values_are_explained() -> None:
     with pytest.raises(ConfigError, match=r"'models': required key is missing"):
         parse_config({}, Path("."), env={})
-    with pytest.raises(ConfigError, match=r"resolve_ratio must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"'alerting.fault.resolve_ratio': must be in \(0, 1\]"):
         parse_config({**MODELS, "alerting": {"fault": {"resolve_ratio": 1.5}}}, Path("."), env={})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "says"),
+    [
+        ("records", "max_bytes", 0, "must be >= 1"),
+        ("records", "max_future_s", -1, "must be >= 0"),
+        ("records", "carry_missing_for", -1, "must be >= 0"),
+        ("state", "max_gap_s", 0, "must be > 0"),
+        ("state", "idle_ttl_s", float("nan"), "expected a number, got .nan"),
+        ("state", "idle_ttl_s", 0, "must be > 0"),
+        ("metrics", "port", 99999, "must be a TCP port"),
+        ("metrics", "port", -1, "must be a TCP port"),
+        ("reload", "watch_interval_s", -1, "must be >= 0"),
+        ("kafka", "commit_interval_ms", -100, "must be >= 0"),
+        ("kafka", "readings_topic", "", "must be a topic name"),
+        ("kafka", "alerts_topic", "faultcast.readings", "must differ from readings_topic"),
+        ("kafka", "scores_topic", "faultcast.readings", "must differ from readings_topic"),
+        ("alerting.fault", "threshold", 0, "must be > 0"),
+        ("alerting.fault", "cooldown_s", -5, "must be >= 0"),
+        ("alerting.fault", "top_channels", -2, "must be >= 0"),
+        ("alerting.congestion", "fire_after", 0, "must be >= 1"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_full_key(
+    section: str, key: str, value: object, says: str
+) -> None:
+    data: dict[str, object] = {**MODELS}
+    node = data
+    for part in section.split("."):
+        node = node.setdefault(part, {})  # type: ignore[assignment]
+    node[key] = value
+    with pytest.raises(ConfigError, match=rf"config key '{section}.{key}': {says}"):
+        parse_config(data, Path("."), env={})
+
+
+def test_model_entries_need_streams_and_unique_names() -> None:
+    with pytest.raises(ConfigError, match=r"'models\[0\].streams': must list at least one"):
+        parse_config({"models": [{"name": "m", "path": "m.onnx", "streams": []}]}, Path("."), env={})
+    twice = [{"name": "press", "path": "a.onnx"}, {"name": "press", "path": "b.onnx"}]
+    with pytest.raises(ConfigError, match=r"model names must be unique; 'press' is used more than once"):
+        parse_config({"models": twice}, Path("."), env={})
 
 
 def test_client_options_pass_through_but_cannot_override_delivery_settings() -> None:
@@ -56,6 +98,8 @@ def test_client_options_pass_through_but_cannot_override_delivery_settings() -> 
         parse_config({**MODELS, "kafka": {"client": {"retries": 0}}}, Path("."), env={})
     with pytest.raises(ConfigError, match=r"client.securty_protocol is not a kafka-python client option"):
         parse_config({**MODELS, "kafka": {"client": {"securty_protocol": "SSL"}}}, Path("."), env={})
+    with pytest.raises(ConfigError, match=r"did you mean 'sasl_mechanism'"):
+        parse_config({**MODELS, "kafka": {"client": {"sasl_mechanisms": "PLAIN"}}}, Path("."), env={})
 
 
 def test_kafka_bootstrap_environment_wins_and_paths_resolve_against_the_file(tmp_path: Path) -> None:
