@@ -45,10 +45,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from train.series import load_nab_csv
     from train.train_dataset import HeadSplit, train_dataset
 
-    config = FitConfig(
-        hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
-    )
     score = score_options(args, "faultcast train")
+    try:  # every option checked before any data is read
+        config = FitConfig(
+            hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
+        )
+        TrainSpec("check", fit_fraction=args.fit_fraction, baseline=args.baseline, **score)
+    except ValueError as exc:
+        raise SystemExit(f"faultcast train: {exc}") from exc
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
         spec = TrainSpec(

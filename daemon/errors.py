@@ -3,6 +3,7 @@
 FaultcastError
  ├── ConfigError    config.yaml is wrong; the message names the key and the fix
  ├── ModelError     a model file is missing, unreadable or breaks the step-model contract
+ ├── DataError      a recorded series to train or evaluate on is unreadable, malformed or too short
  ├── BrokerError    Kafka cannot be reached or refused a request
  └── DeviceError    the configured device (GPU) cannot be used
 """
@@ -18,6 +19,10 @@ class ConfigError(FaultcastError):
 
 class ModelError(FaultcastError):
     """A model cannot be loaded or does not follow the step-model contract (docs/model-format.md)."""
+
+
+class DataError(FaultcastError):
+    """A data file cannot be used; the message names the file (and line) and what was expected."""
 
 
 class BrokerError(FaultcastError):

@@ -70,8 +70,9 @@ def ensure_topics(config: KafkaConfig) -> None:
         )
     except KafkaError as exc:
         raise BrokerError(
-            f"cannot reach Kafka at {config.bootstrap_servers}: {exc}; check kafka.bootstrap_servers "
-            "and that the broker runs (scripts/kafka/broker.sh start)"
+            f"cannot reach Kafka at {config.bootstrap_servers}: {exc}; check the bootstrap servers "
+            "(kafka.bootstrap_servers, `replay --bootstrap`, or KAFKA_BOOTSTRAP) and that the broker runs "
+            "(scripts/kafka/broker.sh start)"
         ) from exc
     try:
         existing = set(admin.list_topics())

@@ -33,6 +33,15 @@ class FitConfig:
     congestion_weight: float = 1.0  # of the congestion head's quantile loss beside the forecast's MSE
     fault_weight: float = 1.0  # of the fault head's cross-entropy
 
+    def __post_init__(self) -> None:
+        for name in ("hidden", "layers", "window", "segments", "epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.cell not in ("lstm", "gru", "rnn"):
+            raise ValueError(f"cell={self.cell!r} must be one of lstm, gru, rnn")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must lie in [0, 1)")
+
 
 @dataclass(frozen=True)
 class Heads:

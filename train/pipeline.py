@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from daemon.config import ALERTING_DEFAULTS
+from daemon.errors import DataError
 from train.calibrate import alert_rows, dynamic_threshold
 from train.congestion import CongestionSpec, ahead_target, calibrate
 from train.export import build_step_model, parity, save
@@ -49,6 +50,13 @@ class TrainSpec:
     fault: FaultSpec | None = None  # needs labels on the training parts and the validation segments
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.fit_fraction <= 1.0 or not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(
+                f"fit_fraction={self.fit_fraction} must lie in (0, 1] and val_fraction={self.val_fraction} "
+                "in (0, 1)"
+            )
+        if self.baseline < 0:
+            raise ValueError(f"baseline={self.baseline}: readings that set a stream's offsets, >= 0")
         # ScoreParams checks the score's settings; trying them here refuses bad ones before the fit.
         ScoreParams(
             (0.0,),
@@ -89,7 +97,11 @@ def score_options(
     try:
         TrainSpec("check", **options)
     except ValueError as exc:
-        raise SystemExit(f"{command}: {exc}") from exc
+        text = str(exc)
+        for key, flag in (("range_tolerance", "--range-tolerance"), ("peak_half_life", "--peak-half-life")):
+            text = text.replace(f"({key})", f"({flag})").replace(f"{key}=", f"{flag} ")
+        text = text.replace("(adapt)", "(--adapt)").replace("adapt=", "--adapt ")
+        raise SystemExit(f"{command}: {text}") from exc
     return options
 
 
@@ -139,7 +151,10 @@ def train_series(
     n_fit = int(len(series) * spec.fit_fraction)
     n_train = int(n_fit * (1 - spec.val_fraction))
     if n_train < 64 or n_fit - n_train < 32:
-        raise ValueError(f"{series.name}: {n_fit} readings to fit on are too few (need >= 96)")
+        raise DataError(
+            f"{series.name}: {n_fit} of its {len(series)} readings to fit on are too few (need >= 96); "
+            "record more, or raise --fit-fraction"
+        )
     # Parity runs on readings the model did not fit, or on the last fitted ones when none are left.
     rest = len(series) - n_fit
     held_out = (

@@ -12,6 +12,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from daemon.errors import DataError
 from train.calibrate import alert_rows
 from train.evaluate_report import SeriesPlot, plot_series
 from train.export import build_step_model, parity, save
@@ -74,7 +75,7 @@ def export_run(run_dir: Path, out: Path) -> float:
         name for name in (WEIGHTS, MODEL_SPEC, HELD_OUT, "metadata.json") if not (run_dir / name).exists()
     ]
     if missing:
-        raise FileNotFoundError(
+        raise DataError(
             f"{run_dir}: no {', '.join(missing)}; train with --run-dir to get a folder `export` can use"
         )
     spec = json.loads((run_dir / MODEL_SPEC).read_text())

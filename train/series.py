@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from daemon.errors import DataError
+
 
 @dataclass(frozen=True)
 class Series:
@@ -41,13 +43,28 @@ def parse_nab_time(text: str) -> float:
 
 
 def load_nab_csv(path: Path, channel: str = "value") -> Series:
-    """A NAB data file as a one-channel series named after the file."""
+    """A NAB data file as a one-channel series named after the file; DataError names what is wrong."""
     ts: list[float] = []
     values: list[float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            ts.append(parse_nab_time(row["timestamp"]))
-            values.append(float(row["value"]))
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"timestamp", "value"} <= set(reader.fieldnames):
+            raise DataError(
+                f"{path}: expected a comma-separated header 'timestamp,value' (NAB's layout), got "
+                f"{reader.fieldnames}; for other layouts write a dataset spec and use --spec"
+            )
+        for row in reader:
+            try:
+                ts.append(parse_nab_time(row["timestamp"]))
+                values.append(float(row["value"]))
+            except (ValueError, TypeError) as exc:
+                raise DataError(
+                    f"{path}:{reader.line_num}: {exc}; expected an ISO-8601 timestamp and a number"
+                ) from exc
     return Series(path.stem, np.asarray(ts), np.asarray(values, dtype=np.float32)[:, None], (channel,))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -65,3 +66,31 @@ def test_a_metrics_port_in_use_names_the_key() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"cannot serve metrics on 127.0.0.1:{port} .*metrics.port"):
             serve("127.0.0.1", port, CollectorRegistry(), lambda: True)
+
+
+def test_train_explains_bad_data_and_bad_options_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "m.onnx")
+    cases = {
+        "absent.csv": (None, "absent.csv: cannot read it"),
+        "layout.csv": ("time,temp\n1,2\n", "expected a comma-separated header 'timestamp,value'"),
+        "value.csv": ("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,oops\n", "value.csv:3: "),
+        "short.csv": (
+            "timestamp,value\n" + "".join(f"2024-01-01 00:{m:02d}:00,1\n" for m in range(40)),
+            "6 of its 40 readings to fit on are too few",
+        ),
+    }
+    for name, (text, says) in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        assert main(["train", "--csv", str(tmp_path / name), "--out", out]) == 2
+        assert says in capsys.readouterr().err, name
+    short = str(tmp_path / "short.csv")
+    for flags, says in [
+        (["--hidden", "0"], "hidden=0 must be >= 1"),
+        (["--fit-fraction", "1.5"], "fit_fraction=1.5 must lie in (0, 1]"),
+        (["--baseline", "-3"], "baseline=-3"),
+    ]:
+        with pytest.raises(SystemExit, match=rf"faultcast train: {re.escape(says)}"):
+            main(["train", "--csv", short, "--out", out, *flags])

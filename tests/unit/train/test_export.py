@@ -14,6 +14,7 @@ import torch
 
 from daemon.cli import main as cli_main
 from daemon.engine import HostEngine
+from daemon.errors import DataError
 from daemon.model_file import METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
 from train.export import build_step_model, parity, save, step_through
@@ -132,7 +133,7 @@ def test_export_rebuilds_the_trained_model_from_its_run_folder(
 
 
 def test_export_needs_a_run_folder_with_weights(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="train with --run-dir"):
+    with pytest.raises(DataError, match="train with --run-dir"):
         export_run(tmp_path, tmp_path / "m.onnx")
 
 
