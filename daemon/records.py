@@ -129,6 +129,8 @@ def decode(
     """
     if value is None:
         return Rejection("empty_value", "record has no value (tombstone)", source)
+    if not value:
+        return Rejection("empty_value", "record's value is empty (0 bytes)", source)
     if len(value) > max_bytes:
         return Rejection("too_large", f"{len(value)} bytes > records.max_bytes={max_bytes}", source)
     if key is None:
@@ -151,10 +153,7 @@ def decode(
         return Rejection("stream_mismatch", f"key {key_stream!r} != stream {stream!r}", source, key_stream)
     ts = timestamp(body.get("ts"))
     if ts is None:
-        shown = repr(body.get("ts"))[:40]
-        return Rejection(
-            "bad_timestamp", f"ts {shown} is not ISO-8601 or epoch seconds in 1970-9999", source, stream
-        )
+        return Rejection("bad_timestamp", _timestamp_problem(body.get("ts")), source, stream)
     if source.record_ts is not None and ts > source.record_ts + max_future_s:
         ahead = ts - source.record_ts
         return Rejection(
@@ -164,6 +163,21 @@ def decode(
     if not isinstance(values, dict) or not values:
         return Rejection("missing_values", "'values' must be a non-empty object", source, stream)
     return Reading(stream=stream, ts=ts, values=values, source=source)
+
+
+def _timestamp_problem(raw: Any) -> str:
+    """Why ``raw`` is not a timestamp, with the likely fix for the usual mistakes."""
+    shown = repr(raw)[:40]
+    number = _finite(raw)
+    if isinstance(raw, str):
+        try:
+            if math.isfinite(float(raw)):
+                return f"ts {shown} is epoch seconds as a string; send them as a JSON number, or ISO-8601"
+        except ValueError:
+            pass
+    elif number is not None and _MAX_TS < number <= _MAX_TS * 1000:
+        return f"ts {shown} looks like epoch milliseconds; send epoch seconds (or ISO-8601)"
+    return f"ts {shown} is not ISO-8601 or epoch seconds in 1970-9999"
 
 
 def to_vector(
@@ -192,8 +206,12 @@ def to_vector(
                 value = math.inf
         elif raw is None:
             if last is None:
+                sent = ", ".join(map(repr, list(values)[:8])) + (", ..." if len(values) > 8 else "")
                 return Rejection(
-                    "missing_channel", f"channel {name!r} missing", reading.source, reading.stream
+                    "missing_channel",
+                    f"channel {name!r} missing (the reading has {sent})",
+                    reading.source,
+                    reading.stream,
                 )
             row.append(float(last[i]))
             carried.append(name)

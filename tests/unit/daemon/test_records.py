@@ -40,6 +40,7 @@ def test_valid_reading_with_iso_or_epoch_timestamp() -> None:
     ("value", "key", "reason"),
     [
         (None, b"s", "empty_value"),
+        (b"", b"s", "empty_value"),
         (b"x" * 2000, b"s", "too_large"),
         (b"{not json", b"s", "malformed_json"),
         (b"[1, 2]", b"s", "not_an_object"),
@@ -103,6 +104,26 @@ def _reading(values: dict[str, object]) -> Reading:
 def test_channel_problems_are_rejected(values: dict[str, object], reason: str) -> None:
     result = to_vector(_reading(values), CHANNELS, None)
     assert isinstance(result, Rejection) and result.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("ts", "says"),
+    [
+        ('"1767225720"', "is epoch seconds as a string; send them as a JSON number"),
+        ("1767225780000", "looks like epoch milliseconds; send epoch seconds"),
+        ('"yesterday"', "is not ISO-8601 or epoch seconds in 1970-9999"),
+        ('"NaN"', "is not ISO-8601 or epoch seconds"),
+    ],
+)
+def test_bad_timestamps_say_what_to_send(ts: str, says: str) -> None:
+    result = _decode(f'{{"stream": "press-07", "ts": {ts}, "values": {{"a": 1}}}}'.encode())
+    assert isinstance(result, Rejection) and result.reason == "bad_timestamp" and says in result.detail
+
+
+def test_a_missing_channel_names_what_the_reading_has() -> None:
+    result = to_vector(_reading({"value": 0.4, "rpm": 1500}), CHANNELS, None)
+    assert isinstance(result, Rejection) and result.reason == "missing_channel"
+    assert result.detail == "channel 'vib_rms' missing (the reading has 'value', 'rpm')"
 
 
 def test_vector_follows_model_order_counts_unknown_and_carries_missing() -> None:
