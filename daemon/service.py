@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import logging
 import signal
@@ -99,6 +100,7 @@ class Service:
         # reference goes; only cycles among them wait for the unfreeze at the end.
         gc.collect()
         gc.freeze()
+        self._set_gauges()  # before the first records arrive, so a quiet restart still reports them
         try:
             while not self.stop_requested.is_set():
                 self.metrics.last_wave.set_to_current_time()
@@ -221,6 +223,9 @@ class Service:
                     self.checkpoints.park(take(self.processor, self.config.kafka.readings_topic, offsets))
                 for p in event.partitions:
                     self.positions.pop(p, None)
+                    # Another instance reports these partitions' lag now; a stale series would add to it.
+                    with contextlib.suppress(KeyError):
+                        self.metrics.lag.remove(self.config.kafka.readings_topic, str(p))
                 evicted = self.processor.evict_partitions(set(event.partitions))
                 self.metrics.evicted.inc(evicted)
             log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
@@ -228,6 +233,7 @@ class Service:
             if self.ready and not self._announced_ready.is_set():
                 self.notifier.ready(f"scoring partitions {sorted(self.assigned)}")
                 self._announced_ready.set()
+            self._set_gauges()  # streams were dropped or restored
         return rewound
 
     def _resume(self, partitions: set[int]) -> set[int]:
@@ -261,6 +267,9 @@ class Service:
         m.unknown_channels.inc(outcome.unknown_channels)
         m.carried.inc(outcome.carried)
         m.stream_resets.labels(reason="gap").inc(outcome.gap_resets)
+        m.stream_resets.labels(reason="non_finite").inc(
+            sum(r.reason == "non_finite_score" for _, r in outcome.rejected)
+        )
         m.evicted.inc(outcome.evicted)
         for model, size, seconds in outcome.waves:
             m.batch_size.labels(model=model).observe(size)
@@ -272,6 +281,11 @@ class Service:
             m.latency.observe_many(np.maximum(0.0, time.time() - np.array(stamps, dtype=np.float64)))
         for alert in outcome.alerts:
             m.alerts.labels(kind=alert["kind"], severity=alert["severity"], state=alert["state"]).inc()
+        self._set_gauges()
+
+    def _set_gauges(self) -> None:
+        """Streams, state bytes and lag as they stand now."""
+        m = self.metrics
         for model, count in self.processor.active_streams.items():
             m.active_streams.labels(model=model).set(count)
         by_device: dict[str, int] = {}

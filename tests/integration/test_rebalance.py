@@ -85,6 +85,9 @@ def test_a_joining_instance_loses_nothing_and_the_staying_streams_stay_warm(
             _send(base, produce[half:])
             _wait_all(first.service, second.service, len(produce))
             moved = set(second.service.assigned)
+            # The first instance stopped reporting lag for the partitions it gave away.
+            lagging = {s.labels["partition"] for s in first.service.metrics.lag.collect()[0].samples}
+            assert lagging and lagging.isdisjoint({str(p) for p in moved}), (lagging, moved)
         finally:
             second.stop()
     finally:
