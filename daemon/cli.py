@@ -50,7 +50,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = FitConfig(
             hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
         )
-        TrainSpec("check", fit_fraction=args.fit_fraction, baseline=args.baseline, **score)
+        TrainSpec(
+            "check",
+            fit_fraction=args.fit_fraction,
+            baseline=args.baseline,
+            scale_floor=args.scale_floor,
+            **score,
+        )
     except ValueError as exc:
         raise SystemExit(f"faultcast train: {exc}") from exc
     if args.spec is not None:
@@ -59,6 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             name=name,
             version=args.version,
             baseline=args.baseline,
+            scale_floor=args.scale_floor,
             **score,
         )
         split = HeadSplit(args.fit_rows, args.val_rows)
@@ -70,6 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             version=args.version,
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
+            scale_floor=args.scale_floor,
             **score,
         )
         report = train_series(series, spec, config, args.out)
@@ -183,6 +191,12 @@ def parser() -> argparse.ArgumentParser:
         "--val-rows", type=int, default=120, help="with --spec: of those, the last to validate"
     )
     train.add_argument("--baseline", type=int, default=0, help="readings that set each stream's own offsets")
+    train.add_argument(
+        "--scale-floor",
+        type=float,
+        help="with --baseline: the baseline's second half also sets the stream's own score scale, never "
+        "below this (e.g. 1.0)",
+    )
     train.add_argument(
         "--adapt",
         type=float,

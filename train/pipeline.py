@@ -57,6 +57,11 @@ class TrainSpec:
             )
         if self.baseline < 0:
             raise ValueError(f"baseline={self.baseline}: readings that set a stream's offsets, >= 0")
+        if self.scale_floor is not None and not (self.scale_floor > 0 and self.baseline >= 2):
+            raise ValueError(
+                f"scale_floor={self.scale_floor}: a per-stream score scale needs a floor > 0 and a baseline "
+                "of at least 2 readings (--baseline N) to measure it on"
+            )
         # ScoreParams checks the score's settings; trying them here refuses bad ones before the fit.
         ScoreParams(
             (0.0,),

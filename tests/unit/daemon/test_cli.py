@@ -91,6 +91,7 @@ def test_train_explains_bad_data_and_bad_options_in_one_line(
         (["--hidden", "0"], "hidden=0 must be >= 1"),
         (["--fit-fraction", "1.5"], "fit_fraction=1.5 must lie in (0, 1]"),
         (["--baseline", "-3"], "baseline=-3"),
+        (["--scale-floor", "1.0"], "scale_floor=1.0: a per-stream score scale needs"),
     ]:
         with pytest.raises(SystemExit, match=rf"faultcast train: {re.escape(says)}"):
             main(["train", "--csv", short, "--out", out, *flags])
