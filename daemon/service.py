@@ -71,7 +71,12 @@ class Service:
         for name, runtime in self.processor.runtimes.items():
             info = runtime.engine.info
             self.metrics.model_info.labels(model=name).info(
-                {"version": info.version, "sha256": info.sha256[:16], "features": ",".join(info.features)}
+                {
+                    "version": info.version,
+                    "trained_name": info.name,
+                    "sha256": info.sha256[:16],
+                    "features": ",".join(info.features),
+                }
             )
 
     @property

@@ -74,6 +74,8 @@ def test_gauges_are_reported_before_any_record_arrives(machine_model: TrainRepor
     assert registry.get_sample_value("faultcast_active_streams", {"model": "m"}) == 0
     state_bytes = registry.get_sample_value("faultcast_state_bytes", {"device": "cpu"})
     assert state_bytes is not None and state_bytes > 0  # the table's initial capacity
+    [info] = [s for m in registry.collect() if m.name == "faultcast_model" for s in m.samples]
+    assert info.labels["model"] == "m" and info.labels["trained_name"] == "machine-temperature"
 
 
 def test_a_stream_restarted_cold_after_an_overflow_is_counted_as_a_reset(machine_model: TrainReport) -> None:
