@@ -110,7 +110,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from daemon.replay import replay
     from train.series import load_nab_csv
 
-    kafka = KafkaConfig(bootstrap_servers=args.bootstrap, readings_topic=args.topic)
+    try:
+        kafka = KafkaConfig(bootstrap_servers=args.bootstrap, readings_topic=args.topic)
+    except ValueError as exc:
+        raise SystemExit(f"faultcast replay: --topic {args.topic!r}: {exc}") from exc
     ensure_topics(kafka)
     producer = make_producer(kafka)
     try:

@@ -207,6 +207,11 @@ class CongestionAlertConfig(AlertKindConfig):
     # order given (the first match wins); other streams use ``threshold`` or the model's limit.
     limits: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for pattern, limit in self.limits.items():
+            require(limit > 0, f"limits.{pattern}", "must be > 0 (the load that stream must not reach)")
+
 
 @dataclass(frozen=True)
 class AlertingConfig:

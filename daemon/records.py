@@ -206,12 +206,12 @@ def to_vector(
                 value = math.inf
         elif raw is None:
             if last is None:
-                sent = ", ".join(map(repr, list(values)[:8])) + (", ..." if len(values) > 8 else "")
+                sent = ", ".join(repr(k[:40]) for k in list(values)[:8]) + (
+                    ", ..." if len(values) > 8 else ""
+                )
+                detail = "is null" if name in values else f"missing (the reading has {sent})"
                 return Rejection(
-                    "missing_channel",
-                    f"channel {name!r} missing (the reading has {sent})",
-                    reading.source,
-                    reading.stream,
+                    "missing_channel", f"channel {name!r} {detail}", reading.source, reading.stream
                 )
             row.append(float(last[i]))
             carried.append(name)

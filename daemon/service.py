@@ -287,9 +287,15 @@ class Service:
         for alert in outcome.alerts:
             m.alerts.labels(kind=alert["kind"], severity=alert["severity"], state=alert["state"]).inc()
         self._set_gauges()
+        # Only after a poll that returned records: positions are then known, so position() does not
+        # wait on the broker (after a rebalance it may, for an offset reset still in flight).
+        for tp in self.consumer.assignment():
+            high, position = self.consumer.highwater(tp), self.consumer.position(tp)
+            if high is not None and position is not None:
+                m.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - position))
 
     def _set_gauges(self) -> None:
-        """Streams, state bytes and lag as they stand now."""
+        """Streams and state bytes as they stand now."""
         m = self.metrics
         for model, count in self.processor.active_streams.items():
             m.active_streams.labels(model=model).set(count)
@@ -299,10 +305,6 @@ class Service:
             by_device[table.device] = by_device.get(table.device, 0) + table.nbytes
         for device, nbytes in by_device.items():
             m.state_bytes.labels(device=device).set(nbytes)
-        for tp in self.consumer.assignment():
-            high, position = self.consumer.highwater(tp), self.consumer.position(tp)
-            if high is not None and position is not None:
-                m.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - position))
 
     def close(self) -> None:
         """Flushes what was produced, leaves the group (so partitions move at once) and closes clients."""

@@ -47,24 +47,27 @@ def load_nab_csv(path: Path, channel: str = "value") -> Series:
     ts: list[float] = []
     values: list[float] = []
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # a byte-order mark is skipped
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror})") from exc
     with handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"timestamp", "value"} <= set(reader.fieldnames):
-            raise DataError(
-                f"{path}: expected a comma-separated header 'timestamp,value' (NAB's layout), got "
-                f"{reader.fieldnames}; for other layouts write a dataset spec and use --spec"
-            )
-        for row in reader:
-            try:
-                ts.append(parse_nab_time(row["timestamp"]))
-                values.append(float(row["value"]))
-            except (ValueError, TypeError) as exc:
+        try:
+            if reader.fieldnames is None or not {"timestamp", "value"} <= set(reader.fieldnames):
                 raise DataError(
-                    f"{path}:{reader.line_num}: {exc}; expected an ISO-8601 timestamp and a number"
-                ) from exc
+                    f"{path}: expected a comma-separated header 'timestamp,value' (NAB's layout), got "
+                    f"{reader.fieldnames}; for other layouts write a dataset spec and use --spec"
+                )
+            for row in reader:
+                try:
+                    ts.append(parse_nab_time(row["timestamp"]))
+                    values.append(float(row["value"]))
+                except (ValueError, TypeError) as exc:
+                    raise DataError(
+                        f"{path}:{reader.line_num}: {exc}; expected an ISO-8601 timestamp and a number"
+                    ) from exc
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
     return Series(path.stem, np.asarray(ts), np.asarray(values, dtype=np.float32)[:, None], (channel,))
 
 

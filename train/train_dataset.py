@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
+from daemon.errors import DataError
 from train.dataset import load_dataset, load_spec
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
@@ -42,10 +43,10 @@ def train_dataset(
     data, _ = load_dataset(load_spec(spec_source), root)
     streams = sorted((s.series for s in data if fnmatch(s.series.name, pattern)), key=lambda s: s.name)
     if not streams:
-        raise ValueError(f"no stream of {spec_source} under {root} matches {pattern!r}")
+        raise DataError(f"no stream of {spec_source} under {root} matches {pattern!r}; check --streams")
     fit_to = split.fit_rows - split.val_rows
     if fit_to < 64 or split.val_rows < 1 or any(len(s) <= split.fit_rows for s in streams):
-        raise ValueError(
+        raise DataError(
             f"each stream needs more than --fit-rows {split.fit_rows} readings, of which at least 64 fit "
             f"and 1 validates (--val-rows {split.val_rows})"
         )

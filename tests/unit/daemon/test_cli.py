@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from daemon.cli import main
 from daemon.errors import ConfigError
 from daemon.http_server import serve
+from train.series import load_nab_csv
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,11 @@ def test_train_explains_bad_data_and_bad_options_in_one_line(
             (tmp_path / name).write_text(text)
         assert main(["train", "--csv", str(tmp_path / name), "--out", out]) == 2
         assert says in capsys.readouterr().err, name
+    (tmp_path / "latin1.csv").write_bytes(
+        "timestamp,value\n2024-01-01 00:00:00,1\n# \xb0C\n".encode("latin-1")
+    )
+    assert main(["train", "--csv", str(tmp_path / "latin1.csv"), "--out", out]) == 2
+    assert "latin1.csv: not UTF-8 text" in capsys.readouterr().err
     short = str(tmp_path / "short.csv")
     for flags, says in [
         (["--hidden", "0"], "hidden=0 must be >= 1"),
@@ -95,3 +101,17 @@ def test_train_explains_bad_data_and_bad_options_in_one_line(
     ]:
         with pytest.raises(SystemExit, match=rf"faultcast train: {re.escape(says)}"):
             main(["train", "--csv", short, "--out", out, *flags])
+
+
+def test_load_nab_csv_skips_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes("timestamp,value\n2024-01-01 00:00:00,1.5\n".encode("utf-8-sig"))
+    series = load_nab_csv(path)
+    assert series.values[:, 0].tolist() == [1.5]
+
+
+def test_replay_refuses_an_unusable_topic_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(
+        SystemExit, match=r"faultcast replay: --topic '': readings_topic must be a topic name"
+    ):
+        main(["replay", "--csv", str(tmp_path / "x.csv"), "--stream", "s", "--topic", ""])

@@ -81,6 +81,12 @@ def test_out_of_range_values_are_refused_naming_the_full_key(
         parse_config(data, Path("."), env={})
 
 
+def test_a_congestion_limit_must_be_positive_and_is_named_by_its_pattern() -> None:
+    limits = {"lane-*": 8.0, "buffer-*": 0}
+    with pytest.raises(ConfigError, match=r"'alerting.congestion.limits.buffer-\*': must be > 0"):
+        parse_config({**MODELS, "alerting": {"congestion": {"limits": limits}}}, Path("."), env={})
+
+
 def test_model_entries_need_streams_and_unique_names() -> None:
     with pytest.raises(ConfigError, match=r"'models\[0\].streams': must list at least one"):
         parse_config({"models": [{"name": "m", "path": "m.onnx", "streams": []}]}, Path("."), env={})

@@ -124,6 +124,8 @@ def test_a_missing_channel_names_what_the_reading_has() -> None:
     result = to_vector(_reading({"value": 0.4, "rpm": 1500}), CHANNELS, None)
     assert isinstance(result, Rejection) and result.reason == "missing_channel"
     assert result.detail == "channel 'vib_rms' missing (the reading has 'value', 'rpm')"
+    null = to_vector(_reading({"vib_rms": None, "temp_c": 1.0}), CHANNELS, None)
+    assert isinstance(null, Rejection) and null.detail == "channel 'vib_rms' is null"
 
 
 def test_vector_follows_model_order_counts_unknown_and_carries_missing() -> None:

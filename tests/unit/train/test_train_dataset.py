@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from daemon.errors import DataError
 from tests.support import NAB
 from train.dataset import load_dataset, load_spec
 from train.fit import FitConfig
@@ -35,7 +36,7 @@ def test_fits_the_matching_streams_heads_only(tmp_path: Path) -> None:
 
 
 def test_no_matching_stream_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=re.escape("matches 'nothing-*'")):
+    with pytest.raises(DataError, match=re.escape("matches 'nothing-*'")):
         train_dataset(
             "nab_realKnownCause", NAB, "nothing-*", HeadSplit(400, 120), TrainSpec(name="t"),
             FitConfig(epochs=1), tmp_path / "m.onnx", False,
