@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from daemon import __version__
-from daemon.errors import FaultcastError
+from daemon.errors import FaultcastError, UsageError
 
 log = logging.getLogger("faultcast")
 
@@ -45,7 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from train.series import load_nab_csv
     from train.train_dataset import HeadSplit, train_dataset
 
-    score = score_options(args, "faultcast train")
+    score = score_options(args, "train")
     try:  # every option checked before any data is read
         config = FitConfig(
             hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
@@ -58,7 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             **score,
         )
     except ValueError as exc:
-        raise SystemExit(f"faultcast train: {exc}") from exc
+        raise UsageError(f"train: {exc}") from exc
     if args.spec is not None:
         name = args.name or f"{Path(args.spec).stem}"
         spec = TrainSpec(
@@ -113,7 +113,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         kafka = KafkaConfig(bootstrap_servers=args.bootstrap, readings_topic=args.topic)
     except ValueError as exc:
-        raise SystemExit(f"faultcast replay: --topic {args.topic!r}: {exc}") from exc
+        raise UsageError(f"replay: --topic {args.topic!r}: {exc}") from exc
     ensure_topics(kafka)
     producer = make_producer(kafka)
     try:
@@ -297,11 +297,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ["train", "compare"]:
-        # `train compare` takes its own options (train.compare), not those of `train`
-        return _cmd_train_compare(argv[2:])
-    args = parser().parse_args(argv)
     try:
+        if argv[:2] == ["train", "compare"]:
+            # `train compare` takes its own options (train.compare), not those of `train`
+            return _cmd_train_compare(argv[2:])
+        args = parser().parse_args(argv)
         return int(args.func(args))
     except FaultcastError as exc:
         print(f"faultcast: error: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ FaultcastError
  ├── ConfigError    config.yaml is wrong; the message names the key and the fix
  ├── ModelError     a model file is missing, unreadable or breaks the step-model contract
  ├── DataError      a recorded series to train or evaluate on is unreadable, malformed or too short
+ ├── UsageError     a command-line option is out of range or lacks one it needs
  ├── BrokerError    Kafka cannot be reached or refused a request
  └── DeviceError    the configured device (GPU) cannot be used
 """
@@ -23,6 +24,10 @@ class ModelError(FaultcastError):
 
 class DataError(FaultcastError):
     """A data file cannot be used; the message names the file (and line) and what was expected."""
+
+
+class UsageError(FaultcastError):
+    """A command-line option cannot be used; the message names the command and the option."""
 
 
 class BrokerError(FaultcastError):

@@ -247,7 +247,7 @@ def nab_summary(
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN)
-    score = score_options(args, "faultcast evaluate nab", NabOptions.range_tolerance)
+    score = score_options(args, "evaluate nab", NabOptions.range_tolerance)
     o = NabOptions(
         fit=fit,
         smoothing=args.smoothing or NabOptions.smoothing,

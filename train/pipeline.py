@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from daemon.config import ALERTING_DEFAULTS
-from daemon.errors import DataError
+from daemon.errors import DataError, UsageError
 from train.calibrate import alert_rows, dynamic_threshold
 from train.congestion import CongestionSpec, ahead_target, calibrate
 from train.export import build_step_model, parity, save
@@ -86,14 +86,14 @@ def score_options(
 ) -> ScoreOptions:
     """A command line's ``--adapt``, ``--peak-half-life`` (0 or unset: off) and ``--range-tolerance``
     (``off``: off; 0 is a tolerance), checked as TrainSpec checks them: a bad one stops ``command`` with
-    a one-line message, before any fitting. Unset, the tolerance is ``default_tolerance`` where the
+    UsageError, before any fitting. Unset, the tolerance is ``default_tolerance`` where the
     adaptive score and the peak gate it needs are on, else off."""
     adapt, peak_half_life = args.adapt or None, args.peak_half_life or None
     text = args.range_tolerance
     try:
         tolerance = None if text == "off" else float(text) if text is not None else None
     except ValueError:
-        raise SystemExit(
+        raise UsageError(
             f"{command}: --range-tolerance {text!r}: give a share of the stream's range (e.g. 0.05) or off"
         ) from None
     if text is None and adapt is not None and peak_half_life is not None:
@@ -106,7 +106,7 @@ def score_options(
         for key, flag in (("range_tolerance", "--range-tolerance"), ("peak_half_life", "--peak-half-life")):
             text = text.replace(f"({key})", f"({flag})").replace(f"{key}=", f"{flag} ")
         text = text.replace("(adapt)", "(--adapt)").replace("adapt=", "--adapt ")
-        raise SystemExit(f"{command}: {text}") from exc
+        raise UsageError(f"{command}: {text}") from exc
     return options
 
 
