@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from daemon import __version__
@@ -50,8 +51,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = FitConfig(
             hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
         )
-        TrainSpec(
-            "check",
+        # Named once the data says what it is; --fit-fraction is used only with --csv.
+        unnamed = TrainSpec(
+            "",
+            version=args.version,
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
             scale_floor=args.scale_floor,
@@ -60,26 +63,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"train: {exc}") from exc
     if args.spec is not None:
-        name = args.name or f"{Path(args.spec).stem}"
-        spec = TrainSpec(
-            name=name,
-            version=args.version,
-            baseline=args.baseline,
-            scale_floor=args.scale_floor,
-            **score,
-        )
+        spec = replace(unnamed, name=args.name or Path(args.spec).stem)
         split = HeadSplit(args.fit_rows, args.val_rows)
         report = train_dataset(args.spec, args.root, args.streams, split, spec, config, args.out)
     else:
         series = load_nab_csv(args.csv, args.channel)
-        spec = TrainSpec(
-            name=args.name or series.name,
-            version=args.version,
-            fit_fraction=args.fit_fraction,
-            baseline=args.baseline,
-            scale_floor=args.scale_floor,
-            **score,
-        )
+        spec = replace(unnamed, name=args.name or series.name)
         report = train_series(series, spec, config, args.out)
     if args.run_dir:
         write_run(report, args.run_dir)
