@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from daemon.batching import waves
 from daemon.config import Config
@@ -41,13 +42,40 @@ class Scored:
 
 
 @dataclass(slots=True)
-class Admitted:
-    """A reading that passed every check, waiting for its wave."""
+class ScoredWave:
+    """One wave's scored readings, column by column: most polls only count them and time their latency."""
 
-    record: RawRecord
-    reading: Reading
-    vector: list[float]  # in the model's channel order
-    reset: bool  # start the stream cold (gap or idle beyond the TTL)
+    model: str
+    readings: list[Reading]
+    scores: list[float]
+    publish: list[bool] | None  # per reading, when there is a scores topic
+    forecast: np.ndarray | None = None  # [B, Q]
+    fault: list[float] | None = None
+
+    def rows(self) -> list[Scored]:
+        return [
+            Scored(
+                self.model,
+                reading.stream,
+                reading.ts,
+                self.scores[i],
+                reading.source,
+                self.publish is not None and self.publish[i],
+                None if self.forecast is None else self.forecast[i],
+                None if self.fault is None else self.fault[i],
+            )
+            for i, reading in enumerate(self.readings)
+        ]
+
+
+@dataclass(slots=True)
+class Pending:
+    """One model's admitted readings of a poll, waiting for their waves; one entry per reading."""
+
+    records: list[RawRecord] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
+    vectors: list[list[float]] = field(default_factory=list)  # in the model's channel order
+    resets: list[bool] = field(default_factory=list)  # start the stream cold (gap or idle beyond the TTL)
 
 
 @dataclass(frozen=True)
@@ -63,7 +91,7 @@ class Drop:
 @dataclass
 class Outcome:
     alerts: list[dict[str, Any]] = field(default_factory=list)
-    scored: list[Scored] = field(default_factory=list)
+    scored_waves: list[ScoredWave] = field(default_factory=list)
     rejected: list[tuple[RawRecord, Rejection]] = field(default_factory=list)
     dropped: list[Drop] = field(default_factory=list)
     unknown_channels: int = 0
@@ -71,6 +99,11 @@ class Outcome:
     gap_resets: int = 0
     evicted: int = 0
     waves: list[tuple[str, int, float]] = field(default_factory=list)  # model, batch size, seconds
+
+    @property
+    def scored(self) -> list[Scored]:
+        """Every scored reading, in wave order."""
+        return [row for wave in self.scored_waves for row in wave.rows()]
 
 
 class Processor:
@@ -91,7 +124,7 @@ class Processor:
         for rt in self.runtimes.values():
             out.alerts += rt.owed
             rt.owed = []
-        pending: dict[str, list[Admitted]] = {name: [] for name in self.runtimes}
+        pending = {name: Pending() for name in self.runtimes}
         limits = self.config.records
         timestamp = cached_timestamps()
         decoded = [
@@ -101,11 +134,9 @@ class Processor:
         where = self._locate(list(dict.fromkeys(d.stream for d in decoded if isinstance(d, Reading))))
         last_seen: dict[str, float] = {}
         for record, reading in zip(records, decoded, strict=True):
-            admitted = self._admit(record, reading, where, last_seen, out)
-            if admitted is not None:
-                pending[admitted[0]].append(admitted[1])
+            self._admit(record, reading, where, last_seen, pending, out)
         for name, items in pending.items():
-            if items:
+            if items.readings:
                 self._score(self.runtimes[name], items, out)
         cutoff = self.watermark - self.config.state.idle_ttl_s
         for rt in self.runtimes.values():
@@ -137,48 +168,50 @@ class Processor:
         decoded: Reading | Rejection,
         where: dict[str, tuple[str, float | None]],
         last_seen: dict[str, float],
+        pending: dict[str, Pending],
         out: Outcome,
-    ) -> tuple[str, Admitted] | None:
+    ) -> None:
+        """Checks one decoded record against its stream's model and history; queues it for its wave."""
         if isinstance(decoded, Rejection):
             out.rejected.append((record, decoded))
-            return None
-        located = where.get(decoded.stream)
+            return
+        stream = decoded.stream
+        located = where.get(stream)
         if located is None:
-            out.rejected.append(
-                (
-                    record,
-                    Rejection(
-                        "unknown_stream", "no model's streams pattern matches", record.source, decoded.stream
-                    ),
-                )
-            )
-            return None
+            detail = "no model's streams pattern matches"
+            out.rejected.append((record, Rejection("unknown_stream", detail, record.source, stream)))
+            return
         name, last_ts = located
         runtime = self.runtimes[name]
         # Invalid values are poison whatever their timestamp, so they are checked before ordering.
         limit = self.carry_limit
-        last, carried_run = runtime.last_values.get(decoded.stream, (None, 0)) if limit else (None, 0)
+        last, carried_run = runtime.last_values.get(stream, (None, 0)) if limit else (None, 0)
         converted = to_vector(decoded, runtime.engine.info.features, last if carried_run < limit else None)
         if isinstance(converted, Rejection):
             out.rejected.append((record, converted))
-            return None
+            return
         vector, carried_names, unknown = converted
-        carried = len(carried_names)
-        previous = last_seen.get(decoded.stream, last_ts)
-        if previous is not None and decoded.ts <= previous:
-            reason = "duplicate_timestamp" if decoded.ts == previous else "out_of_order"
-            out.dropped.append(Drop(reason, decoded.stream, decoded.ts, record.source))
-            return None
+        previous = last_seen.get(stream, last_ts)
+        ts = decoded.ts
+        if previous is not None and ts <= previous:
+            reason = "duplicate_timestamp" if ts == previous else "out_of_order"
+            out.dropped.append(Drop(reason, stream, ts, record.source))
+            return
         out.unknown_channels += unknown
-        out.carried += carried
         if limit:
-            run = runtime.last_values.get(decoded.stream, (vector, 0))[1]
-            runtime.last_values[decoded.stream] = (vector, run + 1 if carried else 0)
-        last_seen[decoded.stream] = decoded.ts
-        self.watermark = max(self.watermark, decoded.ts)
-        reset = previous is not None and decoded.ts - previous > self.max_gap
+            carried = len(carried_names)
+            out.carried += carried
+            run = runtime.last_values.get(stream, (vector, 0))[1]
+            runtime.last_values[stream] = (vector, run + 1 if carried else 0)
+        last_seen[stream] = ts
+        self.watermark = max(self.watermark, ts)
+        reset = previous is not None and ts - previous > self.max_gap
         out.gap_resets += reset
-        return name, Admitted(record, decoded, vector, reset)
+        queue = pending[name]
+        queue.records.append(record)
+        queue.readings.append(decoded)
+        queue.vectors.append(vector)
+        queue.resets.append(reset)
 
     def _locate(self, streams: list[str]) -> dict[str, tuple[str, float | None]]:
         """Per stream of a poll: the model that scores it and the last timestamp it scored (None for a
@@ -209,42 +242,56 @@ class Processor:
         runtime.since_score[stream] = 0 if count >= every else count
         return count >= every
 
-    def _score(self, runtime: ModelRuntime, items: list[Admitted], out: Outcome) -> None:
-        for wave in waves([item.reading.stream for item in items], self.config.batching.max_batch):
-            batch = [items[i] for i in wave]
-            streams = [item.reading.stream for item in batch]
-            x = np.array([item.vector for item in batch], dtype=np.float32)
-            reset = np.fromiter((item.reset for item in batch), dtype=bool, count=len(batch))
-            ts = np.fromiter((item.reading.ts for item in batch), dtype=np.float64, count=len(batch))
+    def _score(self, runtime: ModelRuntime, items: Pending, out: Outcome) -> None:
+        readings, sampled = items.readings, self.config.kafka.scores_topic is not None
+        for wave in waves([reading.stream for reading in readings], self.config.batching.max_batch):
+            batch = [readings[i] for i in wave]
+            streams = [reading.stream for reading in batch]
+            x = np.array([items.vectors[i] for i in wave], dtype=np.float32)
+            reset = np.array([items.resets[i] for i in wave], dtype=bool)
+            ts = np.array([reading.ts for reading in batch], dtype=np.float64)
             started = time.perf_counter()
             result = runtime.engine.step(streams, x, reset, ts)
             out.waves.append((runtime.name, len(batch), time.perf_counter() - started))
             slot_map = runtime.engine.table.slots
             slot_map.last_ts[result.slots] = ts
-            slot_map.partition[result.slots] = [item.reading.source.partition for item in batch]
+            slot_map.partition[result.slots] = [reading.source.partition for reading in batch]
             # Python lists once per wave: indexing numpy arrays per row costs more than the step.
-            scores, diverged = result.score.tolist(), result.diverged.tolist()
+            scores = result.score.tolist()
             faults = result.fault.tolist() if result.fault is not None else None
             holds = result.hold.tolist() if result.hold is not None else None
-            watched = runtime.watched(streams, result).tolist()
-            sampled = self.config.kafka.scores_topic is not None
-            for row, item in enumerate(batch):
-                reading, src = item.reading, item.reading.source
-                if diverged[row]:
-                    detail = "the model's score or state became non-finite; the stream restarts cold"
-                    out.rejected.append(
-                        (item.record, Rejection("non_finite_score", detail, src, reading.stream))
-                    )
-                    continue
-                publish = sampled and self._publish_score(runtime, reading.stream)
-                forecast = result.congestion[row] if result.congestion is not None else None
-                score = scores[row]
+            watched = runtime.watched(streams, result)
+            scored = ScoredWave(runtime.name, batch, scores, None, result.congestion, faults)
+            if result.diverged.any():
+                watched &= ~result.diverged
+                scored = self._drop_diverged(scored, [items.records[i] for i in wave], result.diverged, out)
+            if sampled:
+                scored.publish = [self._publish_score(runtime, r.stream) for r in scored.readings]
+            out.scored_waves.append(scored)
+            for row in np.flatnonzero(watched).tolist():
+                reading, vector = batch[row], items.vectors[wave[row]]
                 fault = faults[row] if faults is not None else None
-                out.scored.append(
-                    Scored(runtime.name, reading.stream, reading.ts, score, src, publish, forecast, fault)
+                hold = holds[row] if holds is not None else None
+                out.alerts += runtime.observe(
+                    reading.stream, row, result, reading, vector, scores[row], fault, hold
                 )
-                if watched[row]:
-                    hold = holds[row] if holds is not None else None
-                    out.alerts += runtime.observe(
-                        reading.stream, row, result, reading, item.vector, score, fault, hold
-                    )
+
+    @staticmethod
+    def _drop_diverged(
+        wave: ScoredWave, records: list[RawRecord], diverged: npt.NDArray[np.bool_], out: Outcome
+    ) -> ScoredWave:
+        """Rejects the rows whose score or state went non-finite; the wave without them."""
+        detail = "the model's score or state became non-finite; the stream restarts cold"
+        for row in np.flatnonzero(diverged).tolist():
+            reading = wave.readings[row]
+            rejection = Rejection("non_finite_score", detail, reading.source, reading.stream)
+            out.rejected.append((records[row], rejection))
+        keep = np.flatnonzero(~diverged).tolist()
+        return ScoredWave(
+            wave.model,
+            [wave.readings[i] for i in keep],
+            [wave.scores[i] for i in keep],
+            None,
+            None if wave.forecast is None else wave.forecast[keep],
+            None if wave.fault is None else [wave.fault[i] for i in keep],
+        )

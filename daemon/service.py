@@ -279,9 +279,17 @@ class Service:
         for model, size, seconds in outcome.waves:
             m.batch_size.labels(model=model).observe(size)
             m.step_seconds.labels(model=model).observe(seconds)
-        for model, count in collections.Counter(s.model for s in outcome.scored).items():
+        counts: collections.Counter[str] = collections.Counter()
+        for wave in outcome.scored_waves:
+            counts[wave.model] += len(wave.readings)
+        for model, count in counts.items():
             m.scored.labels(model=model).inc(count)
-        stamps = [s.source.record_ts for s in outcome.scored if s.source.record_ts is not None]
+        stamps = [
+            stamp
+            for wave in outcome.scored_waves
+            for stamp in (r.source.record_ts for r in wave.readings)
+            if stamp is not None
+        ]
         if stamps:
             m.latency.observe_many(np.maximum(0.0, time.time() - np.array(stamps, dtype=np.float64)))
         for alert in outcome.alerts:

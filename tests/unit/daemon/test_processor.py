@@ -144,6 +144,43 @@ def test_overflowing_reading_is_dead_lettered_and_the_stream_restarts_cold(
     assert scores[3] == 0.0 and np.isfinite(scores[4])  # cold again, then scoring normally
 
 
+def test_a_diverged_row_leaves_the_rest_of_its_wave_scored_sampled_and_alerting(
+    machine_model: TrainReport,
+) -> None:
+    """One stream's overflow in a wave of several: the others keep their scores, score sampling and
+    alerts, each alert with the score of its own reading; the overflow reaches no alert."""
+    config = _config(
+        machine_model.model_path,
+        kafka={"scores_topic": "scores", "scores_every": 2},
+        alerting={"fault": {"threshold": 0.01, "fire_after": 1, "resolve_after": 1}},
+    )
+    processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})
+    records, offset = [], 0
+    for t in range(6):
+        for stream in ("m-1", "m-2", "m-3"):
+            value = 3e38 if (stream, t) == ("m-2", 3) else 70.0 + 4 * (t % 2) + int(stream[-1])
+            records.append(_record(stream, t * STEP, value, offset))
+            offset += 1
+    out = processor.process(records)
+    [(_, diverged)] = out.rejected
+    assert (diverged.reason, diverged.stream, diverged.source.offset) == ("non_finite_score", "m-2", 10)
+    scored = {(s.stream, s.source.offset): s for s in out.scored}
+    assert sorted(o for _, o in scored) == [o for o in range(18) if o != 10]
+    for stream in ("m-1", "m-2", "m-3"):
+        published = [s.publish for s in out.scored if s.stream == stream]
+        assert published == [(i + 1) % 2 == 0 for i in range(len(published))]
+    firing = [a for a in out.alerts if a["state"] == "firing"]
+    assert {a["stream"] for a in firing} == {"m-1", "m-2", "m-3"}
+    for alert in firing:
+        reading = scored[(alert["stream"], alert["source"]["offset"])]
+        assert alert["score"] == pytest.approx(reading.score, abs=1e-6)
+    # m-2's alert ends when it restarts cold, its peak from the readings before the overflow.
+    [ended] = [a for a in out.alerts if a["state"] == "resolved"]
+    assert (ended["stream"], ended["source"]["offset"]) == ("m-2", 13)
+    before = [s.score for s in out.scored if s.stream == "m-2" and s.source.offset < 13]
+    assert ended["peak"] == pytest.approx(max(before), abs=1e-6)
+
+
 def test_stream_evicted_while_firing_gets_a_resolved_alert(machine_model: TrainReport) -> None:
     config = _config(
         machine_model.model_path,

@@ -140,6 +140,14 @@ def test_vector_follows_model_order_counts_unknown_and_carries_missing() -> None
     assert carried_result[1] == ["vib_rms"]
 
 
+def test_integer_channels_become_floats_beside_float_ones() -> None:
+    result = to_vector(_reading({"temp_c": 61.5, "vib_rms": 1, "rpm": 2}), CHANNELS, [9.0, 9.0])
+    assert not isinstance(result, Rejection)
+    vector, carried, unknown = result
+    assert vector == [1.0, 61.5] and all(type(v) is float for v in vector)
+    assert (carried, unknown) == ([], 1)
+
+
 def test_a_null_channel_is_carried_and_not_counted_unknown() -> None:
     last = np.array([0.5, 60.0], dtype=np.float32)
     for values, unknown in (
