@@ -65,7 +65,7 @@ def main() -> None:
             for i in range(start, min(start + chunk, args.streams))
         ]
         out = processor.process(records)
-        assert len(out.scored) == len(records)
+        assert sum(len(wave.readings) for wave in out.scored_waves) == len(records)
         del records, out
     gc.collect()
     added = rss_bytes() - before

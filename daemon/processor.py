@@ -6,7 +6,7 @@ Kafka, metrics and the clock stay outside, so this is what tests, the backtest a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from daemon.routing import Router
 from daemon.runtime import ModelRuntime
 
 
-# Slotted, not frozen, like the types in daemon.records: one of each is built per record.
+# Slotted, not frozen, like the types in daemon.records: one is built per record.
 @dataclass(slots=True)
 class RawRecord:
     key: bytes | None
@@ -31,6 +31,8 @@ class RawRecord:
 
 @dataclass(slots=True)
 class Scored:
+    """One scored reading, as ``ScoredWave.row`` gives it."""
+
     model: str
     stream: str
     ts: float
@@ -41,31 +43,40 @@ class Scored:
     fault: float | None = None  # the fault head's probability
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True)
 class ScoredWave:
-    """One wave's scored readings, column by column: most polls only count them and time their latency."""
+    """One wave's scored readings, column by column: most polls only count them and time their latency,
+    so no object is built per reading unless it is asked for (``row``)."""
 
     model: str
     readings: list[Reading]
     scores: list[float]
-    publish: list[bool] | None  # per reading, when there is a scores topic
-    forecast: np.ndarray | None = None  # [B, Q]
-    fault: list[float] | None = None
+    forecast: np.ndarray | None  # [B, Q] the congestion head's quantile forecasts
+    fault: list[float] | None  # the fault head's probabilities
+    publish: list[bool] | None = None  # per reading, when there is a scores topic
 
-    def rows(self) -> list[Scored]:
-        return [
-            Scored(
-                self.model,
-                reading.stream,
-                reading.ts,
-                self.scores[i],
-                reading.source,
-                self.publish is not None and self.publish[i],
-                None if self.forecast is None else self.forecast[i],
-                None if self.fault is None else self.fault[i],
-            )
-            for i, reading in enumerate(self.readings)
-        ]
+    def row(self, i: int) -> Scored:
+        reading = self.readings[i]
+        return Scored(
+            self.model,
+            reading.stream,
+            reading.ts,
+            self.scores[i],
+            reading.source,
+            self.publish is not None and self.publish[i],
+            None if self.forecast is None else self.forecast[i],
+            None if self.fault is None else self.fault[i],
+        )
+
+    def subset(self, rows: list[int]) -> ScoredWave:
+        return ScoredWave(
+            self.model,
+            [self.readings[i] for i in rows],
+            [self.scores[i] for i in rows],
+            None if self.forecast is None else self.forecast[rows],
+            None if self.fault is None else [self.fault[i] for i in rows],
+            None if self.publish is None else [self.publish[i] for i in rows],
+        )
 
 
 @dataclass(slots=True)
@@ -100,10 +111,9 @@ class Outcome:
     evicted: int = 0
     waves: list[tuple[str, int, float]] = field(default_factory=list)  # model, batch size, seconds
 
-    @property
     def scored(self) -> list[Scored]:
-        """Every scored reading, in wave order."""
-        return [row for wave in self.scored_waves for row in wave.rows()]
+        """Every scored reading, in wave order, one object each (built on each call)."""
+        return [wave.row(i) for wave in self.scored_waves for i in range(len(wave.readings))]
 
 
 class Processor:
@@ -242,13 +252,13 @@ class Processor:
         runtime.since_score[stream] = 0 if count >= every else count
         return count >= every
 
-    def _score(self, runtime: ModelRuntime, items: Pending, out: Outcome) -> None:
-        readings, sampled = items.readings, self.config.kafka.scores_topic is not None
+    def _score(self, runtime: ModelRuntime, pending: Pending, out: Outcome) -> None:
+        readings, sampled = pending.readings, self.config.kafka.scores_topic is not None
         for wave in waves([reading.stream for reading in readings], self.config.batching.max_batch):
             batch = [readings[i] for i in wave]
             streams = [reading.stream for reading in batch]
-            x = np.array([items.vectors[i] for i in wave], dtype=np.float32)
-            reset = np.array([items.resets[i] for i in wave], dtype=bool)
+            x = np.array([pending.vectors[i] for i in wave], dtype=np.float32)
+            reset = np.array([pending.resets[i] for i in wave], dtype=bool)
             ts = np.array([reading.ts for reading in batch], dtype=np.float64)
             started = time.perf_counter()
             result = runtime.engine.step(streams, x, reset, ts)
@@ -261,15 +271,18 @@ class Processor:
             faults = result.fault.tolist() if result.fault is not None else None
             holds = result.hold.tolist() if result.hold is not None else None
             watched = runtime.watched(streams, result)
-            scored = ScoredWave(runtime.name, batch, scores, None, result.congestion, faults)
+            scored = ScoredWave(runtime.name, batch, scores, result.congestion, faults)
             if result.diverged.any():
-                watched &= ~result.diverged
-                scored = self._drop_diverged(scored, [items.records[i] for i in wave], result.diverged, out)
-            if sampled:
-                scored.publish = [self._publish_score(runtime, r.stream) for r in scored.readings]
-            out.scored_waves.append(scored)
+                self._reject_diverged([pending.records[i] for i in wave], batch, result.diverged, out)
+                watched = watched & ~result.diverged
+                scored = scored.subset(np.flatnonzero(~result.diverged).tolist())
+            if scored.readings:  # not when every row diverged: no scores, so no metric series either
+                if sampled:
+                    publish = [self._publish_score(runtime, reading.stream) for reading in scored.readings]
+                    scored = replace(scored, publish=publish)
+                out.scored_waves.append(scored)
             for row in np.flatnonzero(watched).tolist():
-                reading, vector = batch[row], items.vectors[wave[row]]
+                reading, vector = batch[row], pending.vectors[wave[row]]
                 fault = faults[row] if faults is not None else None
                 hold = holds[row] if holds is not None else None
                 out.alerts += runtime.observe(
@@ -277,21 +290,12 @@ class Processor:
                 )
 
     @staticmethod
-    def _drop_diverged(
-        wave: ScoredWave, records: list[RawRecord], diverged: npt.NDArray[np.bool_], out: Outcome
-    ) -> ScoredWave:
-        """Rejects the rows whose score or state went non-finite; the wave without them."""
+    def _reject_diverged(
+        records: list[RawRecord], batch: list[Reading], diverged: npt.NDArray[np.bool_], out: Outcome
+    ) -> None:
+        """Dead-letters the rows whose score or state went non-finite (the engine reset their state)."""
         detail = "the model's score or state became non-finite; the stream restarts cold"
         for row in np.flatnonzero(diverged).tolist():
-            reading = wave.readings[row]
+            reading = batch[row]
             rejection = Rejection("non_finite_score", detail, reading.source, reading.stream)
             out.rejected.append((records[row], rejection))
-        keep = np.flatnonzero(~diverged).tolist()
-        return ScoredWave(
-            wave.model,
-            [wave.readings[i] for i in keep],
-            [wave.scores[i] for i in keep],
-            None,
-            None if wave.forecast is None else wave.forecast[keep],
-            None if wave.fault is None else [wave.fault[i] for i in keep],
-        )

@@ -74,8 +74,11 @@ def publish(
         if on_alert is not None:
             on_alert(alert)
     if k.scores_topic:
-        for s in (row for wave in outcome.scored_waves if wave.publish for row in wave.rows() if row.publish):
-            info = infos[s.model]
-            message = score_message(s.stream, s.ts, s.score, s.model, info, s.forecast, s.fault)
-            futures.append(producer.send(k.scores_topic, key=s.stream.encode(), value=encode_json(message)))
+        for wave in outcome.scored_waves:
+            for i in [i for i, sampled in enumerate(wave.publish or ()) if sampled]:
+                s = wave.row(i)
+                message = score_message(s.stream, s.ts, s.score, s.model, infos[s.model], s.forecast, s.fault)
+                futures.append(
+                    producer.send(k.scores_topic, key=s.stream.encode(), value=encode_json(message))
+                )
     return futures

@@ -191,18 +191,7 @@ def to_vector(
     an int; anything else (numpy scalars included) is ``non_numeric``.
     """
     values = reading.values
-    try:
-        row: list[float] = [values[name] for name in channels]
-    except KeyError:
-        row = []
-    else:
-        # The common case: every channel a float in range; anything else takes the checks below.
-        for got in row:
-            if type(got) is not float or not -3.0e38 <= got <= 3.0e38:
-                row = []
-                break
-        else:
-            return row, [], len(values) - len(channels)
+    row: list[float] = []
     carried: list[str] = []
     matched = 0  # channel names that are keys of ``values``, null ones included
     for i, name in enumerate(channels):

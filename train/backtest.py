@@ -135,7 +135,7 @@ def backtest(
         out = processor.process(recs[start : start + poll])
         rejected += len(out.rejected)
         dropped += len(out.dropped)
-        for scored in out.scored:
+        for scored in out.scored():
             results[scored.stream].score[scored.source.offset] = scored.score
             if scored.forecast is not None:
                 results[scored.stream].forecast[scored.source.offset] = scored.forecast

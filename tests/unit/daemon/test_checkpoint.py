@@ -53,7 +53,7 @@ def _polls() -> list[list[RawRecord]]:
 
 
 def _summary(out: Outcome) -> tuple[list[Any], list[Any]]:
-    return [(s.stream, s.score, s.publish) for s in out.scored], out.alerts
+    return [(s.stream, s.score, s.publish) for s in out.scored()], out.alerts
 
 
 def test_restored_streams_go_on_exactly_as_if_never_stopped(

@@ -61,7 +61,7 @@ def test_fires_after_n_forecasts_over_the_limit_and_resolves_under_the_lower_one
     assert first["top_channels"] == [{"name": "occupancy", "share": 1.0}]
     assert {a["id"] for a in alerts} == {first["id"]}  # escalation and resolution keep the alert's id
     assert alerts[-1]["resolution"] == "recovered"
-    assert [s.forecast.tolist() for s in out.scored][:2] == [[10.0, 15.0], [15.0, 20.0]]
+    assert [s.forecast.tolist() for s in out.scored()][:2] == [[10.0, 15.0], [15.0, 20.0]]
 
 
 def test_limit_from_config_overrides_the_models(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_model_without_a_congestion_head_never_raises_congestion_alerts(tmp_path
         _records("lane-1", "occupancy", [30.0, 40, 55])
     )
     assert all(a["kind"] == "fault" for a in out.alerts)
-    assert all(s.forecast is None for s in out.scored)
+    assert all(s.forecast is None for s in out.scored())
 
 
 def test_congestion_output_without_its_metadata_is_refused(tmp_path: Path) -> None:

@@ -69,15 +69,15 @@ def test_processor_and_checkpoints_run_on_the_device_table(machine_model: TrainR
     device = Processor(config, {"m": DeviceEngine(path, 4, "cpu")})
     want = [host.process(records[i : i + 70]) for i in range(0, 350, 70)]
     got = [device.process(records[i : i + 70]) for i in range(0, 350, 70)]
-    assert [round(s.score, 5) for o in got for s in o.scored] == [
-        round(s.score, 5) for o in want for s in o.scored
+    assert [round(s.score, 5) for o in got for s in o.scored()] == [
+        round(s.score, 5) for o in want for s in o.scored()
     ]
     # a checkpoint taken from the device table restores into another device table
     resumed = Processor(config, {"m": DeviceEngine(path, 4, "cpu")})
     assert restore(resumed, take(device, "r", {0: 175, 1: 175}), {0, 1}) == 7
     rest = records[350:]
-    want_rest = [s.score for s in host.process(rest).scored]
-    got_rest = [s.score for s in resumed.process(rest).scored]
+    want_rest = [s.score for s in host.process(rest).scored()]
+    got_rest = [s.score for s in resumed.process(rest).scored()]
     np.testing.assert_allclose(got_rest, want_rest, rtol=1e-5)
 
 

@@ -64,7 +64,7 @@ def test_interleaved_streams_match_each_stream_alone_including_eviction(machine_
         out = processor.process(records)
         assert not out.rejected and not out.dropped
         evicted += out.evicted
-        for s in out.scored:
+        for s in out.scored():
             scored[s.stream].append(s.score)
     evicted_streams = [f"m-{i}" for i in range(10)]
     for stream, values in series.items():
@@ -102,9 +102,9 @@ def test_duplicates_out_of_order_unknown_streams_and_gaps(machine_model: TrainRe
         ("unknown_stream", 4),
         ("non_finite", 6),
     ]
-    assert [s.source.offset for s in out.scored] == [0, 1, 5]
+    assert [s.source.offset for s in out.scored()] == [0, 1, 5]
     assert out.gap_resets == 1
-    assert out.scored[2].score == 0.0  # a reset stream's first reading has nothing to compare against
+    assert out.scored()[2].score == 0.0  # a reset stream's first reading has nothing to compare against
     # the later poll still sees the stream's last timestamp
     again = processor.process([_record("m-1", 10 * STEP, 71.0, 7)])
     assert [d.reason for d in again.dropped] == ["duplicate_timestamp"]
@@ -118,7 +118,7 @@ def test_missing_channel_carried_for_at_most_k_readings(machine_model: TrainRepo
         for t in range(4)
     ]
     out = processor.process([RawRecord(b"m-1", b.encode(), Source("r", 0, i)) for i, b in enumerate(body)])
-    assert [s.source.offset for s in out.scored] == [0, 1, 2]
+    assert [s.source.offset for s in out.scored()] == [0, 1, 2]
     assert out.carried == 2 and out.unknown_channels == 2
     assert [(r.reason, r.source.offset) for _, r in out.rejected] == [("missing_channel", 3)]
 
@@ -128,7 +128,7 @@ def test_scores_topic_sampling(machine_model: TrainReport, every: int) -> None:
     config = _config(machine_model.model_path, kafka={"scores_topic": "scores", "scores_every": every})
     processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})
     out = processor.process([_record("m-1", t * STEP, 70.0 + t, t) for t in range(9)])
-    assert [s.publish for s in out.scored] == [(t + 1) % every == 0 for t in range(9)]
+    assert [s.publish for s in out.scored()] == [(t + 1) % every == 0 for t in range(9)]
 
 
 def test_overflowing_reading_is_dead_lettered_and_the_stream_restarts_cold(
@@ -139,9 +139,17 @@ def test_overflowing_reading_is_dead_lettered_and_the_stream_restarts_cold(
         [_record("m-1", t * STEP, v, t) for t, v in enumerate([70.0, 70.2, 3e38, 70.4, 70.5])]
     )
     assert [(r.reason, r.source.offset) for _, r in out.rejected] == [("non_finite_score", 2)]
-    scores = {s.source.offset: s.score for s in out.scored}
+    scores = {s.source.offset: s.score for s in out.scored()}
     assert sorted(scores) == [0, 1, 3, 4]
     assert scores[3] == 0.0 and np.isfinite(scores[4])  # cold again, then scoring normally
+
+
+def test_a_wave_whose_every_row_diverged_reports_no_scored_readings(machine_model: TrainReport) -> None:
+    processor = Processor(_config(machine_model.model_path), {"m": HostEngine(machine_model.model_path, 4)})
+    processor.process([_record("m-1", t * STEP, 70.0 + t, t) for t in range(2)])
+    out = processor.process([_record("m-1", 2 * STEP, 3e38, 2)])
+    assert [r.reason for _, r in out.rejected] == ["non_finite_score"]
+    assert out.scored_waves == []  # nothing for the metrics to count, not a wave of none
 
 
 def test_a_diverged_row_leaves_the_rest_of_its_wave_scored_sampled_and_alerting(
@@ -164,10 +172,10 @@ def test_a_diverged_row_leaves_the_rest_of_its_wave_scored_sampled_and_alerting(
     out = processor.process(records)
     [(_, diverged)] = out.rejected
     assert (diverged.reason, diverged.stream, diverged.source.offset) == ("non_finite_score", "m-2", 10)
-    scored = {(s.stream, s.source.offset): s for s in out.scored}
+    scored = {(s.stream, s.source.offset): s for s in out.scored()}
     assert sorted(o for _, o in scored) == [o for o in range(18) if o != 10]
     for stream in ("m-1", "m-2", "m-3"):
-        published = [s.publish for s in out.scored if s.stream == stream]
+        published = [s.publish for s in out.scored() if s.stream == stream]
         assert published == [(i + 1) % 2 == 0 for i in range(len(published))]
     firing = [a for a in out.alerts if a["state"] == "firing"]
     assert {a["stream"] for a in firing} == {"m-1", "m-2", "m-3"}
@@ -177,7 +185,7 @@ def test_a_diverged_row_leaves_the_rest_of_its_wave_scored_sampled_and_alerting(
     # m-2's alert ends when it restarts cold, its peak from the readings before the overflow.
     [ended] = [a for a in out.alerts if a["state"] == "resolved"]
     assert (ended["stream"], ended["source"]["offset"]) == ("m-2", 13)
-    before = [s.score for s in out.scored if s.stream == "m-2" and s.source.offset < 13]
+    before = [s.score for s in out.scored() if s.stream == "m-2" and s.source.offset < 13]
     assert ended["peak"] == pytest.approx(max(before), abs=1e-6)
 
 

@@ -57,7 +57,7 @@ def test_same_layout_keeps_state_and_scores_with_the_new_weights(tmp_path: Path)
     expected, _, _ = session.run(
         None, {"x": x, "state": state_before, **fixed_inputs(runtime.engine.info, None)}
     )
-    assert out.scored[0].score == expected[0]
+    assert out.scored()[0].score == expected[0]
     assert runtime.reload(live) is None  # same bytes again: nothing to do
 
 
@@ -69,7 +69,7 @@ def test_new_layout_resets_every_live_stream(tmp_path: Path) -> None:
     assert runtime.reload(live) == Reloaded(kept_state=False, streams_reset=1)
     assert runtime.engine.table.width == runtime.engine.info.state_width == 2 * 16 + 4
     out = processor.process(_records(10, 2))
-    assert out.scored[0].score == 0.0 and out.scored[1].score > 0.0  # cold start, then warm
+    assert out.scored()[0].score == 0.0 and out.scored()[1].score > 0.0  # cold start, then warm
     assert not out.dropped  # the stream kept its last timestamp
 
 

@@ -89,4 +89,4 @@ def test_daemon_fault_alerts_follow_the_probability(fault_model: TrainReport) ->
     warned = [f for f in (300, 700, 1200) if any(f - 2 * HORIZON <= o < f for o in onsets)]
     assert len(warned) >= 2, f"alerts at {onsets} warn before too few of the faults"
     assert len(onsets) <= 4, f"alerts at {onsets}: more than the faults explain"
-    assert all(0.0 <= s.fault <= 1.0 for s in out.scored if s.fault is not None)
+    assert all(0.0 <= s.fault <= 1.0 for s in out.scored() if s.fault is not None)
