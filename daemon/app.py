@@ -82,7 +82,7 @@ def build_service(
     consumer = make_consumer(config, listener)
     producer = make_producer(config.kafka)
     service = Service(config, processor, consumer, producer, listener, metrics, Notifier(), on_alert)
-    server = serve(config.metrics.host, config.metrics.port, registry, lambda: service.ready)
+    server = serve(config.metrics.host, config.metrics.port, registry, service.health)
     service.http_server = server
     log.info(
         "serving metrics", extra={"url": f"http://{config.metrics.host}:{server.server_address[1]}/metrics"}

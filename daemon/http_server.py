@@ -1,4 +1,4 @@
-"""Serves /metrics (Prometheus exposition) and /healthz (200 when ready, 503 otherwise)."""
+"""Serves /metrics (Prometheus exposition) and /healthz (200 when healthy, 503 otherwise, with why)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from daemon.errors import ConfigError
 
 
 def serve(
-    host: str, port: int, registry: CollectorRegistry, is_ready: Callable[[], bool]
+    host: str, port: int, registry: CollectorRegistry, health: Callable[[], tuple[bool, str]]
 ) -> ThreadingHTTPServer:
     """Starts the server on a daemon thread; port 0 picks a free port (see ``server_address``)."""
 
@@ -22,8 +22,8 @@ def serve(
             if path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
-                ready = is_ready()
-                self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n", "text/plain")
+                healthy, why = health()
+                self._send(200 if healthy else 503, why.encode("utf-8") + b"\n", "text/plain")
             else:
                 self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
 

@@ -144,7 +144,7 @@ def dead_letter_headers(record: RawRecord, rejection: Rejection) -> list[tuple[s
         "errors.topic": src.topic,
         "errors.partition": str(src.partition),
         "errors.offset": str(src.offset),
-        "errors.stage": "decode" if rejection.stream is None else "validate",
+        "errors.stage": rejection.stage,
     }
     return [*record.headers, *((k, v.encode("utf-8")) for k, v in extra.items())]
 

@@ -151,5 +151,11 @@ class Metrics:
             ["model", "result"],
             registry=r,
         )
+        self.reload_failing = Gauge(
+            "faultcast_model_reload_failing",
+            "1 while a model's file failed its last reload (the loaded version keeps running), else 0",
+            ["model"],
+            registry=r,
+        )
         self.model_info = Info("faultcast_model", "Loaded models", ["model"], registry=r)
         Info("faultcast_build", "faultcast build", registry=r).info({"version": __version__})

@@ -189,7 +189,8 @@ class Processor:
         located = where.get(stream)
         if located is None:
             detail = "no model's streams pattern matches"
-            out.rejected.append((record, Rejection("unknown_stream", detail, record.source, stream)))
+            rejection = Rejection("unknown_stream", detail, record.source, stream, "validate")
+            out.rejected.append((record, rejection))
             return
         name, last_ts = located
         runtime = self.runtimes[name]
@@ -297,5 +298,5 @@ class Processor:
         detail = "the model's score or state became non-finite; the stream restarts cold"
         for row in np.flatnonzero(diverged).tolist():
             reading = batch[row]
-            rejection = Rejection("non_finite_score", detail, reading.source, reading.stream)
+            rejection = Rejection("non_finite_score", detail, reading.source, reading.stream, "score")
             out.rejected.append((records[row], rejection))

@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 
 from daemon.config import KafkaConfig
 from daemon.kafka_io import dead_letter_headers, encode_json
+from daemon.log_budget import LogBudget
 from daemon.messages import score_message
 from daemon.model_file import ModelInfo
 from daemon.processor import Outcome
@@ -22,23 +23,28 @@ def publish(
     k: KafkaConfig,
     outcome: Outcome,
     infos: dict[str, ModelInfo],
+    budget: LogBudget,
     on_alert: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[Any]:
-    """Sends one poll's dead letters, alerts and scores, logging each; returns the send futures."""
+    """Sends one poll's dead letters, alerts and scores; returns the send futures.
+
+    Every alert is logged. Rejected records and dropped readings are logged within ``budget`` per reason,
+    and what it held back is logged as a count once its window is over."""
     futures = []
     for record, rejection in outcome.rejected:
         src = record.source
-        log.warning(
-            "record rejected",
-            extra={
-                "reason": rejection.reason,
-                "detail": rejection.detail,
-                "stream": rejection.stream,
-                "topic": src.topic,
-                "partition": src.partition,
-                "offset": src.offset,
-            },
-        )
+        if budget.allow(f"rejected:{rejection.reason}"):
+            log.warning(
+                "record rejected",
+                extra={
+                    "reason": rejection.reason,
+                    "detail": rejection.detail,
+                    "stream": rejection.stream,
+                    "topic": src.topic,
+                    "partition": src.partition,
+                    "offset": src.offset,
+                },
+            )
         futures.append(
             producer.send(
                 k.dead_letter_topic,
@@ -48,15 +54,25 @@ def publish(
             )
         )
     for drop in outcome.dropped:
-        log.info(
-            "reading dropped",
-            extra={
-                "reason": drop.reason,
-                "stream": drop.stream,
-                "topic": drop.source.topic,
-                "partition": drop.source.partition,
-                "offset": drop.source.offset,
-            },
+        if budget.allow(f"dropped:{drop.reason}"):
+            log.info(
+                "reading dropped",
+                extra={
+                    "reason": drop.reason,
+                    "stream": drop.stream,
+                    "topic": drop.source.topic,
+                    "partition": drop.source.partition,
+                    "offset": drop.source.offset,
+                },
+            )
+    for key, count in sorted(budget.held_back().items()):
+        what, reason = key.split(":", 1)
+        counter = (
+            "faultcast_records_rejected_total" if what == "rejected" else "faultcast_readings_dropped_total"
+        )
+        log.warning(
+            f"more {what} records than the log shows: {counter} counts every one",
+            extra={"reason": reason, "not_logged": count, "window_s": budget.window_s},
         )
     for alert in outcome.alerts:
         log.info(

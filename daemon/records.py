@@ -38,6 +38,9 @@ class Rejection:
     detail: str
     source: Source
     stream: str | None = None
+    # Where it failed (the dead letter's errors.stage): decode (not a reading), validate (a reading its
+    # model cannot take) or score (the model overflowed on it).
+    stage: str = "decode"
 
 
 # Years 1970-9999: what every timestamp must lie in to be formatted back into an alert.
@@ -211,17 +214,23 @@ def to_vector(
                 )
                 detail = "is null" if name in values else f"missing (the reading has {sent})"
                 return Rejection(
-                    "missing_channel", f"channel {name!r} {detail}", reading.source, reading.stream
+                    "missing_channel",
+                    f"channel {name!r} {detail}",
+                    reading.source,
+                    reading.stream,
+                    "validate",
                 )
             row.append(float(last[i]))
             carried.append(name)
             matched += name in values  # a null: sent, but without a value
             continue
         else:  # bool, str, list, object
-            return Rejection("non_numeric", f"channel {name!r} is {raw!r}", reading.source, reading.stream)
+            detail = f"channel {name!r} is {raw!r}"
+            return Rejection("non_numeric", detail, reading.source, reading.stream, "validate")
         if not -3.0e38 <= value <= 3.0e38:  # NaN fails both comparisons
             shown = repr(raw)[:40]
-            return Rejection("non_finite", f"channel {name!r} is {shown}", reading.source, reading.stream)
+            detail = f"channel {name!r} is {shown}"
+            return Rejection("non_finite", detail, reading.source, reading.stream, "validate")
         row.append(value)
     # Channel names are unique, so the keys not matched are exactly the unknown ones.
     unknown = len(values) - (matched + len(channels) - len(carried))

@@ -28,6 +28,8 @@ class ModelReloader:
         self.requested = threading.Event()  # set by the SIGHUP handler
         self._model_files = self._stat_models()
         self._next_watch = time.monotonic() + config.reload.watch_interval_s
+        for model in config.models:
+            metrics.reload_failing.labels(model=model.name).set(0)
 
     def _stat_models(self) -> dict[str, tuple[int, int]]:
         stats = {}
@@ -61,7 +63,10 @@ class ModelReloader:
                     extra={"model": model.name, "error": str(exc)},
                 )
                 self.metrics.reloads.labels(model=model.name, result="failed").inc()
+                # Until a reload succeeds: the file on disk is what the next restart will fail to load.
+                self.metrics.reload_failing.labels(model=model.name).set(1)
                 continue
+            self.metrics.reload_failing.labels(model=model.name).set(0)
             if reloaded is None:
                 self.metrics.reloads.labels(model=model.name, result="unchanged").inc()
                 continue

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from daemon.checkpoint import Checkpoints, restore, take
 from daemon.config import Config
 from daemon.errors import BrokerError
 from daemon.kafka_io import HandOffListener, Rebalance, to_raw
+from daemon.log_budget import LogBudget
 from daemon.metrics import Metrics
 from daemon.processor import Outcome, Processor, RawRecord
 from daemon.publisher import publish
@@ -29,6 +30,13 @@ from daemon.reloader import ModelReloader
 from daemon.systemd import Notifier
 
 log = logging.getLogger("faultcast.service")
+
+# How long the broker gets to acknowledge what was published. Under the systemd watchdog's 60 s, so that a
+# broker outage ends the process with an error (and systemd restarts it) instead of a loop blocked for good.
+FLUSH_TIMEOUT_S = 30.0
+# /healthz calls a loop that has not come round for this long stalled: a poll, a wave, a flush (bounded
+# above) and a checkpoint each take well under it.
+STALL_AFTER_S = 60.0
 
 
 class Service:
@@ -62,6 +70,9 @@ class Service:
         self._progress = threading.Condition()
         self.http_server: ThreadingHTTPServer | None = None
         self._announced_ready = threading.Event()
+        self._joined = False  # the consumer group assigned this instance its share (maybe none) once
+        self._last_turn = time.monotonic()
+        self._log_budget = LogBudget()
         self._publish_model_info()
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
@@ -82,6 +93,15 @@ class Service:
     @property
     def ready(self) -> bool:
         return bool(self.assigned)
+
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: ready (partitions assigned) and the loop coming round; otherwise why not."""
+        stalled = time.monotonic() - self._last_turn
+        if stalled > STALL_AFTER_S:
+            return False, f"stalled: the processing loop last came round {stalled:.0f}s ago"
+        if not self.ready:
+            return False, "not ready: no partitions assigned (starting, or a standby in its group)"
+        return True, "ready"
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: object) -> None:
@@ -106,8 +126,10 @@ class Service:
         gc.collect()
         gc.freeze()
         self._set_gauges()  # before the first records arrive, so a quiet restart still reports them
+        flush_on_close = True
         try:
             while not self.stop_requested.is_set():
+                self._last_turn = time.monotonic()
                 self.metrics.last_wave.set_to_current_time()
                 self.notifier.watchdog()
                 self.reloader.check()
@@ -125,9 +147,12 @@ class Service:
                     self.handle(records)
                 self._commit_if_due()
             self._commit_if_due(force=True)
+        except BrokerError:
+            flush_on_close = False  # the broker is what failed: do not wait on it a second time
+            raise
         finally:
             try:
-                self.close()
+                self.close(flush_on_close)
             finally:
                 gc.unfreeze()  # back to the collector, for whatever the process does next (tests, exit)
 
@@ -135,7 +160,8 @@ class Service:
         """Scores one poll and publishes its results; offsets are committed later, once those are acked."""
         outcome = self.processor.process(records)
         infos = {name: rt.engine.info for name, rt in self.processor.runtimes.items()}
-        self._unacked.extend(publish(self.producer, self.config.kafka, outcome, infos, self.on_alert))
+        sent = publish(self.producer, self.config.kafka, outcome, infos, self._log_budget, self.on_alert)
+        self._unacked.extend(sent)
         last: dict[tuple[str, int], int] = {}  # records of a partition come in offset order
         for r in records:
             last[(r.source.topic, r.source.partition)] = r.source.offset
@@ -157,7 +183,7 @@ class Service:
         interval = self.config.kafka.commit_interval_ms / 1000.0
         if not force and time.monotonic() - self._last_commit < interval:
             return
-        self.producer.flush()
+        self._flush()
         for future in self._unacked:
             if future.failed():
                 raise BrokerError(
@@ -173,6 +199,16 @@ class Service:
         self._uncommitted, self._uncommitted_count = {}, 0
         self._last_commit = time.monotonic()
         self._checkpoint_if_due(force)
+
+    def _flush(self) -> None:
+        """Waits for the broker to acknowledge what was published; BrokerError when it does not in time."""
+        try:
+            self.producer.flush(timeout=FLUSH_TIMEOUT_S)
+        except KafkaTimeoutError as exc:
+            raise BrokerError(
+                f"Kafka did not acknowledge published records within {FLUSH_TIMEOUT_S:.0f}s ({exc}); check "
+                "the brokers. Records are not committed and will be read again after restart"
+            ) from exc
 
     def _checkpoint_if_due(self, force: bool = False) -> None:
         """Writes a checkpoint when one is due and every processed record is committed, so that the
@@ -235,8 +271,15 @@ class Service:
                 self.metrics.evicted.inc(evicted)
             log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
             self.metrics.ready.set(1 if self.ready else 0)
+            if not self._joined:
+                # Ready for systemd once the group has given this instance its share, even none: a standby
+                # is healthy (and its start must not time out); /healthz and faultcast_ready say which.
+                share = (
+                    f"scoring partitions {sorted(self.assigned)}" if self.ready else "standby, no partitions"
+                )
+                self.notifier.ready(share)
+                self._joined = True
             if self.ready and not self._announced_ready.is_set():
-                self.notifier.ready(f"scoring partitions {sorted(self.assigned)}")
                 self._announced_ready.set()
             self._set_gauges()  # streams were dropped or restored
         return rewound
@@ -314,13 +357,15 @@ class Service:
         for device, nbytes in by_device.items():
             m.state_bytes.labels(device=device).set(nbytes)
 
-    def close(self) -> None:
+    def close(self, flush: bool = True) -> None:
         """Flushes what was produced, leaves the group (so partitions move at once) and closes clients."""
         try:
-            self.producer.flush()
+            if flush:
+                self._flush()
         finally:
             self.consumer.close()
-            self.producer.close()
+            # Without the flush what is still buffered is dropped: those records were not committed.
+            self.producer.close(timeout=FLUSH_TIMEOUT_S if flush else 0)
             self.metrics.ready.set(0)
             if self.http_server is not None:
                 self.http_server.shutdown()

@@ -186,8 +186,8 @@ def test_unit_has_the_directives_production_needs() -> None:
     assert 10 <= _seconds(one("WatchdogSec")) <= 300
     assert one("Restart") == "on-failure"
     assert _seconds(one("RestartSec")) >= 1
-    assert _seconds(one("StartLimitIntervalSec", unit_section)) > 0
-    assert int(one("StartLimitBurst", unit_section)) >= 1
+    # A Kafka outage ends the daemon with an error; the unit must not be left failed when Kafka is back.
+    assert _seconds(one("StartLimitIntervalSec", unit_section)) == 0, "restarts must never stop"
     assert re.fullmatch(r"/\S*/kill -(HUP|SIGHUP|s HUP) \$MAINPID", one("ExecReload"))
     assert _seconds(one("TimeoutStopSec")) >= 60, "stop must leave time to finish a wave, flush and commit"
     exec_start = one("ExecStart").split()

@@ -96,6 +96,12 @@ def test_thousand_streams_with_poison_records(kafka_bootstrap: str, machine_mode
         headers = {k: v.decode() for k, v in record.headers}
         assert record.key == key
         assert headers["errors.reason"] == reason
+        stage = (
+            "validate"
+            if reason in {"missing_channel", "non_finite", "non_numeric", "unknown_stream"}
+            else "decode"
+        )
+        assert headers["errors.stage"] == stage, reason
         assert headers["errors.topic"] == config.kafka.readings_topic
         assert int(headers["errors.offset"]) == records.index((key, value))
 

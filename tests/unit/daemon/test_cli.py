@@ -65,7 +65,7 @@ def test_a_metrics_port_in_use_names_the_key() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"cannot serve metrics on 127.0.0.1:{port} .*metrics.port"):
-            serve("127.0.0.1", port, CollectorRegistry(), lambda: True)
+            serve("127.0.0.1", port, CollectorRegistry(), lambda: (True, "ready"))
 
 
 def test_train_explains_bad_data_and_bad_options_in_one_line(

@@ -1,0 +1,228 @@
+"""The service loop with small stand-ins for the Kafka clients (no broker needed here): metrics, health,
+readiness, log volume, and what a broker that stops acknowledging does."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
+from prometheus_client import CollectorRegistry
+
+from daemon.config import parse_config
+from daemon.engine import HostEngine
+from daemon.errors import BrokerError
+from daemon.kafka_io import HandOffListener
+from daemon.metrics import Metrics
+from daemon.processor import Processor, RawRecord
+from daemon.records import Source
+from daemon.service import Service
+from daemon.systemd import Notifier
+from train.pipeline import TrainReport
+
+
+class _Consumer:
+    """Returns ``polls`` one per poll, then asks the service to stop (at once, without any)."""
+
+    def __init__(self, polls: list[dict[Any, Any]] | None = None) -> None:
+        self.service: Service | None = None
+        self.polls = list(polls or [])
+        self.committed: list[Any] = []
+        self.closed = False
+
+    def poll(self, timeout_ms: int) -> dict[Any, Any]:
+        assert self.service is not None
+        if self.polls:
+            return self.polls.pop(0)
+        self.service.stop_requested.set()
+        return {}
+
+    def assignment(self) -> set[Any]:
+        return set()
+
+    def highwater(self, tp: Any) -> None:
+        return None
+
+    def position(self, tp: Any) -> None:
+        return None
+
+    def commit(self, offsets: Any) -> None:
+        self.committed.append(offsets)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Producer:
+    """Takes every record; ``acks=False`` stands for a broker that stopped acknowledging."""
+
+    def __init__(self, acks: bool = True) -> None:
+        self.acks = acks
+        self.sent: list[tuple[str, bytes]] = []
+        self.headers: list[dict[str, bytes]] = []
+        self.flushes: list[float | None] = []
+        self.closed_with: float | None = None
+
+    def send(self, topic: str, key: bytes, value: bytes, headers: Any = None) -> Future:
+        self.sent.append((topic, value))
+        self.headers.append(dict(headers or []))
+        return Future()
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushes.append(timeout)
+        if not self.acks:
+            raise KafkaTimeoutError(f"Timeout after waiting for {timeout} secs.")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed_with = timeout
+
+
+class Future:
+    def failed(self) -> bool:
+        return False
+
+
+def _service(
+    model: Path,
+    consumer: _Consumer | None = None,
+    producer: _Producer | None = None,
+    env: dict[str, str] | None = None,
+    **sections: Any,
+) -> tuple[Service, CollectorRegistry, _Producer]:
+    config = parse_config({"models": [{"name": "m", "path": str(model)}], **sections}, Path("."), env={})
+    registry, consumer, producer = CollectorRegistry(), consumer or _Consumer(), producer or _Producer()
+    service = Service(
+        config,
+        Processor(config, {"m": HostEngine(model, 4)}),
+        consumer,
+        producer,
+        HandOffListener(),
+        Metrics(registry),
+        Notifier(env=env or {}),
+    )
+    consumer.service = service
+    return service, registry, producer
+
+
+def test_gauges_are_reported_before_any_record_arrives(machine_model: TrainReport) -> None:
+    service, registry, _ = _service(machine_model.model_path)
+    assert registry.get_sample_value("faultcast_active_streams", {"model": "m"}) is None
+    service.run()  # one empty poll
+    assert registry.get_sample_value("faultcast_active_streams", {"model": "m"}) == 0
+    state_bytes = registry.get_sample_value("faultcast_state_bytes", {"device": "cpu"})
+    assert state_bytes is not None and state_bytes > 0  # the table's initial capacity
+    [info] = [s for m in registry.collect() if m.name == "faultcast_model" for s in m.samples]
+    assert info.labels["model"] == "m" and info.labels["trained_name"] == "machine-temperature"
+
+
+def test_a_stream_restarted_cold_after_an_overflow_is_counted_as_a_reset(machine_model: TrainReport) -> None:
+    service, registry, producer = _service(machine_model.model_path)
+    records = [
+        RawRecord(
+            b"m-1",
+            json.dumps({"stream": "m-1", "ts": 300.0 * t, "values": {"temp_c": v}}).encode(),
+            Source("faultcast.readings", 0, t),
+        )
+        for t, v in enumerate([70.0, 70.2, 3e38, 70.4])
+    ]
+    service.handle(records)
+    assert registry.get_sample_value("faultcast_stream_resets_total", {"reason": "non_finite"}) == 1
+    assert [topic for topic, _ in producer.sent] == ["faultcast.dead-letter"]
+    assert producer.headers[0]["errors.stage"] == b"score"
+
+
+def _message(offset: int, value: float) -> SimpleNamespace:
+    body = json.dumps({"stream": "m-1", "ts": 300.0 * offset, "values": {"temp_c": value}}).encode()
+    return SimpleNamespace(
+        topic="faultcast.readings",
+        partition=0,
+        offset=offset,
+        timestamp=None,
+        key=b"m-1",
+        value=body,
+        headers=[],
+    )
+
+
+def test_a_broker_that_stops_acknowledging_ends_the_run_with_a_broker_error_and_no_commit(
+    machine_model: TrainReport,
+) -> None:
+    consumer = _Consumer(
+        [{TopicPartition("faultcast.readings", 0): [_message(t, 70.0 + t) for t in range(3)]}]
+    )
+    service, _, producer = _service(
+        machine_model.model_path, consumer, _Producer(acks=False), kafka={"commit_interval_ms": 0}
+    )
+    with pytest.raises(BrokerError, match=r"did not acknowledge published records within 30s.*read again"):
+        service.run()
+    assert producer.flushes == [30.0]  # bounded, and not tried a second time on the way out
+    assert consumer.committed == [] and service.processed == 0
+    assert consumer.closed and producer.closed_with == 0
+
+
+def test_a_normal_stop_flushes_within_the_bound_and_commits(machine_model: TrainReport) -> None:
+    consumer = _Consumer(
+        [{TopicPartition("faultcast.readings", 0): [_message(t, 70.0 + t) for t in range(3)]}]
+    )
+    service, _, producer = _service(machine_model.model_path, consumer, kafka={"commit_interval_ms": 0})
+    service.run()
+    assert producer.flushes and all(timeout == 30.0 for timeout in producer.flushes)
+    [offsets] = consumer.committed
+    assert [o.offset for o in offsets.values()] == [3] and service.processed == 3
+    assert producer.closed_with == 30.0
+
+
+def test_health_says_why_it_is_not_ready_or_stalled(machine_model: TrainReport) -> None:
+    service, _, _ = _service(machine_model.model_path)
+    healthy, why = service.health()
+    assert not healthy and why.startswith("not ready: no partitions assigned")
+    service.assigned = {0}
+    assert service.health() == (True, "ready")
+    service._last_turn -= 61.0  # the loop last came round a minute ago
+    healthy, why = service.health()
+    assert not healthy and why.startswith("stalled: the processing loop last came round 61s ago")
+
+
+def test_a_standby_with_no_partitions_tells_systemd_it_is_ready_once(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(address)
+        receiver.settimeout(5)
+        service, registry, _ = _service(
+            machine_model.model_path, _Consumer([{}, {}]), env={"NOTIFY_SOCKET": address}
+        )
+        service.listener.on_partitions_assigned(set())
+        service.listener.on_partitions_assigned(set())  # a second rebalance: no second READY
+        service.run()
+        messages = [receiver.recv(4096).decode()]
+        receiver.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            messages.append(receiver.recv(4096).decode())
+    assert messages == ["READY=1\nSTATUS=standby, no partitions"]
+    assert registry.get_sample_value("faultcast_ready") == 0.0  # /healthz still says not ready
+
+
+def test_rejected_records_are_logged_within_a_budget_and_the_rest_counted(
+    machine_model: TrainReport, caplog: pytest.LogCaptureFixture
+) -> None:
+    service, registry, producer = _service(machine_model.model_path)
+    bad = [RawRecord(b"m-1", b"{not json", Source("faultcast.readings", 0, offset)) for offset in range(25)]
+    with caplog.at_level(logging.INFO, logger="faultcast.service"):
+        service.handle(bad)
+        service._log_budget.window_s = 0.0  # the window is over
+        service.handle([])
+    lines = [r for r in caplog.records if r.getMessage() == "record rejected"]
+    assert [r.offset for r in lines] == list(range(10))  # type: ignore[attr-defined]
+    [summary] = [r for r in caplog.records if r.getMessage().startswith("more rejected records")]
+    assert (summary.reason, summary.not_logged) == ("malformed_json", 15)  # type: ignore[attr-defined]
+    assert len(producer.sent) == 25  # every record still goes to the dead-letter topic
+    assert registry.get_sample_value("faultcast_records_rejected_total", {"reason": "malformed_json"}) == 25
