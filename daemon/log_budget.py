@@ -44,11 +44,12 @@ class LogBudget:
         window.held += 1
         return False
 
-    def held_back(self) -> dict[str, int]:
-        """Lines held back in windows that are over, by key; each count is reported once."""
+    def held_back(self, final: bool = False) -> dict[str, int]:
+        """Lines held back in windows that are over (``final``: in every window), by key; each count is
+        reported once."""
         now = self._clock()
         for key, window in self._windows.items():
-            if window.held and now - window.start >= self.window_s:
+            if window.held and (final or now - window.start >= self.window_s):
                 self._ended[key] = self._ended.get(key, 0) + window.held
                 window.held = 0
         ended, self._ended = self._ended, {}

@@ -28,8 +28,8 @@ def publish(
 ) -> list[Any]:
     """Sends one poll's dead letters, alerts and scores; returns the send futures.
 
-    Every alert is logged. Rejected records and dropped readings are logged within ``budget`` per reason,
-    and what it held back is logged as a count once its window is over."""
+    Every alert is logged. Rejected records and dropped readings are logged within ``budget`` per reason;
+    ``log_held_back`` reports the rest."""
     futures = []
     for record, rejection in outcome.rejected:
         src = record.source
@@ -65,15 +65,6 @@ def publish(
                     "offset": drop.source.offset,
                 },
             )
-    for key, count in sorted(budget.held_back().items()):
-        what, reason = key.split(":", 1)
-        counter = (
-            "faultcast_records_rejected_total" if what == "rejected" else "faultcast_readings_dropped_total"
-        )
-        log.warning(
-            f"more {what} records than the log shows: {counter} counts every one",
-            extra={"reason": reason, "not_logged": count, "window_s": budget.window_s},
-        )
     for alert in outcome.alerts:
         log.info(
             "alert",
@@ -98,3 +89,20 @@ def publish(
                     producer.send(k.scores_topic, key=s.stream.encode(), value=encode_json(message))
                 )
     return futures
+
+
+def log_held_back(budget: LogBudget, final: bool = False) -> None:
+    """One line per reason for the rejected records and dropped readings the budget kept out of the log,
+    once their window is over (``final``: all of them, when the daemon stops)."""
+    for key, count in sorted(budget.held_back(final).items()):
+        what, reason = key.split(":", 1)
+        if what == "rejected":
+            log.warning(
+                "more rejected records than the log shows; faultcast_records_rejected_total counts them all",
+                extra={"reason": reason, "not_logged": count},
+            )
+        else:
+            log.info(
+                "more dropped readings than the log shows; faultcast_readings_dropped_total counts them all",
+                extra={"reason": reason, "not_logged": count},
+            )

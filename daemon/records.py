@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 
 # The per-record types are slotted and not frozen: every record builds several, and a frozen
@@ -40,7 +40,7 @@ class Rejection:
     stream: str | None = None
     # Where it failed (the dead letter's errors.stage): decode (not a reading), validate (a reading its
     # model cannot take) or score (the model overflowed on it).
-    stage: str = "decode"
+    stage: Literal["decode", "validate", "score"] = "decode"
 
 
 # Years 1970-9999: what every timestamp must lie in to be formatted back into an alert.

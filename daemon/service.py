@@ -25,7 +25,7 @@ from daemon.kafka_io import HandOffListener, Rebalance, to_raw
 from daemon.log_budget import LogBudget
 from daemon.metrics import Metrics
 from daemon.processor import Outcome, Processor, RawRecord
-from daemon.publisher import publish
+from daemon.publisher import log_held_back, publish
 from daemon.reloader import ModelReloader
 from daemon.systemd import Notifier
 
@@ -34,8 +34,10 @@ log = logging.getLogger("faultcast.service")
 # How long the broker gets to acknowledge what was published. Under the systemd watchdog's 60 s, so that a
 # broker outage ends the process with an error (and systemd restarts it) instead of a loop blocked for good.
 FLUSH_TIMEOUT_S = 30.0
-# /healthz calls a loop that has not come round for this long stalled: a poll, a wave, a flush (bounded
-# above) and a checkpoint each take well under it.
+# How long an offset commit may wait on the group coordinator before it is retried after the next poll.
+COMMIT_TIMEOUT_MS = 10_000
+# /healthz calls a loop that has not come round for this long stalled, as the unit's WatchdogSec does: a
+# poll, a wave, a flush and a commit (bounded above) and a checkpoint each take well under it.
 STALL_AFTER_S = 60.0
 
 
@@ -145,10 +147,13 @@ class Service:
                 ]
                 if records:
                     self.handle(records)
+                log_held_back(self._log_budget)
                 self._commit_if_due()
             self._commit_if_due(force=True)
-        except BrokerError:
-            flush_on_close = False  # the broker is what failed: do not wait on it a second time
+        except BaseException:
+            # Whatever failed, its own error is what the operator must see; a flush that then waited on an
+            # unreachable broker would replace it. Nothing since the last commit is lost: it is read again.
+            flush_on_close = False
             raise
         finally:
             try:
@@ -232,7 +237,7 @@ class Service:
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
         """True when done with these offsets (committed, or moved away); False to retry after a poll."""
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except RebalanceInProgressError:
             # The group is rebalancing; poll() completes it, then the commit is retried.
             log.info("offset commit deferred: group rebalancing")
@@ -271,7 +276,7 @@ class Service:
                 self.metrics.evicted.inc(evicted)
             log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
             self.metrics.ready.set(1 if self.ready else 0)
-            if not self._joined:
+            if event.kind == "assigned" and not self._joined:
                 # Ready for systemd once the group has given this instance its share, even none: a standby
                 # is healthy (and its start must not time out); /healthz and faultcast_ready say which.
                 share = (
@@ -359,15 +364,19 @@ class Service:
 
     def close(self, flush: bool = True) -> None:
         """Flushes what was produced, leaves the group (so partitions move at once) and closes clients."""
+        flushed = False
         try:
             if flush:
                 self._flush()
+                flushed = True
         finally:
+            log_held_back(self._log_budget, final=True)
             self.consumer.close()
-            # Without the flush what is still buffered is dropped: those records were not committed.
-            # kafka-python's close() flushes first, and with nothing acknowledged in time it raises.
+            # Unflushed, what is still buffered is not waited for (it was not committed, and is read again).
+            # kafka-python's close() flushes first and raises when that times out, leaving its sender thread
+            # to end with the process.
             with contextlib.suppress(KafkaTimeoutError):
-                self.producer.close(timeout=FLUSH_TIMEOUT_S if flush else 0)
+                self.producer.close(timeout=FLUSH_TIMEOUT_S if flushed else 0)
             self.metrics.ready.set(0)
             if self.http_server is not None:
                 self.http_server.shutdown()

@@ -37,3 +37,12 @@ def test_a_window_that_ends_while_lines_keep_coming_still_reports_what_it_held()
     assert budget.held_back() == {"a": 2}
     clock.now = 22.0
     assert budget.held_back() == {"a": 2}
+
+
+def test_a_final_report_includes_windows_that_are_not_over() -> None:
+    clock = _Clock()
+    budget = LogBudget(lines=1, window_s=10.0, clock=clock)
+    assert [budget.allow("a") for _ in range(4)] == [True, False, False, False]
+    assert budget.held_back() == {}
+    assert budget.held_back(final=True) == {"a": 3}
+    assert budget.held_back(final=True) == {}

@@ -53,7 +53,8 @@ class _Consumer:
     def position(self, tp: Any) -> None:
         return None
 
-    def commit(self, offsets: Any) -> None:
+    def commit(self, offsets: Any, timeout_ms: int | None = None) -> None:
+        assert timeout_ms is not None, "a commit must not wait on the coordinator without a bound"
         self.committed.append(offsets)
 
     def close(self) -> None:
@@ -219,11 +220,38 @@ def test_rejected_records_are_logged_within_a_budget_and_the_rest_counted(
     bad = [RawRecord(b"m-1", b"{not json", Source("faultcast.readings", 0, offset)) for offset in range(25)]
     with caplog.at_level(logging.INFO, logger="faultcast.service"):
         service.handle(bad)
-        service._log_budget.window_s = 0.0  # the window is over
-        service.handle([])
-    lines = [r for r in caplog.records if r.getMessage() == "record rejected"]
-    assert [r.offset for r in lines] == list(range(10))  # type: ignore[attr-defined]
+        lines = [r for r in caplog.records if r.getMessage() == "record rejected"]
+        assert [r.offset for r in lines] == list(range(10))  # type: ignore[attr-defined]
+        assert not [r for r in caplog.records if r.getMessage().startswith("more rejected")]
+        service.run()  # no more records; stopping reports what the window held back
     [summary] = [r for r in caplog.records if r.getMessage().startswith("more rejected records")]
     assert (summary.reason, summary.not_logged) == ("malformed_json", 15)  # type: ignore[attr-defined]
+    assert summary.levelno == logging.WARNING
     assert len(producer.sent) == 25  # every record still goes to the dead-letter topic
     assert registry.get_sample_value("faultcast_records_rejected_total", {"reason": "malformed_json"}) == 25
+
+
+def test_an_instance_that_gets_partitions_tells_systemd_so_after_the_first_empty_revocation(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """kafka-python 3 revokes nothing before a first assignment: READY must wait for the assignment."""
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(address)
+        receiver.settimeout(5)
+        service, _, _ = _service(machine_model.model_path, _Consumer([{}]), env={"NOTIFY_SOCKET": address})
+        service.listener.on_partitions_revoked(set())
+        service.listener.on_partitions_assigned({TopicPartition("faultcast.readings", 0)})
+        service.run()
+        assert receiver.recv(4096).decode() == "READY=1\nSTATUS=scoring partitions [0]"
+
+
+def test_an_error_of_its_own_is_not_hidden_behind_a_wait_on_the_broker(machine_model: TrainReport) -> None:
+    class Failing(_Consumer):
+        def poll(self, timeout_ms: int) -> dict[Any, Any]:
+            raise RuntimeError("the device fell off the bus")
+
+    service, _, producer = _service(machine_model.model_path, Failing(), _Producer(acks=False))
+    with pytest.raises(RuntimeError, match="device fell off"):
+        service.run()
+    assert producer.flushes == [0]  # only kafka-python's own flush inside close(timeout=0)
