@@ -14,6 +14,7 @@ from daemon.log_budget import LogBudget
 from daemon.messages import score_message
 from daemon.model_file import ModelInfo
 from daemon.processor import Outcome
+from daemon.records import Source
 
 log = logging.getLogger("faultcast.service")
 
@@ -32,19 +33,10 @@ def publish(
     ``log_held_back`` reports the rest."""
     futures = []
     for record, rejection in outcome.rejected:
-        src = record.source
         if budget.allow(f"rejected:{rejection.reason}"):
-            log.warning(
-                "record rejected",
-                extra={
-                    "reason": rejection.reason,
-                    "detail": rejection.detail,
-                    "stream": rejection.stream,
-                    "topic": src.topic,
-                    "partition": src.partition,
-                    "offset": src.offset,
-                },
-            )
+            where = _where(record.source)
+            fields = {"reason": rejection.reason, "detail": rejection.detail, "stream": rejection.stream}
+            log.warning("record rejected", extra={**fields, **where})
         futures.append(
             producer.send(
                 k.dead_letter_topic,
@@ -56,14 +48,7 @@ def publish(
     for drop in outcome.dropped:
         if budget.allow(f"dropped:{drop.reason}"):
             log.info(
-                "reading dropped",
-                extra={
-                    "reason": drop.reason,
-                    "stream": drop.stream,
-                    "topic": drop.source.topic,
-                    "partition": drop.source.partition,
-                    "offset": drop.source.offset,
-                },
+                "reading dropped", extra={"reason": drop.reason, "stream": drop.stream, **_where(drop.source)}
             )
     for alert in outcome.alerts:
         log.info(
@@ -89,6 +74,10 @@ def publish(
                     producer.send(k.scores_topic, key=s.stream.encode(), value=encode_json(message))
                 )
     return futures
+
+
+def _where(source: Source) -> dict[str, Any]:
+    return {"topic": source.topic, "partition": source.partition, "offset": source.offset}
 
 
 def log_held_back(budget: LogBudget, final: bool = False) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -192,16 +193,21 @@ def test_health_says_why_it_is_not_ready_or_stalled(machine_model: TrainReport) 
     assert not healthy and why.startswith("stalled: the processing loop last came round 61s ago")
 
 
-def test_a_standby_with_no_partitions_tells_systemd_it_is_ready_once(
-    machine_model: TrainReport, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _systemd(tmp_path: Path) -> Iterator[tuple[dict[str, str], socket.socket]]:
+    """A notify socket as systemd provides one: the environment that names it, and its receiving end."""
     address = str(tmp_path / "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
         receiver.bind(address)
         receiver.settimeout(5)
-        service, registry, _ = _service(
-            machine_model.model_path, _Consumer([{}, {}]), env={"NOTIFY_SOCKET": address}
-        )
+        yield {"NOTIFY_SOCKET": address}, receiver
+
+
+def test_a_standby_with_no_partitions_tells_systemd_it_is_ready_once(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    with _systemd(tmp_path) as (env, receiver):
+        service, registry, _ = _service(machine_model.model_path, _Consumer([{}, {}]), env=env)
         service.listener.on_partitions_assigned(set())
         service.listener.on_partitions_assigned(set())  # a second rebalance: no second READY
         service.run()
@@ -235,11 +241,8 @@ def test_an_instance_that_gets_partitions_tells_systemd_so_after_the_first_empty
     machine_model: TrainReport, tmp_path: Path
 ) -> None:
     """kafka-python 3 revokes nothing before a first assignment: READY must wait for the assignment."""
-    address = str(tmp_path / "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
-        receiver.bind(address)
-        receiver.settimeout(5)
-        service, _, _ = _service(machine_model.model_path, _Consumer([{}]), env={"NOTIFY_SOCKET": address})
+    with _systemd(tmp_path) as (env, receiver):
+        service, _, _ = _service(machine_model.model_path, _Consumer([{}]), env=env)
         service.listener.on_partitions_revoked(set())
         service.listener.on_partitions_assigned({TopicPartition("faultcast.readings", 0)})
         service.run()
