@@ -32,6 +32,11 @@ class SlotMap:
         self._free_from = 0  # no free slot below this one
         self.last_ts = np.full(capacity, -np.inf)
         self.partition = np.full(capacity, -1, dtype=np.int32)  # the Kafka partition the stream arrives on
+        # The last wave assigned and its slots. Streams that report periodically come in the same order
+        # wave after wave, and comparing a wave with the last one costs a fraction of looking every id up
+        # again (0.1-1.9 ms against 13 ms for 100,000 streams: the dict's entries are scattered in memory).
+        self._last_wave: list[str] = []
+        self._last_slots: IntArray = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -59,6 +64,8 @@ class SlotMap:
 
     def assign(self, streams: Sequence[str]) -> tuple[IntArray, npt.NDArray[np.bool_]]:
         """The slots of ``streams`` (distinct) and which of them are new (the table must zero those)."""
+        if len(streams) > 1 and streams == self._last_wave:  # no slot was released since: still right
+            return self._last_slots.copy(), np.zeros(len(streams), dtype=bool)
         slots = self.find(streams)
         fresh = slots < 0
         if fresh.any():
@@ -67,6 +74,7 @@ class SlotMap:
             for i, slot in zip(new.tolist(), slots[new].tolist(), strict=True):
                 self._slots[streams[i]] = slot
                 self._streams[slot] = streams[i]
+        self._last_wave, self._last_slots = list(streams), slots.copy()
         return slots, fresh
 
     def release(self, streams: Sequence[str]) -> IntArray:
@@ -74,6 +82,7 @@ class SlotMap:
         slots = self.find(streams)
         if len(slots) and slots.min() < 0:
             raise KeyError(streams[int(np.argmin(slots))])
+        self._last_wave = []  # it may name a stream released here
         for stream, slot in zip(streams, slots.tolist(), strict=True):
             del self._slots[stream]
             self._streams[slot] = None

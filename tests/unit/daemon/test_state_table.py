@@ -69,6 +69,25 @@ def test_slot_map_agrees_with_a_dict_through_growth_release_and_reuse() -> None:
     assert slot_map.find([]).tolist() == [] and slot_map.find(["nobody"]).tolist() == [-1]
 
 
+def test_a_wave_like_the_last_one_gets_the_same_slots_until_a_stream_is_released() -> None:
+    slot_map = SlotMap(4)
+    wave = ["a", "b", "c"]
+    first, fresh = slot_map.assign(wave)
+    assert fresh.all()
+    again, fresh = slot_map.assign(["a", "b", "c"])  # an equal wave in another list, as the next poll's
+    assert again.tolist() == first.tolist() and not fresh.any()
+    again[0] = 99  # what a caller does with its slots is not remembered
+    assert slot_map.assign(wave)[0].tolist() == first.tolist()
+    slot_map.release(["b"])
+    slots, fresh = slot_map.assign(wave)  # b comes back cold, straight after
+    assert fresh.tolist() == [False, True, False] and slot_map.get("b") == slots[1]
+    slot_map.release(["b"])
+    d = slot_map.assign(["d", "e"])[0][0]  # takes b's old slot
+    slots, fresh = slot_map.assign(wave)
+    assert fresh.tolist() == [False, True, False]
+    assert slots[1] != d and slot_map.get("b") == slots[1] and slot_map.get("d") == d
+
+
 def test_slot_map_frees_slots_lowest_first_so_first_seen_order_stays_consecutive() -> None:
     slot_map = SlotMap(8)
     slots, _ = slot_map.assign(["a", "b", "c", "d"])
