@@ -35,8 +35,8 @@ class LogBudget:
         now = self._clock()
         window = self._windows.get(key)
         if window is None or now - window.start >= self.window_s:
-            if window is not None and window.held:
-                self._ended[key] = self._ended.get(key, 0) + window.held
+            if window is not None:
+                self._settle(key, window)
             window = self._windows[key] = _Window(now)
         window.lines += 1
         if window.lines <= self.lines:
@@ -49,8 +49,13 @@ class LogBudget:
         reported once."""
         now = self._clock()
         for key, window in self._windows.items():
-            if window.held and (final or now - window.start >= self.window_s):
-                self._ended[key] = self._ended.get(key, 0) + window.held
-                window.held = 0
+            if final or now - window.start >= self.window_s:
+                self._settle(key, window)
         ended, self._ended = self._ended, {}
         return ended
+
+    def _settle(self, key: str, window: _Window) -> None:
+        """Moves what ``window`` held back to the counts owed for ``key``."""
+        if window.held:
+            self._ended[key] = self._ended.get(key, 0) + window.held
+            window.held = 0

@@ -67,7 +67,9 @@ def publish(
             on_alert(alert)
     if k.scores_topic:
         for wave in outcome.scored_waves:
-            for i in [i for i, sampled in enumerate(wave.publish or ()) if sampled]:
+            for i, sampled in enumerate(wave.publish or ()):
+                if not sampled:
+                    continue
                 s = wave.row(i)
                 message = score_message(s.stream, s.ts, s.score, s.model, infos[s.model], s.forecast, s.fault)
                 futures.append(

@@ -333,10 +333,10 @@ class Service:
         for model, count in counts.items():
             m.scored.labels(model=model).inc(count)
         stamps = [
-            stamp
+            r.source.record_ts
             for wave in outcome.scored_waves
-            for stamp in (r.source.record_ts for r in wave.readings)
-            if stamp is not None
+            for r in wave.readings
+            if r.source.record_ts is not None
         ]
         if stamps:
             m.latency.observe_many(np.maximum(0.0, time.time() - np.array(stamps, dtype=np.float64)))

@@ -266,11 +266,10 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         score = g.op("Div", new_level, scale)
     else:
         score = new_level
-    if params.adapt is not None or params.range_tolerance is not None:
+    adapt_part: list[str] = []
+    if params.adapt is not None:  # and so with the range check, which ScoreParams lets run only with it
         settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
         settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
-    adapt_part: list[str] = []
-    if params.adapt is not None:
         score, adapt_part = _adaptive(g, layout, steps, first, settled, score, params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
