@@ -12,7 +12,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from daemon.config import Config, KafkaConfig
 from daemon.errors import BrokerError
@@ -21,6 +21,7 @@ from daemon.records import Rejection, Source
 
 log = logging.getLogger("faultcast.kafka")
 TOPIC_WAIT_S = 30.0
+SENDER_STOP_S = 5.0  # a forced stop only wakes the sender's thread up: it ends at once
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,24 @@ def make_producer(config: KafkaConfig) -> KafkaProducer:
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from exc
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    """Closes ``producer`` after waiting up to ``timeout_s`` for its records to be acknowledged; the rest are
+    dropped (they were never committed, so they are read and published again after a restart).
+
+    kafka-python 3's close() flushes first and raises if that times out, before it stops its sender; the
+    producer stays open and its destructor tries again at exit, printing a traceback under the daemon's
+    own error line. A forced stop of the sender fails what is left, after which close() completes.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        sender = producer._sender  # no public way to force a close in kafka-python 3.0
+        sender.force_close()
+        sender.join(SENDER_STOP_S)
+        with contextlib.suppress(KafkaTimeoutError):  # a sender that did not stop: leave it to the exit
+            producer.close(timeout=0)
 
 
 def to_raw(message: Any) -> RawRecord:

@@ -21,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from daemon.checkpoint import Checkpoints, restore, take
 from daemon.config import Config
 from daemon.errors import BrokerError
-from daemon.kafka_io import HandOffListener, Rebalance, to_raw
+from daemon.kafka_io import HandOffListener, Rebalance, close_producer, to_raw
 from daemon.log_budget import LogBudget
 from daemon.metrics import Metrics
 from daemon.processor import Outcome, Processor, RawRecord
@@ -373,10 +373,7 @@ class Service:
             log_held_back(self._log_budget, final=True)
             self.consumer.close()
             # Unflushed, what is still buffered is not waited for (it was not committed, and is read again).
-            # kafka-python's close() flushes first and raises when that times out, leaving its sender thread
-            # to end with the process.
-            with contextlib.suppress(KafkaTimeoutError):
-                self.producer.close(timeout=FLUSH_TIMEOUT_S if flushed else 0)
+            close_producer(self.producer, FLUSH_TIMEOUT_S if flushed else 0)
             self.metrics.ready.set(0)
             if self.http_server is not None:
                 self.http_server.shutdown()

@@ -62,11 +62,26 @@ class _Consumer:
         self.closed = True
 
 
+class _Sender:
+    """kafka-python's sender thread: a forced stop fails the records still waiting for acknowledgement."""
+
+    def __init__(self) -> None:
+        self.forced = False
+
+    def force_close(self) -> None:
+        self.forced = True
+
+    def join(self, timeout: float) -> None:
+        pass
+
+
 class _Producer:
     """Takes every record; ``acks=False`` stands for a broker that stopped acknowledging."""
 
     def __init__(self, acks: bool = True) -> None:
         self.acks = acks
+        self._sender = _Sender()
+        self.closed = False
         self.sent: list[tuple[str, bytes]] = []
         self.headers: list[dict[str, bytes]] = []
         self.flushes: list[float | None] = []
@@ -79,12 +94,13 @@ class _Producer:
 
     def flush(self, timeout: float | None = None) -> None:
         self.flushes.append(timeout)
-        if not self.acks:
+        if not self.acks and not self._sender.forced:
             raise KafkaTimeoutError(f"Timeout after waiting for {timeout} secs.")
 
     def close(self, timeout: float | None = None) -> None:
         self.closed_with = timeout
         self.flush(timeout)  # as kafka-python's does, raising when nothing is acknowledged in time
+        self.closed = True
 
 
 class Future:
@@ -165,9 +181,11 @@ def test_a_broker_that_stops_acknowledging_ends_the_run_with_a_broker_error_and_
     )
     with pytest.raises(BrokerError, match=r"did not acknowledge published records within 30s.*read again"):
         service.run()
-    assert producer.flushes == [30.0, 0]  # bounded, and not waited on a second time on the way out
+    # Bounded, and not waited on a second time on the way out: close(0) fails, the sender is stopped by
+    # force, and close(0) then completes.
+    assert producer.flushes == [30.0, 0, 0] and producer._sender.forced
     assert consumer.committed == [] and service.processed == 0
-    assert consumer.closed and producer.closed_with == 0
+    assert consumer.closed and producer.closed and producer.closed_with == 0
 
 
 def test_a_normal_stop_flushes_within_the_bound_and_commits(machine_model: TrainReport) -> None:
@@ -179,7 +197,7 @@ def test_a_normal_stop_flushes_within_the_bound_and_commits(machine_model: Train
     assert producer.flushes and all(timeout == 30.0 for timeout in producer.flushes)
     [offsets] = consumer.committed
     assert [o.offset for o in offsets.values()] == [3] and service.processed == 3
-    assert producer.closed_with == 30.0
+    assert producer.closed and producer.closed_with == 30.0 and not producer._sender.forced
 
 
 def test_health_says_why_it_is_not_ready_or_stalled(machine_model: TrainReport) -> None:
@@ -257,4 +275,5 @@ def test_an_error_of_its_own_is_not_hidden_behind_a_wait_on_the_broker(machine_m
     service, _, producer = _service(machine_model.model_path, Failing(), _Producer(acks=False))
     with pytest.raises(RuntimeError, match="device fell off"):
         service.run()
-    assert producer.flushes == [0]  # only kafka-python's own flush inside close(timeout=0)
+    assert producer.flushes == [0, 0]  # only kafka-python's own flush inside close(timeout=0), twice
+    assert producer.closed
