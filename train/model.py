@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -101,6 +101,21 @@ class Outputs(NamedTuple):
     state: tuple[torch.Tensor, ...]
 
 
+class ScoreSettingError(ValueError):
+    """A score setting ScoreParams refuses. ``template`` names each setting as ``{field}`` and the bad
+    value as ``{value}``, so that a command line can say its flags where ScoreParams says its fields."""
+
+    def __init__(self, template: str, value: float | None = None) -> None:
+        self.template, self.value = template, value
+        super().__init__(self.naming({}, "="))
+
+    def naming(self, names: Mapping[str, str], assign: str) -> str:
+        """The message with each setting called ``names[field]`` (default: the field) and its value
+        written after ``assign``."""
+        fields = {f: names.get(f, f) for f in ("adapt", "peak_half_life", "range_tolerance")}
+        return self.template.format(value=f"{assign}{self.value}", **fields)
+
+
 @dataclass(frozen=True)
 class ScoreParams:
     """How prediction errors become the anomaly score; baked into the exported step model."""
@@ -144,20 +159,23 @@ class ScoreParams:
     def __post_init__(self) -> None:
         # Above 1 the variance turns negative; below 1e-5 the warm-up outlasts the step counter's cap.
         if self.adapt is not None and not 1e-5 <= self.adapt <= 1.0:
-            raise ValueError(f"adapt={self.adapt}: the adaptive score's rate must lie in [1e-5, 1]")
+            raise ScoreSettingError(
+                "{adapt}{value}: the adaptive score's rate must lie in [1e-5, 1]", self.adapt
+            )
         if self.peak_half_life is not None and not self.peak_half_life >= 1.0:
-            raise ValueError(
-                f"peak_half_life={self.peak_half_life}: the peak gate's half-life must be >= 1 reading"
+            raise ScoreSettingError(
+                "{peak_half_life}{value}: the peak gate's half-life must be >= 1 reading", self.peak_half_life
             )
         if self.range_tolerance is not None and not 0.0 <= self.range_tolerance < math.inf:
-            raise ValueError(
-                f"range_tolerance={self.range_tolerance}: the range check's tolerance must be a finite "
-                "share of the stream's range, >= 0"
+            raise ScoreSettingError(
+                "{range_tolerance}{value}: the range check's tolerance must be a finite share of the "
+                "stream's range, >= 0",
+                self.range_tolerance,
             )
         if self.range_tolerance is not None and (self.adapt is None or self.peak_half_life is None):
-            raise ValueError(
-                "the range check (range_tolerance) needs the adaptive score (adapt) and the peak gate "
-                "(peak_half_life): the adaptive score's warm-up is when a stream learns its range and its "
+            raise ScoreSettingError(
+                "the range check ({range_tolerance}) needs the adaptive score ({adapt}) and the peak gate "
+                "({peak_half_life}): the adaptive score's warm-up is when a stream learns its range and its "
                 "cap is what a break scores; a break lasts one reading, and gated models alert on one"
             )
 

@@ -20,7 +20,15 @@ from train.export import build_step_model, parity, save
 from train.fault import BoolArray, FaultSpec, fault_target
 from train.fault import calibrate as calibrate_fault
 from train.fit import FitConfig, Heads, fit
-from train.model import Forecaster, ScoreParams, baseline_offsets, clock_inputs, model_inputs, stream_scores
+from train.model import (
+    Forecaster,
+    ScoreParams,
+    ScoreSettingError,
+    baseline_offsets,
+    clock_inputs,
+    model_inputs,
+    stream_scores,
+)
 from train.series import Series
 
 PARITY_TOLERANCE = 1e-4
@@ -73,6 +81,13 @@ class TrainSpec:
         )
 
 
+SCORE_FLAGS = {
+    "adapt": "--adapt",
+    "peak_half_life": "--peak-half-life",
+    "range_tolerance": "--range-tolerance",
+}
+
+
 class ScoreOptions(TypedDict):
     """The score's command-line options, named as TrainSpec and NabOptions name them."""
 
@@ -101,12 +116,8 @@ def score_options(
     options = ScoreOptions(adapt=adapt, peak_half_life=peak_half_life, range_tolerance=tolerance)
     try:
         TrainSpec("check", **options)
-    except ValueError as exc:
-        text = str(exc)
-        for key, flag in (("range_tolerance", "--range-tolerance"), ("peak_half_life", "--peak-half-life")):
-            text = text.replace(f"({key})", f"({flag})").replace(f"{key}=", f"{flag} ")
-        text = text.replace("(adapt)", "(--adapt)").replace("adapt=", "--adapt ")
-        raise UsageError(f"{command}: {text}") from exc
+    except ScoreSettingError as exc:
+        raise UsageError(f"{command}: {exc.naming(SCORE_FLAGS, ' ')}") from exc
     return options
 
 

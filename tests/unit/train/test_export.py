@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -300,7 +299,8 @@ def test_train_refuses_a_bad_peak_half_life_with_a_message(
         str(tmp_path / "m"),
     ]
     assert cli_main(argv) == 2
-    assert re.search(r"faultcast: error: train: .*half-life must be >= 1 reading", capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert "faultcast: error: train: --peak-half-life 0.5: the peak gate's half-life must be >= 1" in err
 
 
 def test_train_refuses_a_bad_range_tolerance_with_a_message(
@@ -308,7 +308,12 @@ def test_train_refuses_a_bad_range_tolerance_with_a_message(
 ) -> None:
     argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(tmp_path / "m")]
     assert cli_main([*argv, "--adapt", "0.01", "--range-tolerance", "0.05"]) == 2
-    assert re.search(r"train: .*range check .* needs the adaptive score", capsys.readouterr().err)
+    assert (
+        "train: the range check (--range-tolerance) needs the adaptive score (--adapt) and the peak gate "
+        "(--peak-half-life)" in capsys.readouterr().err
+    )
+    assert cli_main([*argv, "--adapt", "2", "--peak-half-life", "50"]) == 2
+    assert "train: --adapt 2.0: the adaptive score's rate must lie in [1e-5, 1]" in capsys.readouterr().err
     assert cli_main([*argv, "--adapt", "0.01", "--range-tolerance", "wide"]) == 2
     assert "train: --range-tolerance 'wide': give a share" in capsys.readouterr().err
 
