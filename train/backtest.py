@@ -67,7 +67,7 @@ def config_for(
 ) -> Config:
     """A daemon config with one model scoring every stream; ``alerting`` and ``congestion`` are the
     ``alerting.fault`` and ``alerting.congestion`` sections."""
-    data: dict[str, Any] = {"models": [{"name": MODEL, "path": str(model)}], **sections}
+    data: dict[str, Any] = {"models": [{"name": MODEL, "path": model.name}], **sections}
     kinds = {"fault": alerting, "congestion": congestion}
     if any(kinds.values()):
         data["alerting"] = {kind: dict(section) for kind, section in kinds.items() if section}

@@ -163,17 +163,18 @@ def test_nab_evaluation_on_one_small_file_scores_and_writes_nab_csvs(tmp_path: P
         assert float(table[0]["Score"]) == s.best.score and table[1]["Detector"] == "Totals"
 
 
-def test_evaluate_nab_command_writes_a_report(tmp_path: Path) -> None:
+def test_evaluate_nab_command_writes_a_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = tmp_path / "one.yaml"
     spec.write_text(
         "name: one\nfiles: [data/realKnownCause/rogue_agent_key_hold.csv]\nchannels: [value]\n"
         "stream_name: '{stem}'\nwindows: {path: labels/combined_windows.json}\n"
     )
-    argv = ["nab", "--root", str(NAB), "--spec", str(spec), "--report", str(tmp_path / "r")]
+    monkeypatch.chdir(tmp_path)  # a report folder given relative to where the command runs, as the docs do
+    argv = ["nab", "--root", str(NAB), "--spec", str(spec), "--report", "reports/r"]
     assert main([*argv, "--epochs", "2", "--hidden", "8"]) == 0
-    summary = (tmp_path / "r" / "summary.md").read_text()
-    assert "ARTime (subset-swept) | 66.50 | 57.80 | 72.40" in summary
-    assert (tmp_path / "r" / "nab_rogue_agent_key_hold.png").stat().st_size > 10_000
+    report = tmp_path / "reports" / "r"
+    assert "ARTime (subset-swept) | 66.50 | 57.80 | 72.40" in (report / "summary.md").read_text()
+    assert (report / "nab_rogue_agent_key_hold.png").stat().st_size > 10_000
 
 
 @pytest.mark.skipif(
