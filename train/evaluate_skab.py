@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from daemon.errors import ModelError
 from daemon.model_file import read_model
 from train.backtest import StreamResult, backtest
 from train.dataset import LabelledSeries, load_dataset, load_spec
@@ -114,6 +115,8 @@ class SkabResult:
     streams: list[SkabStream]
     seconds: float
     changepoints: dict[str, float] = field(default_factory=dict)  # SKAB's NAB variant, per profile
+    rejected: int = 0  # readings the daemon path refused (dead letters), and those it dropped
+    dropped: int = 0
 
     @property
     def pooled(self) -> SkabMetrics:
@@ -184,20 +187,32 @@ def score_skab(
             predicted = predicted_changepoints(ts, result.firing[o.first :])
             changes.append(count(ts[t.changepoint[o.first :]], predicted, CHANGEPOINT_WINDOW_S))
     chp = nab_scores(changes) if changes else {}
-    return SkabResult(o, report, bt.threshold, streams, time.perf_counter() - started, chp)
+    seconds = time.perf_counter() - started
+    return SkabResult(o, report, bt.threshold, streams, seconds, chp, bt.rejected, bt.dropped)
 
 
 def evaluate_skab(root: Path, o: SkabOptions, work: Path, model: Path | None = None) -> SkabResult:
     """Trains one model for ``o.group`` (or takes ``model``, trained before) and scores its test parts."""
     started = time.perf_counter()
     normal, tests = load_skab(root, o.group)
-    report = train_skab(normal, tests, o, work / f"skab_{o.group}.onnx") if model is None else trained(model)
+    if model is None:
+        report = train_skab(normal, tests, o, work / f"skab_{o.group}.onnx")
+    else:
+        report = trained(model, tests[0].series.channels)
     return score_skab(tests, report, o, started)
 
 
-def trained(path: Path) -> TrainReport:
-    """What scoring needs of a model trained earlier, from its metadata (its parity is not re-checked)."""
+def trained(path: Path, channels: Sequence[str]) -> TrainReport:
+    """What scoring needs of a model trained earlier, from its metadata (its parity is not re-checked).
+
+    A model that reads channels the data lacks would have every reading refused, and score nothing."""
     _, info = read_model(path)
+    missing = [c for c in info.features if c not in channels]
+    if missing:
+        raise ModelError(
+            f"model {path}: reads {', '.join(missing)}, which the SKAB files do not have (they have "
+            f"{', '.join(channels)}); give a model trained on SKAB (faultcast train --spec skab ...)"
+        )
     best = int(info.metadata.get("training", {}).get("best_epoch", -1))
     return TrainReport(path, info.thresholds["fault"], float("nan"), best, [], info.metadata)
 
@@ -205,7 +220,10 @@ def trained(path: Path) -> TrainReport:
 def skab_summary(result: SkabResult, command: str) -> str:
     """The SKAB section of ``summary.md``: this run's numbers, then the published ones with their source."""
     o, p = result.options, result.pooled
-    knobs = {**asdict(o.fit), "baseline": o.baseline, "smoothing": o.smoothing, "headroom": o.headroom}
+    # A model trained before this run was fitted its own way: only the alerting knobs apply to it.
+    knobs: dict[str, object] = {}
+    if result.train.history:
+        knobs |= {**asdict(o.fit), "baseline": o.baseline, "smoothing": o.smoothing, "headroom": o.headroom}
     knobs |= {
         "threshold_scale": o.threshold_scale,
         **{f"alerting.fault.{k}": v for k, v in o.alerting.items()},
@@ -219,7 +237,8 @@ def skab_summary(result: SkabResult, command: str) -> str:
             f"Model: {_model(result, o)}; calibrated threshold "
             f"{result.train.threshold:.4g}, alert threshold {result.threshold:.4g}; best epoch "
             f"{result.train.best_epoch}; {result.seconds:.0f} s. Prediction = the daemon's alert state "
-            "(firing = 1) per row; each stream is replayed whole, its first rows forming its baseline.",
+            "(firing = 1) per row; each stream is replayed whole, its first rows forming its baseline. "
+            f"Readings the daemon path refused: {result.rejected}; dropped: {result.dropped}.",
             "Knobs: " + ", ".join(f"{k}={v}" for k, v in knobs.items()),
             table(["detector", "F1", "FAR %", "MAR %", "TP", "FP", "FN", "TN"], rows),
             f"Published ({SKAB_SOURCE}); the whole benchmark, not {o.group} alone:",

@@ -10,12 +10,13 @@ import onnx
 import pytest
 
 from daemon.engine import HostEngine
+from daemon.errors import ModelError
 from daemon.processor import Processor
 from tests.support import NAB, write_model
 from train.backtest import backtest, config_for, records
 from train.calibrate import alert_rows
 from train.evaluate import NabOptions, main, nab_files, score_nab, write_nab_csvs
-from train.evaluate_skab import SkabOptions, evaluate_skab, skab_metrics
+from train.evaluate_skab import SkabOptions, evaluate_skab, skab_metrics, skab_summary
 from train.export import step_through
 from train.fit import FitConfig
 from train.pipeline import TrainSpec, train_series
@@ -188,3 +189,15 @@ def test_skab_evaluation_pools_the_test_parts_of_every_valve1_file(tmp_path: Pat
     assert pooled.tp + pooled.fp + pooled.fn + pooled.tn == rows
     assert 0.0 <= pooled.f1 <= 1.0 and 0.0 <= pooled.far <= 100.0
     assert result.threshold == pytest.approx(0.8 * result.train.threshold)
+    summary = skab_summary(result, "faultcast evaluate skab")
+    assert "Readings the daemon path refused: 0; dropped: 0." in summary
+    assert "Knobs: hidden=8" in summary  # trained in this run: its fitting knobs are listed
+
+
+@pytest.mark.skipif(
+    not (SHARED / "SKAB").is_dir(), reason=f"SKAB data not found at {SHARED} (GPL: not vendored)"
+)
+def test_skab_evaluation_refuses_a_model_whose_channels_the_files_lack(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "temperature.onnx")
+    with pytest.raises(ModelError, match=r"reads temp_c, which the SKAB files do not have \(they have accel1_rms"):
+        evaluate_skab(SHARED, SkabOptions(), tmp_path, model)
