@@ -66,10 +66,21 @@ class LoadReport:
     gaps: int
     gaps_split: int
     missing_windows: tuple[str, ...]
+    first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> "file:line" of its first row
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+    def describe(self) -> str:
+        """One line for the person who wrote the spec: what was kept, and where each kind of skip began."""
+        text = f"read {self.rows_read} rows from {self.files} files, kept {self.rows_kept}"
+        reasons = [f"{n} ({r}; first at {self.first_skipped[r]})" for r, n in self.skipped.items() if n]
+        if reasons:
+            text += "; skipped " + ", ".join(reasons)
+        extra = {"duplicate timestamps dropped": self.duplicates, "rows reordered": self.reordered}
+        extra |= {"gaps": self.gaps}
+        return text + "".join(f"; {n} {what}" for what, n in extra.items() if n)
 
 
 @dataclass
@@ -91,6 +102,8 @@ class _Counts:
     gaps: int = 0
     gaps_split: int = 0
     missing_windows: list[str] = field(default_factory=list)
+    first_skipped: dict[str, str] = field(default_factory=dict)
+    labels_seen: set[str] = field(default_factory=set)  # the spec's label columns found in some file
 
 
 def load_dataset(spec: DatasetSpec, root: Path | str) -> tuple[tuple[LabelledSeries, ...], LoadReport]:
@@ -107,6 +120,13 @@ def load_dataset(spec: DatasetSpec, root: Path | str) -> tuple[tuple[LabelledSer
     for path in files:
         _read_file(spec, root, path, parse_time, table, streams, counts)
     out: list[LabelledSeries] = []
+    labels = spec.label_columns
+    wanted = [c for c in (labels.anomaly, labels.changepoint) if c] if labels else []
+    unseen = [c for c in wanted if c not in counts.labels_seen]
+    if files and unseen:  # a file may lack them (a run known to be normal), but not every file
+        raise SpecError(
+            f"dataset {spec.name}: no file has the label column {unseen[0]!r}; check label_columns"
+        )
     for name, stream in streams.items():
         out.extend(_finish(spec, name, stream, counts))
     report = LoadReport(
@@ -119,6 +139,7 @@ def load_dataset(spec: DatasetSpec, root: Path | str) -> tuple[tuple[LabelledSer
         gaps=counts.gaps,
         gaps_split=counts.gaps_split,
         missing_windows=tuple(counts.missing_windows),
+        first_skipped=counts.first_skipped,
     )
     return tuple(out), report
 
@@ -170,6 +191,9 @@ def _read_file(
         a_at = index.get(labels.anomaly) if labels and labels.anomaly else None
         c_at = index.get(labels.changepoint) if labels and labels.changepoint else None
         k_at = None if key_column is None else index[key_column]
+        if labels:
+            found = {labels.anomaly: a_at, labels.changepoint: c_at}
+            counts.labels_seen |= {c for c, at in found.items() if c and at is not None}
         named: dict[str, _Stream] = {}
         for row in reader:
             if not row:
@@ -178,6 +202,7 @@ def _read_file(
             reason, parsed = _parse_row(row, len(header), parse_time, t_at, v_at, a_at, c_at, k_at)
             if parsed is None:
                 counts.skipped[reason] += 1
+                counts.first_skipped.setdefault(reason, f"{path}:{reader.line_num}")
                 continue
             ts, values, anomaly, changepoint, key = parsed
             stream = named.get(key)

@@ -30,6 +30,13 @@ class TimestampSpec:
     column: str = "timestamp"
     format: str = "iso"
 
+    def __post_init__(self) -> None:
+        if self.format not in ("iso", "epoch") and "%" not in self.format:
+            raise SpecError(
+                f"timestamp.format {self.format!r}: give iso, epoch or a strftime pattern such as "
+                "'%Y-%m-%d %H:%M:%S'"
+            )
+
     def parser(self) -> Callable[[str], float | None]:
         """Text to epoch seconds, None when the text does not parse."""
         return partial(parse_time, fmt=self.format)

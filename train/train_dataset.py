@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -40,7 +41,14 @@ def train_dataset(
     progress: bool = True,
 ) -> TrainReport:
     """Normalisation, fitting and calibration see only the heads; parity runs on the first stream's rest."""
-    data, _ = load_dataset(load_spec(spec_source), root)
+    data, loaded = load_dataset(load_spec(spec_source), root)
+    if progress:
+        print(f"data: {loaded.describe()}", file=sys.stderr)
+    if not data:
+        raise DataError(
+            f"no readings of {spec_source} under {root} are left: {loaded.describe()}; check the spec's "
+            "separator, timestamp.format and channels against the first skipped row"
+        )
     streams = sorted((s.series for s in data if fnmatch(s.series.name, pattern)), key=lambda s: s.name)
     if not streams:
         raise DataError(f"no stream of {spec_source} under {root} matches {pattern!r}; check --streams")

@@ -199,5 +199,5 @@ def test_skab_evaluation_pools_the_test_parts_of_every_valve1_file(tmp_path: Pat
 )
 def test_skab_evaluation_refuses_a_model_whose_channels_the_files_lack(tmp_path: Path) -> None:
     model = write_model(tmp_path / "temperature.onnx")
-    with pytest.raises(ModelError, match=r"reads temp_c, which the SKAB files do not have \(they have accel1_rms"):
+    with pytest.raises(ModelError, match=r"reads temp_c, which the SKAB files do not have \(they have accel"):
         evaluate_skab(SHARED, SkabOptions(), tmp_path, model)

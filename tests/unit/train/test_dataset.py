@@ -166,6 +166,17 @@ label_columns: {anomaly: label}
     )
     assert report.skipped == {"columns": 2, "timestamp": 2, "value": 3, "label": 1, "stream": 0}
     assert report.rows_read == 10 and report.rows_kept == 2 and report.skipped_total == 8
+    where = tmp_path / "s.csv"
+    assert report.first_skipped == {
+        "timestamp": f"{where}:3",
+        "value": f"{where}:5",
+        "columns": f"{where}:8",
+        "label": f"{where}:10",
+    }
+    assert report.describe() == (
+        f"read 10 rows from 1 files, kept 2; skipped 2 (columns; first at {where}:8), 2 (timestamp; first at "
+        f"{where}:3), 3 (value; first at {where}:5), 1 (label; first at {where}:10)"
+    )
 
 
 def test_renames_and_stream_by_column_across_files(tmp_path: Path) -> None:
@@ -207,6 +218,23 @@ def test_bad_spec_names_the_key(extra: str, message: str) -> None:
         parse_spec(NUMBERS + extra, "mine.yaml")
     assert message in str(caught.value) and "mine.yaml" in str(caught.value)
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, ConfigError)
+
+
+def test_a_timestamp_format_that_is_not_a_pattern_is_refused() -> None:
+    with pytest.raises(
+        SpecError, match=r"timestamp.format 'YYYY-MM-DD hh:mm:ss': give iso, epoch or a strftime"
+    ):
+        parse_spec(NUMBERS.replace("format: epoch", "format: 'YYYY-MM-DD hh:mm:ss'"), "mine.yaml")
+
+
+def test_a_label_column_that_no_file_has_is_refused(tmp_path: Path) -> None:
+    files = {"normal.csv": "t,x\n0,1\n", "run.csv": "t,x,anomaly\n0,1,0\n"}
+    _, report = load(
+        tmp_path, NUMBERS + "label_columns: {anomaly: anomaly}", files
+    )  # one file lacks it: fine
+    assert report.rows_kept == 2
+    with pytest.raises(SpecError, match="no file has the label column 'Anomaly'; check label_columns"):
+        load(tmp_path, NUMBERS + "label_columns: {anomaly: Anomaly}", files)
 
 
 def test_data_that_does_not_fit_the_spec_is_reported(tmp_path: Path) -> None:

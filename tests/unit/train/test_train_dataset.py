@@ -41,3 +41,15 @@ def test_no_matching_stream_is_an_error(tmp_path: Path) -> None:
             "nab_realKnownCause", NAB, "nothing-*", HeadSplit(400, 120), TrainSpec(name="t"),
             FitConfig(epochs=1), tmp_path / "m.onnx", False,
         )  # fmt: skip
+
+
+def test_a_spec_that_keeps_no_row_says_why_and_where(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("when,x\n01.02.2024 10:00,1\n01.02.2024 10:01,2\n")
+    spec = tmp_path / "mine.yaml"
+    spec.write_text("files: ['*.csv']\ntimestamp: {column: when, format: '%Y-%m-%d %H:%M'}\nchannels: [x]\n")
+    message = f"kept 0; skipped 2 (timestamp; first at {tmp_path / 'data.csv'}:2); check the spec's separator"
+    with pytest.raises(DataError, match=re.escape(message)):
+        train_dataset(
+            str(spec), tmp_path, "*", HeadSplit(400, 120), TrainSpec(name="t"), FitConfig(epochs=1),
+            tmp_path / "m.onnx", False,
+        )  # fmt: skip
