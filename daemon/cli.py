@@ -174,7 +174,9 @@ def parser() -> argparse.ArgumentParser:
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", type=Path, help="series file (NAB layout: timestamp,value)")
     source.add_argument(
-        "--spec", help="dataset spec: a shipped name (skab, nab_realKnownCause, ...) or a YAML path"
+        "--spec",
+        help="dataset spec: a shipped name (skab, nab_realKnownCause, ...) or a YAML path "
+        "(docs/dataset-spec.md)",
     )
     train.add_argument("--root", type=Path, default=Path("."), help="with --spec: the data root it reads")
     train.add_argument("--streams", default="*", help="with --spec: which streams (shell pattern on names)")

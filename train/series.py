@@ -56,7 +56,8 @@ def load_nab_csv(path: Path, channel: str = "value") -> Series:
             if reader.fieldnames is None or not {"timestamp", "value"} <= set(reader.fieldnames):
                 raise DataError(
                     f"{path}: expected a comma-separated header 'timestamp,value' (NAB's layout), got "
-                    f"{reader.fieldnames}; for other layouts write a dataset spec and use --spec"
+                    f"{reader.fieldnames}; for other layouts write a dataset spec (docs/dataset-spec.md) "
+                    "and use --spec"
                 )
             for row in reader:
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,18 @@ def test_data_that_does_not_fit_the_spec_is_reported(tmp_path: Path) -> None:
     )
     assert stream.windows == () and report.missing_windows == ("/s.csv",)
     assert math.isclose(stream.series.ts[0], 0.0)
+
+
+def test_the_documented_example_spec_reads_the_documented_csv(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "dataset-spec.md").read_text()
+    blocks = re.findall(r"```(csv|yaml)\n(.*?)```", doc, flags=re.S)
+    csv_text, spec_text = (dict(blocks)[kind] for kind in ("csv", "yaml"))
+    (tmp_path / "days").mkdir()
+    (tmp_path / "days" / "0301.csv").write_text(csv_text)
+    streams, report = load_dataset(parse_spec(spec_text), tmp_path)
+    named = by_name(streams)
+    assert list(named) == ["site-a/P-101", "site-a/P-102"] and report.skipped_total == 0
+    pump = named["site-a/P-101"]
+    assert pump.series.channels == ("vibration_rms", "motor_temp_c")
+    assert pump.series.values.tolist() == [[pytest.approx(0.82), 61.5]]
+    assert pump.anomaly is not None and pump.anomaly.tolist() == [False]
