@@ -40,6 +40,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from train.congestion import CongestionSpec
+    from train.fault import FaultSpec
     from train.fit import FitConfig
     from train.pipeline import TrainSpec, score_options, train_series
     from train.run_folder import write_run
@@ -52,16 +54,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
             hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
         )
         # Named once the data says what it is; --fit-fraction is used only with --csv.
+        congestion = (
+            CongestionSpec(args.congestion, horizon=args.congestion_horizon, step_s=args.congestion_step_s)
+            if args.congestion
+            else None
+        )
         unnamed = TrainSpec(
             "",
             version=args.version,
             fit_fraction=args.fit_fraction,
             baseline=args.baseline,
             scale_floor=args.scale_floor,
+            clock=args.clock,
+            congestion=congestion,
+            fault=None if args.fault_horizon is None else FaultSpec(args.fault_horizon),
             **score,
         )
     except ValueError as exc:
         raise UsageError(f"train: {exc}") from exc
+    if unnamed.fault is not None and args.spec is None:
+        raise UsageError("train: --fault-horizon needs labelled data: --spec with label_columns")
     if args.spec is not None:
         spec = replace(unnamed, name=args.name or Path(args.spec).stem)
         split = HeadSplit(args.fit_rows, args.val_rows)
@@ -205,6 +217,29 @@ def parser() -> argparse.ArgumentParser:
         "--range-tolerance",
         help="with --adapt and --peak-half-life: a reading outside the stream's range so far, widened by "
         "this share of it on each side, scores the cap (e.g. 0.05; default: off)",
+    )
+    train.add_argument("--clock", action="store_true", help="time of day as an input (daily rhythms)")
+    train.add_argument(
+        "--congestion",
+        metavar="CHANNEL",
+        help="add a congestion head: quantile forecasts of this load channel --congestion-horizon "
+        "readings ahead, with a limit from the training data (the daemon's congestion alerts)",
+    )
+    train.add_argument(
+        "--congestion-horizon", type=int, default=6, help="readings ahead the load is forecast (default 6)"
+    )
+    train.add_argument(
+        "--congestion-step-s",
+        type=float,
+        default=300.0,
+        help="the readings' interval in seconds, which the horizon counts in (default 300)",
+    )
+    train.add_argument(
+        "--fault-horizon",
+        type=int,
+        metavar="N",
+        help="with --spec and its anomaly labels: add a fault head, the probability that a labelled "
+        "fault starts within the next N readings (fault alerts then follow it)",
     )
     train.add_argument("--out", type=Path, required=True, help="where to write the .onnx model")
     train.add_argument("--name", help="model name (default: the file's name)")

@@ -26,6 +26,10 @@ class CongestionSpec:
     limit_percentile: float = 90.0  # the limit: this percentile of the training part's load values
 
     def __post_init__(self) -> None:
+        if self.horizon < 1 or not self.step_s > 0:
+            raise ValueError(
+                f"congestion horizon {self.horizon} readings of {self.step_s} s: need >= 1 reading of > 0 s"
+            )
         if self.warn not in self.quantiles:
             raise ValueError(f"warn quantile {self.warn} is not one of the quantiles {self.quantiles}")
 

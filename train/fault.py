@@ -17,6 +17,10 @@ class FaultSpec:
 
     horizon: int = 60
 
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"fault horizon {self.horizon}: must be >= 1 reading")
+
 
 def fault_target(labels: BoolArray, horizon: int) -> tuple[np.ndarray, BoolArray]:
     """1 where a labelled row comes within the next ``horizon`` rows; the mask drops the last rows,

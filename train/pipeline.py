@@ -221,6 +221,8 @@ def train_streams(
     """
     if spec.fault is not None and (labels is None or any(seg.labels is None for seg in val)):
         raise ValueError("a fault head needs per-row labels on every training part and validation segment")
+    if spec.congestion is not None:
+        _check_load(train, spec.congestion)
     stacked = np.concatenate([s.values for s in train])
     mean = stacked.mean(axis=0)
     std = np.maximum(stacked.std(axis=0), 1e-6)
@@ -363,6 +365,24 @@ def train_streams(
         params,
         held_out,
     )
+
+
+def _check_load(train: list[Series], spec: CongestionSpec) -> None:
+    """The congestion head learns only from readings with one ``horizon`` readings of ``step_s`` later: a
+    wrong channel or interval would leave it nothing to learn from. (Real loads have gaps: a third of
+    NAB's occupancy readings have a reading 3 steps later.)"""
+    channels = train[0].channels
+    if spec.channel not in channels:
+        raise DataError(f"congestion channel {spec.channel!r} is not among the channels {list(channels)}")
+    rows = sum(len(s) for s in train)
+    defined = sum(int(ahead_target(s.ts, s.values[:, 0], spec)[1].sum()) for s in train)
+    if defined * 10 < rows:
+        steps = np.concatenate([np.diff(s.ts) for s in train])
+        raise DataError(
+            f"the congestion head forecasts {spec.horizon} readings of {spec.step_s:g} s ahead, but only "
+            f"{defined} of {rows} training readings have one that far ahead; the readings come every "
+            f"{float(np.median(steps)):g} s (median): give that as --congestion-step-s"
+        )
 
 
 def _columns(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -49,9 +49,10 @@ def train_dataset(
             f"no readings of {spec_source} under {root} are left: {loaded.describe()}; check the spec's "
             "separator, timestamp.format and channels against the first skipped row"
         )
-    streams = sorted((s.series for s in data if fnmatch(s.series.name, pattern)), key=lambda s: s.name)
-    if not streams:
+    chosen = sorted((s for s in data if fnmatch(s.series.name, pattern)), key=lambda s: s.series.name)
+    if not chosen:
         raise DataError(f"no stream of {spec_source} under {root} matches {pattern!r}; check --streams")
+    streams = [s.series for s in chosen]
     fit_to = split.fit_rows - split.val_rows
     if fit_to < 64 or split.val_rows < 1 or any(len(s) <= split.fit_rows for s in streams):
         raise DataError(
@@ -59,6 +60,17 @@ def train_dataset(
             f"and 1 validates (--val-rows {split.val_rows})"
         )
     fitted, validated = head_parts(streams, split)
+    labels = None
+    if spec.fault is not None:
+        unlabelled = [s.series.name for s in chosen if s.anomaly is None]
+        if unlabelled:
+            raise DataError(
+                f"a fault head learns from anomaly labels, and stream {unlabelled[0]} has none; give the "
+                "spec label_columns.anomaly, or pick labelled streams with --streams"
+            )
+        heads = [s.anomaly[: split.fit_rows] for s in chosen if s.anomaly is not None]
+        labels = [h[: split.fit_rows - split.val_rows] for h in heads]
+        validated = [replace(seg, labels=h) for seg, h in zip(validated, heads, strict=True)]
     return train_streams(
         fitted,
         validated,
@@ -67,4 +79,5 @@ def train_dataset(
         config,
         out,
         progress,
+        labels,
     )

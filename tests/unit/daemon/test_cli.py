@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry
 from daemon.cli import main
 from daemon.errors import ConfigError
 from daemon.http_server import serve
+from daemon.model_file import read_model
+from tests.support import OCCUPANCY
 from train.series import load_nab_csv
 
 
@@ -97,9 +99,59 @@ def test_train_explains_bad_data_and_bad_options_in_one_line(
         (["--fit-fraction", "1.5"], "fit_fraction=1.5 must lie in (0, 1]"),
         (["--baseline", "-3"], "baseline=-3"),
         (["--scale-floor", "1.0"], "scale_floor=1.0: a per-stream score scale needs"),
+        (["--fault-horizon", "10"], "--fault-horizon needs labelled data: --spec with label_columns"),
+        (["--fault-horizon", "0", "--spec", "skab"], "fault horizon 0: must be >= 1 reading"),
+        (["--congestion", "value", "--congestion-horizon", "0"], "congestion horizon 0 readings"),
     ]:
-        assert main(["train", "--csv", short, "--out", out, *flags]) == 2
+        argv = ["train", "--csv", short, "--out", out, *flags]
+        if "--spec" in flags:
+            argv.remove("--csv")
+            argv.remove(short)
+        assert main(argv) == 2
         assert f"faultcast: error: train: {says}" in capsys.readouterr().err
+
+
+def test_train_adds_a_congestion_head_and_clock_inputs_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "load.onnx"
+    argv = ["train", "--csv", str(OCCUPANCY), "--channel", "occupancy", "--out", str(out)]
+    argv += [
+        "--fit-fraction",
+        "0.5",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--clock",
+        "--congestion",
+        "occupancy",
+    ]
+    assert main([*argv, "--congestion-step-s", "60"]) == 2
+    assert "readings come every 300 s (median): give that as --congestion-step-s" in capsys.readouterr().err
+    assert main([*argv, "--congestion-horizon", "3"]) == 0
+    _, info = read_model(out)
+    assert info.clock and info.congestion is not None and info.congestion.horizon_s == 900.0
+    assert info.metadata["congestion"]["channel"] == "occupancy"
+
+
+def test_train_adds_a_fault_head_from_a_spec_with_anomaly_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["t,x,fault"] + [f"{i * 60},{(i % 7) * 0.5 + (5 if 150 <= i < 170 else 0)},{int(150 <= i < 170)}"
+                            for i in range(300)]  # fmt: skip
+    (tmp_path / "press.csv").write_text("\n".join(rows) + "\n")
+    spec = tmp_path / "press.yaml"
+    spec.write_text("files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [x]\n")
+    out = tmp_path / "press.onnx"
+    argv = ["train", "--spec", str(spec), "--root", str(tmp_path), "--fit-rows", "250", "--val-rows", "80"]
+    argv += ["--epochs", "2", "--hidden", "8", "--fault-horizon", "10", "--out", str(out)]
+    assert main(argv) == 2
+    assert "a fault head learns from anomaly labels, and stream press has none" in capsys.readouterr().err
+    spec.write_text(spec.read_text() + "label_columns: {anomaly: fault}\n")
+    assert main(argv) == 0
+    _, info = read_model(out)
+    assert info.fault_head and info.metadata["fault"]["horizon_steps"] == 10
 
 
 def test_load_nab_csv_skips_a_byte_order_mark(tmp_path: Path) -> None:
