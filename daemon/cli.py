@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from daemon.checkpoint import check_folder
     from daemon.config import load_config
     from daemon.logs import setup
+    from daemon.runtime import ModelRuntime
 
     config = load_config(args.config)
     setup(config.logging.level, config.logging.format)
@@ -27,9 +29,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_folder(config)
         engines = load_engines(config)
         for name, engine in engines.items():
+            # What producers must send, and the thresholds in force: the config's where it sets them.
+            kinds = ModelRuntime(name, engine, config).kinds
+            thresholds = ", ".join(f"{kind} {k.policy.threshold:.4g}" for kind, k in kinds.items())
             print(
-                f"ok: model {name} v{engine.info.version} ({len(engine.info.features)} channels, "
-                f"thresholds {engine.info.thresholds})"
+                f"ok: model {name} v{engine.info.version}: channels {', '.join(engine.info.features)}; "
+                f"thresholds {thresholds}"
             )
         print(f"ok: {args.config} is valid")
         return 0
@@ -49,6 +54,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from train.train_dataset import HeadSplit, train_dataset
 
     score = score_options(args, "train")
+    writable(args.out, "train: --out")
+    if args.run_dir:
+        writable(args.run_dir / "metrics.json", "train: --run-dir")
     try:  # every option checked before any data is read
         config = FitConfig(
             hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
@@ -97,9 +105,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def writable(path: Path, option: str) -> None:
+    """Refuses a file that cannot be written before any work is done (training takes minutes)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create its folder ({exc.strerror})") from exc
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        raise UsageError(f"{option} {path}: cannot write a file there")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from train.run_folder import export_run
 
+    writable(args.out, "export: --out")
     gap = export_run(args.run_dir, args.out)
     print(json.dumps({"model": str(args.out), "parity_max_abs": gap}))
     return 0
@@ -115,17 +134,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         kafka = KafkaConfig(bootstrap_servers=args.bootstrap, readings_topic=args.topic)
     except ValueError as exc:
         raise UsageError(f"replay: --topic {args.topic!r}: {exc}") from exc
+    series = load_nab_csv(args.csv, args.channel)  # a bad file is reported before the broker is waited on
     ensure_topics(kafka)
     producer = make_producer(kafka)
     try:
-        sent = replay(
-            producer,
-            args.topic,
-            args.stream,
-            load_nab_csv(args.csv, args.channel),
-            speedup=args.speedup,
-            limit=args.limit,
-        )
+        sent = replay(producer, args.topic, args.stream, series, speedup=args.speedup, limit=args.limit)
     finally:
         producer.close()
     print(f"published {sent} readings to {args.topic}")
@@ -192,9 +205,11 @@ def parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--root", type=Path, default=Path("."), help="with --spec: the data root it reads")
     train.add_argument("--streams", default="*", help="with --spec: which streams (shell pattern on names)")
-    train.add_argument("--fit-rows", type=int, default=400, help="with --spec: each stream's rows to fit")
     train.add_argument(
-        "--val-rows", type=int, default=120, help="with --spec: of those, the last to validate"
+        "--fit-rows", type=int, default=400, help="with --spec: each stream's rows to fit (default 400)"
+    )
+    train.add_argument(
+        "--val-rows", type=int, default=120, help="with --spec: of those, the last to validate (default 120)"
     )
     train.add_argument("--baseline", type=int, default=0, help="readings that set each stream's own offsets")
     train.add_argument(

@@ -225,8 +225,16 @@ def train_streams(
         _check_load(train, spec.congestion)
     stacked = np.concatenate([s.values for s in train])
     mean = stacked.mean(axis=0)
-    std = np.maximum(stacked.std(axis=0), 1e-6)
+    std = stacked.std(axis=0)
     channels = train[0].channels
+    flat = [c for c, spread in zip(channels, std.tolist(), strict=True) if spread < 1e-6]
+    if flat:
+        # Normalised by a spread of ~0, any later change of the channel would score in the millions.
+        raise DataError(
+            f"channel {flat[0]} does not vary in the training data, so the model cannot learn how it moves "
+            "and would score any change of it in the millions; leave it out of the channels, or fit on "
+            "data where it varies"
+        )
     heads = Heads(
         clock=spec.clock,
         quantiles=spec.congestion.quantiles if spec.congestion else (),

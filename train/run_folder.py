@@ -64,7 +64,7 @@ def write_run(report: TrainReport, run_dir: Path) -> None:
             spans=seg.windows,
             scored_from=float(seg.series.ts[seg.score_from]) if seg.score_from < len(seg.series) else None,
         )
-        plot_series(plot, run_dir / f"validation_{i}.png")
+        plot_series(plot, run_dir / f"validation_{i}_{seg.series.name.replace('/', '_')}.png")
 
 
 def export_run(run_dir: Path, out: Path) -> float:

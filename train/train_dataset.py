@@ -54,10 +54,12 @@ def train_dataset(
         raise DataError(f"no stream of {spec_source} under {root} matches {pattern!r}; check --streams")
     streams = [s.series for s in chosen]
     fit_to = split.fit_rows - split.val_rows
-    if fit_to < 64 or split.val_rows < 1 or any(len(s) <= split.fit_rows for s in streams):
+    short = [s for s in streams if len(s) <= split.fit_rows]
+    if fit_to < 64 or split.val_rows < 1 or short:
+        found = f"; {short[0].name} has {len(short[0])}" if short else ""
         raise DataError(
             f"each stream needs more than --fit-rows {split.fit_rows} readings, of which at least 64 fit "
-            f"and 1 validates (--val-rows {split.val_rows})"
+            f"and 1 validates (--val-rows {split.val_rows}){found}"
         )
     fitted, validated = head_parts(streams, split)
     labels = None

@@ -12,7 +12,8 @@ from daemon.cli import main
 from daemon.errors import ConfigError
 from daemon.http_server import serve
 from daemon.model_file import read_model
-from tests.support import OCCUPANCY
+from tests.support import MACHINE_TEMPERATURE, OCCUPANCY
+from train.pipeline import TrainReport
 from train.series import load_nab_csv
 
 
@@ -59,6 +60,39 @@ def test_check_names_every_missing_model_and_an_unwritable_checkpoint_folder(
     )
     assert main(["run", "--config", str(config), "--check"]) == 2
     assert "state.checkpoint_dir" in capsys.readouterr().err
+
+
+def test_check_lists_the_channels_to_send_and_the_thresholds_in_force(
+    machine_model: TrainReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"models: [{{name: m, path: {machine_model.model_path}}}]\n")
+    assert main(["run", "--config", str(config), "--check"]) == 0
+    calibrated = f"thresholds fault {machine_model.threshold:.4g}"
+    assert f"ok: model m v1: channels temp_c; {calibrated}" in capsys.readouterr().out
+    config.write_text(config.read_text() + "alerting: {fault: {threshold: 0.5}}\n")
+    assert main(["run", "--config", str(config), "--check"]) == 0
+    assert "channels temp_c; thresholds fault 0.5\n" in capsys.readouterr().out
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(blocker / "m.onnx")]
+    assert main(argv) == 2
+    assert f"train: --out {blocker / 'm.onnx'}: cannot create its folder" in capsys.readouterr().err
+    assert main(["export", "--run-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert f"export: --out {tmp_path}: cannot write a file there" in capsys.readouterr().err
+
+
+def test_replay_reports_a_bad_file_before_waiting_for_the_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["replay", "--csv", str(tmp_path / "absent.csv"), "--stream", "s", "--bootstrap", "127.0.0.1:9"]
+    assert main(argv) == 2
+    assert "absent.csv: cannot read it" in capsys.readouterr().err
 
 
 def test_a_metrics_port_in_use_names_the_key() -> None:

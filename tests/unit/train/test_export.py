@@ -118,7 +118,8 @@ def test_run_folder_holds_metadata_metrics_loss_curves_and_validation_plots(
     assert len(scored.score) == len(scored.segment.series)
     validated = scored.score[scored.segment.score_from :]
     assert validated.max() * 1.5 <= machine_model.threshold * (1 + 1e-6)  # the headroom rule held
-    assert (tmp_path / "validation_0.png").read_bytes()[:8] == png
+    name = scored.segment.series.name.replace("/", "_")
+    assert (tmp_path / f"validation_0_{name}.png").read_bytes()[:8] == png
 
 
 @pytest.mark.parametrize("fixture", ["machine_model", "traffic_model"])

@@ -53,3 +53,22 @@ def test_a_spec_that_keeps_no_row_says_why_and_where(tmp_path: Path) -> None:
             str(spec), tmp_path, "*", HeadSplit(400, 120), TrainSpec(name="t"), FitConfig(epochs=1),
             tmp_path / "m.onnx", False,
         )  # fmt: skip
+
+
+def test_a_channel_that_never_moves_or_a_short_stream_is_refused_by_name(tmp_path: Path) -> None:
+    rows = [f"{i * 60},{i % 5},50.0\n" for i in range(300)]
+    (tmp_path / "press.csv").write_text("t,x,setpoint\n" + "".join(rows))
+    (tmp_path / "short.csv").write_text("t,x,setpoint\n" + "".join(rows[:150]))
+    spec = tmp_path / "mine.yaml"
+    spec.write_text("files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [x, setpoint]\n")
+
+    def train(pattern: str) -> None:
+        train_dataset(
+            str(spec), tmp_path, pattern, HeadSplit(200, 60), TrainSpec(name="t"), FitConfig(epochs=1),
+            tmp_path / "m.onnx", False,
+        )  # fmt: skip
+
+    with pytest.raises(DataError, match="channel setpoint does not vary in the training data"):
+        train("press")
+    with pytest.raises(DataError, match=r"more than --fit-rows 200 readings.*; short has 150$"):
+        train("*")
