@@ -50,6 +50,10 @@ class StateLayout:
 
     @property
     def width(self) -> int:
+        return self.shares_at + self.features
+
+    @property
+    def shares_at(self) -> int:
         return self.range_at + 2 * self.features * self.range
 
     @property
@@ -92,6 +96,7 @@ class StateLayout:
                 if self.range
                 else []
             ),
+            {"name": "channel_level", "offset": self.shares_at, "size": self.features},
         ]
 
 
@@ -254,9 +259,14 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     sq = g.op("Mul", err, err)
     total = g.op("ReduceSum", sq, g.const([1], "ax", np.int64), keepdims=1)
     inst = g.op("Sqrt", g.op("Mul", total, g.const([1.0 / shape.features])))
-    g.op("Div", sq, g.op("Add", total, g.const([1e-12])), out="contrib")
     step_gain = g.op("Mul", warm, g.const([params.smoothing]))
     new_level = g.op("Add", level, g.op("Mul", step_gain, g.op("Sub", inst, level)))
+    # Each channel's share of the score, smoothed as the score is: an alert names the channels that
+    # raised it over the last readings, not the one reading it fired on.
+    chan_level = g.columns("state", layout.shares_at, layout.shares_at + shape.features)
+    new_chan_level = g.op("Add", chan_level, g.op("Mul", step_gain, g.op("Sub", sq, chan_level)))
+    chan_total = g.op("ReduceSum", new_chan_level, g.const([1], "ax", np.int64), keepdims=1)
+    g.op("Div", new_chan_level, g.op("Add", chan_total, g.const([1e-12])), out="contrib")
     spread_part: list[str] = []
     if params.scale_floor is not None:
         new_spread, scale = _stream_scale(
@@ -313,6 +323,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         *adapt_part,
         *peak_part,
         *range_part,
+        new_chan_level,
         axis=1,
         out="next_state",
     )

@@ -340,7 +340,7 @@ def stream_scores(
     err[first:] = raw[first:]
     sq = err * err
     inst = torch.sqrt(sq.mean(dim=1))
-    contrib = sq / (sq.sum(dim=1, keepdim=True) + 1e-12)
+    contrib = torch.zeros_like(sq)
     score = torch.zeros_like(inst)
     level = torch.zeros(())
     scale = torch.ones(())
@@ -348,9 +348,12 @@ def stream_scores(
         start, stop = params.scale_window
         spread = (raw[start:stop] ** 2).mean(dim=1).sum() / max(stop - start, 1)
         scale = torch.clamp(torch.sqrt(spread), min=params.scale_floor)
+    chan_level = torch.zeros(sq.shape[1])
     for t in range(first, len(inst)):
         level = params.smoothing * inst[t] + (1 - params.smoothing) * level
         score[t] = level / scale
+        chan_level = params.smoothing * sq[t] + (1 - params.smoothing) * chan_level
+        contrib[t] = chan_level / (chan_level.sum() + 1e-12)
     if params.adapt is not None:
         score = adaptive_score(score, params)
     hold = score

@@ -25,9 +25,10 @@ def _with_metadata(src: Path, dst: Path, value: str | None) -> Path:
 
 
 def test_good_model_loads_with_its_metadata(tmp_path: Path) -> None:
+    # h and c, then base, pred and the smoothed error of its one channel, level and steps
     _, info = read_model(write_model(tmp_path / "m.onnx", hidden=8))
     assert (
-        info.features == ("temp_c",) and info.state_width == 2 * 8 + 4 and info.thresholds == {"fault": 3.0}
+        info.features == ("temp_c",) and info.state_width == 2 * 8 + 5 and info.thresholds == {"fault": 3.0}
     )
 
 

@@ -67,7 +67,7 @@ def test_new_layout_resets_every_live_stream(tmp_path: Path) -> None:
     processor.process(_records(0, 10))
     write_model(live, hidden=16, seed=3)
     assert runtime.reload(live) == Reloaded(kept_state=False, streams_reset=1)
-    assert runtime.engine.table.width == runtime.engine.info.state_width == 2 * 16 + 4
+    assert runtime.engine.table.width == runtime.engine.info.state_width == 2 * 16 + 5
     out = processor.process(_records(10, 2))
     assert out.scored()[0].score == 0.0 and out.scored()[1].score > 0.0  # cold start, then warm
     assert not out.dropped  # the stream kept its last timestamp

@@ -91,7 +91,8 @@ def test_trained_model_carries_its_contract_and_passed_parity(machine_model: Tra
     assert fault["validation_alerts"] == 0  # calibrated to stay quiet on the validation split
     assert [i.name for i in proto.graph.input] == ["x", "state", "baseline_readings"]
     assert [o.name for o in proto.graph.output] == ["score", "contrib", "next_state"]
-    assert meta["state_width"] == 2 * 32 + 2 * 1 + 2  # h, c, base and pred per channel, level, steps
+    # h, c, then base, pred and the smoothed error (for the channel shares) per channel, level, steps
+    assert meta["state_width"] == 2 * 32 + 3 * 1 + 2
     assert machine_model.parity_max_abs <= PARITY_TOLERANCE
 
 
@@ -266,9 +267,10 @@ def test_range_check_step_model_matches_the_reference(baseline: int) -> None:
     np.testing.assert_array_equal(capped, expected)
     np.testing.assert_array_equal(checked.score.numpy()[~capped], plain.score.numpy()[~capped])
     np.testing.assert_array_equal(checked.hold.numpy(), plain.hold.numpy())
-    # Its state: each channel's lowest and highest reading, two columns per channel at the end.
+    # Its state: each channel's lowest and highest reading, then the channels' smoothed errors at the end.
     layout = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])["state_layout"]
-    assert [(c["name"], c["size"]) for c in layout[-2:]] == [("range_low", 2), ("range_high", 2)]
+    names = [(c["name"], c["size"]) for c in layout[-3:]]
+    assert names == [("range_low", 2), ("range_high", 2), ("channel_level", 2)]
     assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
 
 
@@ -331,3 +333,25 @@ def test_score_options_default_the_range_check_only_where_it_can_run() -> None:
     assert options(0.01, 50.0, "0")["range_tolerance"] == 0.0
     with pytest.raises(UsageError, match="evaluate nab: the range check"):
         options(0.0, 50.0, "0.05")  # asked for explicitly, without what it needs
+
+
+def test_channel_shares_are_smoothed_as_the_score_is() -> None:
+    """A channel's share is its part of the squared errors averaged like the score, not of one reading's:
+    an alert names the channels that raised the score over the last readings."""
+    torch.manual_seed(3)
+    model = Forecaster(ModelShape(3, 8)).eval()
+    x = torch.from_numpy(np.random.default_rng(3).normal(size=(200, 3)).astype(np.float32))
+    x[120, 0] += 25.0  # one reading far off on the first channel
+    params = ScoreParams((0.0,) * 3, (1.0,) * 3, (1.0,) * 3, smoothing=1.0)
+    instant = stream_scores(model, x, params)
+    # Without smoothing the score is the RMS of the errors, so each reading's squared errors are known.
+    sq = instant.contrib.numpy() * 3 * instant.score.numpy()[:, None] ** 2
+    smoothed = stream_scores(model, x, replace(params, smoothing=0.1))
+    level, expected = np.zeros(3), np.zeros_like(sq)
+    for t in range(1, len(sq)):
+        level = 0.1 * sq[t] + 0.9 * level
+        expected[t] = level / (level.sum() + 1e-12)
+    np.testing.assert_allclose(smoothed.contrib.numpy(), expected, atol=1e-5)
+    # In the readings after it the first channel still leads, though their own errors say otherwise.
+    after = [t for t in range(121, 131) if instant.contrib[t].argmax() != 0]
+    assert after and all(smoothed.contrib[t].argmax() == 0 for t in after)
