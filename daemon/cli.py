@@ -9,9 +9,13 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon import __version__
-from daemon.errors import FaultcastError, UsageError
+from daemon.errors import DataError, FaultcastError, UsageError
+
+if TYPE_CHECKING:
+    from train.series import Series
 
 log = logging.getLogger("faultcast")
 
@@ -134,15 +138,34 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         kafka = KafkaConfig(bootstrap_servers=args.bootstrap, readings_topic=args.topic)
     except ValueError as exc:
         raise UsageError(f"replay: --topic {args.topic!r}: {exc}") from exc
-    series = load_nab_csv(args.csv, args.channel)  # a bad file is reported before the broker is waited on
+    # Bad data is reported before the broker is waited on.
+    if args.csv is not None:
+        if not args.stream:
+            raise UsageError("replay: --csv needs --stream, the id its readings are keyed by")
+        streams = [(args.stream, load_nab_csv(args.csv, args.channel))]
+    else:
+        streams = spec_streams(args.spec, args.root, args.streams)
     ensure_topics(kafka)
     producer = make_producer(kafka)
     try:
-        sent = replay(producer, args.topic, args.stream, series, speedup=args.speedup, limit=args.limit)
+        sent = replay(producer, args.topic, streams, speedup=args.speedup, limit=args.limit)
     finally:
         producer.close()
-    print(f"published {sent} readings to {args.topic}")
+    print(f"published {sent} readings of {len(streams)} streams to {args.topic}")
     return 0
+
+
+def spec_streams(spec: str, root: Path, pattern: str) -> list[tuple[str, Series]]:
+    """The streams of a dataset spec whose names match ``pattern``, each under its name."""
+    from fnmatch import fnmatch
+
+    from train.dataset import load_dataset, load_spec
+
+    data, loaded = load_dataset(load_spec(spec), root)
+    chosen = [(s.series.name, s.series) for s in data if fnmatch(s.series.name, pattern)]
+    if not chosen:
+        raise DataError(f"no stream of {spec} under {root} matches {pattern!r} ({loaded.describe()})")
+    return chosen
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -287,13 +310,19 @@ def parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser(
         "replay",
-        help="publish a CSV series as readings",
-        description="Publish each row of a "
-        "timestamp,value CSV as a reading (key = stream id) to the readings topic.",
+        help="publish recorded series as readings",
+        description="Publish each row of a timestamp,value CSV (or of every stream a dataset spec reads, "
+        "with all its channels) as a reading (key = stream id) to the readings topic, in time order.",
     )
-    rep.add_argument("--csv", type=Path, required=True)
-    rep.add_argument("--stream", required=True, help="stream id (record key)")
-    rep.add_argument("--channel", default="value")
+    replayed = rep.add_mutually_exclusive_group(required=True)
+    replayed.add_argument("--csv", type=Path, help="series file (NAB layout: timestamp,value)")
+    replayed.add_argument("--spec", help="dataset spec: a shipped name or a YAML path (docs/dataset-spec.md)")
+    rep.add_argument("--stream", help="with --csv: stream id (record key)")
+    rep.add_argument("--channel", default="value", help="with --csv: the channel name the readings carry")
+    rep.add_argument("--root", type=Path, default=Path("."), help="with --spec: the data root it reads")
+    rep.add_argument(
+        "--streams", default="*", help="with --spec: which streams (shell pattern on names); ids = names"
+    )
     rep.add_argument("--topic", default="faultcast.readings")
     rep.add_argument(
         "--bootstrap",

@@ -150,7 +150,7 @@ def _run(service: Service, topic: str, streams: list[DemoStream], exit_when_done
     sent = 0
     try:
         for demo in streams:
-            count = replay(producer, topic, demo.stream, demo.series())
+            count = replay(producer, topic, [(demo.stream, demo.series())])
             print(f"replay: published {count} readings of {demo.path.name} as {demo.stream}", flush=True)
             sent += count
     finally:

@@ -1,9 +1,11 @@
-"""Publishes a recorded series as readings (the README's reading format) to the readings topic."""
+"""Publishes recorded series as readings (the README's reading format) to the readings topic."""
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 
 from kafka import KafkaProducer
 
@@ -19,31 +21,42 @@ def reading_message(
     return {"stream": stream, "ts": format_timestamp(ts), "values": dict(zip(channels, values, strict=True))}
 
 
+def in_time_order(streams: Sequence[Series]) -> Iterator[tuple[int, int]]:
+    """(stream index, row) of every row of ``streams``, merged by time as a topic would deliver them; rows
+    at the same time come in stream order."""
+    rows = ([(float(t), i, row) for row, t in enumerate(s.ts)] for i, s in enumerate(streams))
+    for _, i, row in heapq.merge(*rows):
+        yield i, row
+
+
 def replay(
     producer: KafkaProducer,
     topic: str,
-    stream: str,
-    series: Series,
+    streams: Sequence[tuple[str, Series]],
     speedup: float | None = None,
     limit: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Sends ``series`` row by row keyed by ``stream``; ``speedup`` paces by the series' own clock.
-
-    Returns the number of records acknowledged by the broker.
+    """Sends the rows of ``streams`` (stream id, series) merged in time order, each keyed by its stream id;
+    ``speedup`` paces them by their own clock. Returns the number of records acknowledged by the broker.
     """
-    rows = len(series) if limit is None else min(limit, len(series))
+    order = list(islice(in_time_order([s for _, s in streams]), limit))
+    first = float(streams[order[0][0]][1].ts[order[0][1]]) if order else 0.0
     started = time.monotonic()
     futures = []
-    for t in range(rows):
+    for i, row in order:
+        stream, series = streams[i]
+        ts = float(series.ts[row])
         if speedup is not None:
-            due = (series.ts[t] - series.ts[0]) / speedup - (time.monotonic() - started)
+            due = (ts - first) / speedup - (time.monotonic() - started)
             if due > 0:
                 sleep(due)
-        message = reading_message(stream, float(series.ts[t]), series.channels, series.values[t].tolist())
+        message = reading_message(stream, ts, series.channels, series.values[row].tolist())
         futures.append(producer.send(topic, key=stream.encode("utf-8"), value=encode_json(message)))
     producer.flush()
     failed = [f for f in futures if f.failed()]
     if failed:
-        raise BrokerError(f"{len(failed)} of {rows} readings were not acknowledged: {failed[0].exception}")
-    return rows
+        raise BrokerError(
+            f"{len(failed)} of {len(order)} readings were not acknowledged: {failed[0].exception}"
+        )
+    return len(order)

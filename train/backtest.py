@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from daemon.engine import HostEngine
 from daemon.kafka_io import encode_json
 from daemon.processor import Outcome, Processor, RawRecord
 from daemon.records import Source
-from daemon.replay import reading_message
+from daemon.replay import in_time_order, reading_message
 from train.dataset import LabelledSeries
 from train.series import Series
 
@@ -79,13 +78,8 @@ def records(streams: Sequence[Series]) -> list[RawRecord]:
 
     Stream i lives on partition i; a record's offset is its row index in the series.
     """
-
-    def rows(part: int, s: Series) -> list[tuple[float, int, int]]:
-        return [(float(t), part, row) for row, t in enumerate(s.ts)]
-
-    merged = heapq.merge(*(rows(i, s) for i, s in enumerate(streams)))
     out = []
-    for _, part, row in merged:
+    for part, row in in_time_order(streams):
         s = streams[part]
         message = reading_message(s.name, float(s.ts[row]), s.channels, s.values[row].tolist())
         out.append(RawRecord(s.name.encode("utf-8"), encode_json(message), Source(TOPIC, part, row)))
