@@ -40,39 +40,43 @@ def test_help(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
     assert expected in capsys.readouterr().out
 
 
+def _check(config: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`faultcast run --check` on a config of ``text``: exit status, stdout, stderr."""
+    config.write_text(text)
+    status = main(["run", "--config", str(config), "--check"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 def test_config_errors_exit_2_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text("models: [{name: m, path: m.onnx}]\nkafka: {bootstrap_server: x}\n")
-    assert main(["run", "--config", str(config), "--check"]) == 2
-    assert "did you mean 'bootstrap_servers'" in capsys.readouterr().err
+    text = "models: [{name: m, path: m.onnx}]\nkafka: {bootstrap_server: x}\n"
+    status, _, err = _check(tmp_path / "config.yaml", text, capsys)
+    assert status == 2 and "did you mean 'bootstrap_servers'" in err
 
 
 def test_check_names_every_missing_model_and_an_unwritable_checkpoint_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("models: [{name: press, path: a.onnx}, {name: pump, path: b.onnx}]\n")
-    assert main(["run", "--config", str(config), "--check"]) == 2
-    err = capsys.readouterr().err
+    text = "models: [{name: press, path: a.onnx}, {name: pump, path: b.onnx}]\n"
+    status, _, err = _check(config, text, capsys)
+    assert status == 2
     assert "models[0] 'press'" in err and "models[1] 'pump'" in err and "faultcast demo" in err
-    config.write_text(
-        f"models: [{{name: m, path: m.onnx}}]\nstate: {{checkpoint_dir: {tmp_path / 'none'}}}\n"
-    )
-    assert main(["run", "--config", str(config), "--check"]) == 2
-    assert "state.checkpoint_dir" in capsys.readouterr().err
+    text = f"models: [{{name: m, path: m.onnx}}]\nstate: {{checkpoint_dir: {tmp_path / 'none'}}}\n"
+    status, _, err = _check(config, text, capsys)
+    assert status == 2 and "state.checkpoint_dir" in err
 
 
 def test_check_lists_the_channels_to_send_and_the_thresholds_in_force(
     machine_model: TrainReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(f"models: [{{name: m, path: {machine_model.model_path}}}]\n")
-    assert main(["run", "--config", str(config), "--check"]) == 0
+    text = f"models: [{{name: m, path: {machine_model.model_path}}}]\n"
+    status, out, _ = _check(config, text, capsys)
     calibrated = f"thresholds fault {machine_model.threshold:.4g}"
-    assert f"ok: model m v1: channels temp_c; {calibrated}" in capsys.readouterr().out
-    config.write_text(config.read_text() + "alerting: {fault: {threshold: 0.5}}\n")
-    assert main(["run", "--config", str(config), "--check"]) == 0
-    assert "channels temp_c; thresholds fault 0.5\n" in capsys.readouterr().out
+    assert status == 0 and f"ok: model m v1: channels temp_c; {calibrated}" in out
+    status, out, _ = _check(config, text + "alerting: {fault: {threshold: 0.5}}\n", capsys)
+    assert status == 0 and "channels temp_c; thresholds fault 0.5\n" in out
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(
@@ -85,14 +89,6 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     assert f"train: --out {blocker / 'm.onnx'}: cannot create its folder" in capsys.readouterr().err
     assert main(["export", "--run-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert f"export: --out {tmp_path}: cannot write a file there" in capsys.readouterr().err
-
-
-def test_replay_reports_a_bad_file_before_waiting_for_the_broker(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["replay", "--csv", str(tmp_path / "absent.csv"), "--stream", "s", "--bootstrap", "127.0.0.1:9"]
-    assert main(argv) == 2
-    assert "absent.csv: cannot read it" in capsys.readouterr().err
 
 
 def test_a_metrics_port_in_use_names_the_key() -> None:

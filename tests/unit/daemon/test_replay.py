@@ -72,9 +72,11 @@ def test_replay_paces_by_the_rows_own_clock() -> None:
 def test_replay_of_a_spec_or_a_csv_checks_its_source_before_the_broker(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = ["replay", "--bootstrap", "127.0.0.1:9"]
+    base = ["replay", "--bootstrap", "127.0.0.1:9"]  # nothing listens there: the broker, first, would fail
     assert main([*base, "--csv", str(tmp_path / "x.csv")]) == 2
     assert "replay: --csv needs --stream" in capsys.readouterr().err
+    assert main([*base, "--csv", str(tmp_path / "absent.csv"), "--stream", "s"]) == 2
+    assert "absent.csv: cannot read it" in capsys.readouterr().err
     spec = tmp_path / "mine.yaml"
     spec.write_text("files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [x]\n")
     (tmp_path / "a.csv").write_text("t,x\n0,1\n")
