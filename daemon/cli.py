@@ -35,7 +35,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for name, engine in engines.items():
             # What producers must send, and the thresholds in force: the config's where it sets them.
             kinds = ModelRuntime(name, engine, config).kinds
-            thresholds = ", ".join(f"{kind} {k.policy.threshold:.4g}" for kind, k in kinds.items())
+            thresholds = ", ".join(
+                f"{kind} {k.policy.threshold:.4g}"
+                + "".join(f"; {pattern} {policy.threshold:.4g}" for pattern, policy in k.overrides)
+                for kind, k in kinds.items()
+            )
             print(
                 f"ok: model {name} v{engine.info.version}: channels {', '.join(engine.info.features)}; "
                 f"thresholds {thresholds}"
@@ -60,17 +64,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     score = score_options(args, "train")
     writable(args.out, "train: --out")
     if args.run_dir:
-        writable(args.run_dir / "metrics.json", "train: --run-dir")
+        writable(args.run_dir, "train: --run-dir", folder=True)
     try:  # every option checked before any data is read
         config = FitConfig(
             hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
         )
         # Named once the data says what it is; --fit-fraction is used only with --csv.
-        congestion = (
-            CongestionSpec(args.congestion, horizon=args.congestion_horizon, step_s=args.congestion_step_s)
-            if args.congestion
-            else None
-        )
+        ahead = {"horizon": args.congestion_horizon, "step_s": args.congestion_step_s}
+        given = {k: v for k, v in ahead.items() if v is not None}
+        congestion = CongestionSpec(args.congestion, **given) if args.congestion else None
         unnamed = TrainSpec(
             "",
             version=args.version,
@@ -84,6 +86,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(f"train: {exc}") from exc
+    if congestion is None and given:
+        raise UsageError("train: --congestion-horizon and --congestion-step-s need --congestion CHANNEL")
     if unnamed.fault is not None and args.spec is None:
         raise UsageError("train: --fault-horizon needs labelled data: --spec with label_columns")
     if args.spec is not None:
@@ -96,27 +100,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         report = train_series(series, spec, config, args.out)
     if args.run_dir:
         write_run(report, args.run_dir)
-    print(
-        json.dumps(
-            {
-                "model": str(report.model_path),
-                "threshold": report.threshold,
-                "parity_max_abs": report.parity_max_abs,
-                "best_epoch": report.best_epoch,
-            }
-        )
-    )
+    # The thresholds alerts follow, by kind; with a fault head, fault alerts follow its probability.
+    thresholds = {"fault": report.metadata.get("fault", {}).get("threshold", report.threshold)}
+    if "congestion" in report.metadata:
+        thresholds["congestion"] = report.metadata["congestion"]["limit"]
+    summary = {"model": str(report.model_path), "thresholds": thresholds}
+    print(json.dumps(summary | {"parity_max_abs": report.parity_max_abs, "best_epoch": report.best_epoch}))
     return 0
 
 
-def writable(path: Path, option: str) -> None:
-    """Refuses a file that cannot be written before any work is done (training takes minutes)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot create its folder ({exc.strerror})") from exc
-    if path.is_dir() or not os.access(path.parent, os.W_OK):
-        raise UsageError(f"{option} {path}: cannot write a file there")
+def writable(path: Path, option: str, folder: bool = False) -> None:
+    """Refuses an output (a file, or a ``folder``) that cannot be written, before any work is done: training
+    takes minutes. Creates nothing."""
+    target = path if folder else path.parent
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"{option} {path}: cannot write in {existing}")
+    if not folder and (path.is_dir() or (path.exists() and not os.access(path, os.W_OK))):
+        raise UsageError(f"{option} {path}: cannot write this file")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -130,7 +133,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from daemon.config import KafkaConfig
-    from daemon.kafka_io import ensure_topics, make_producer
+    from daemon.kafka_io import CLOSE_TIMEOUT_S, close_producer, ensure_topics, make_producer
     from daemon.replay import replay
     from train.series import load_nab_csv
 
@@ -150,7 +153,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         sent = replay(producer, args.topic, streams, speedup=args.speedup, limit=args.limit)
     finally:
-        producer.close()
+        close_producer(producer, CLOSE_TIMEOUT_S)
     print(f"published {sent} readings of {len(streams)} streams to {args.topic}")
     return 0
 
@@ -264,12 +267,11 @@ def parser() -> argparse.ArgumentParser:
         "readings ahead, with a limit from the training data (the daemon's congestion alerts)",
     )
     train.add_argument(
-        "--congestion-horizon", type=int, default=6, help="readings ahead the load is forecast (default 6)"
+        "--congestion-horizon", type=int, help="readings ahead the load is forecast (default 6)"
     )
     train.add_argument(
         "--congestion-step-s",
         type=float,
-        default=300.0,
         help="the readings' interval in seconds, which the horizon counts in (default 300)",
     )
     train.add_argument(

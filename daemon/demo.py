@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from daemon.app import build_service
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError
-from daemon.kafka_io import make_producer
+from daemon.kafka_io import CLOSE_TIMEOUT_S, close_producer, make_producer
 from daemon.replay import replay
 from daemon.service import Service
 from train.evaluate_congestion import CongestionOptions
@@ -154,7 +154,7 @@ def _run(service: Service, topic: str, streams: list[DemoStream], exit_when_done
             print(f"replay: published {count} readings of {demo.path.name} as {demo.stream}", flush=True)
             sent += count
     finally:
-        producer.close()
+        close_producer(producer, CLOSE_TIMEOUT_S)
     print(f"replay: {sent} readings on {topic} at {service.config.kafka.bootstrap_servers}", flush=True)
     if not exit_when_done:
         print("daemon: scoring; Ctrl-C stops the daemon and the broker", flush=True)

@@ -112,8 +112,17 @@ class ScoreSettingError(ValueError):
     def naming(self, names: Mapping[str, str], assign: str) -> str:
         """The message with each setting called ``names[field]`` (default: the field) and its value
         written after ``assign``."""
-        fields = {f: names.get(f, f) for f in ("adapt", "peak_half_life", "range_tolerance")}
-        return self.template.format(value=f"{assign}{self.value}", **fields)
+        return self.template.format_map(_Named(names, value=f"{assign}{self.value}"))
+
+
+class _Named(dict[str, str]):
+    """Template fields: the given names, and any other field as itself."""
+
+    def __init__(self, names: Mapping[str, str], **fixed: str) -> None:
+        super().__init__(names, **fixed)
+
+    def __missing__(self, key: str) -> str:
+        return key
 
 
 @dataclass(frozen=True)

@@ -225,11 +225,11 @@ def train_streams(
         _check_load(train, spec.congestion)
     stacked = np.concatenate([s.values for s in train])
     mean = stacked.mean(axis=0)
-    std = stacked.std(axis=0)
+    std = np.maximum(stacked.std(axis=0), 1e-6)
     channels = train[0].channels
-    flat = [c for c, spread in zip(channels, std.tolist(), strict=True) if spread < 1e-6]
+    flat = [c for c, moved in zip(channels, np.ptp(stacked, axis=0).tolist(), strict=True) if moved == 0]
     if flat:
-        # Normalised by a spread of ~0, any later change of the channel would score in the millions.
+        # Normalised by the floor of the spread, any later change of it would score in the millions.
         raise DataError(
             f"channel {flat[0]} does not vary in the training data, so the model cannot learn how it moves "
             "and would score any change of it in the millions; leave it out of the channels, or fit on "
@@ -382,14 +382,19 @@ def _check_load(train: list[Series], spec: CongestionSpec) -> None:
     channels = train[0].channels
     if spec.channel not in channels:
         raise DataError(f"congestion channel {spec.channel!r} is not among the channels {list(channels)}")
+    load = channels.index(spec.channel)
     rows = sum(len(s) for s in train)
-    defined = sum(int(ahead_target(s.ts, s.values[:, 0], spec)[1].sum()) for s in train)
+    defined = sum(int(ahead_target(s.ts, s.values[:, load], spec)[1].sum()) for s in train)
     if defined * 10 < rows:
-        steps = np.concatenate([np.diff(s.ts) for s in train])
+        step = float(np.median(np.concatenate([np.diff(s.ts) for s in train])))
+        fix = (
+            "the data's gaps leave few that far ahead: forecast fewer readings ahead (--congestion-horizon)"
+            if np.isclose(step, spec.step_s)
+            else f"the readings come every {step:g} s (median): give that as the step (--congestion-step-s)"
+        )
         raise DataError(
             f"the congestion head forecasts {spec.horizon} readings of {spec.step_s:g} s ahead, but only "
-            f"{defined} of {rows} training readings have one that far ahead; the readings come every "
-            f"{float(np.median(steps)):g} s (median): give that as --congestion-step-s"
+            f"{defined} of {rows} training readings have a reading that far ahead; {fix}"
         )
 
 

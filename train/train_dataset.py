@@ -10,6 +10,7 @@ from pathlib import Path
 
 from daemon.errors import DataError
 from train.dataset import load_dataset, load_spec
+from train.fault import BoolArray, FaultSpec, fault_target
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
 from train.series import Series
@@ -28,6 +29,21 @@ def head_parts(streams: Sequence[Series], split: HeadSplit) -> tuple[list[Series
     fit_to = split.fit_rows - split.val_rows
     heads = [s.head(split.fit_rows) for s in streams]
     return [h.head(fit_to) for h in heads], [Segment(h, fit_to) for h in heads]
+
+
+def _check_faults(fitted: list[BoolArray], validated: list[BoolArray], spec: FaultSpec) -> None:
+    """A fault head learns, and its threshold is chosen, only from readings with a labelled fault ahead:
+    heads of normal running have none, and a head that never fires would replace the anomaly score."""
+    found = [
+        sum(int(fault_target(labels, spec.horizon)[0].sum()) for labels in part)
+        for part in (fitted, validated)
+    ]
+    if not all(found):
+        raise DataError(
+            f"a fault head needs labelled faults within {spec.horizon} readings ahead in both the fitted and "
+            f"the validated rows of the streams' heads; they hold {found[0]} and {found[1]} such readings: "
+            "raise --fit-rows (and --val-rows) so that the heads include faults"
+        )
 
 
 def train_dataset(
@@ -71,8 +87,9 @@ def train_dataset(
                 "spec label_columns.anomaly, or pick labelled streams with --streams"
             )
         heads = [s.anomaly[: split.fit_rows] for s in chosen if s.anomaly is not None]
-        labels = [h[: split.fit_rows - split.val_rows] for h in heads]
+        labels = [h[:fit_to] for h in heads]
         validated = [replace(seg, labels=h) for seg, h in zip(validated, heads, strict=True)]
+        _check_faults(labels, [h[fit_to:] for h in heads], spec.fault)
     return train_streams(
         fitted,
         validated,

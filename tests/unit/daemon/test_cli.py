@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -79,6 +80,16 @@ def test_check_lists_the_channels_to_send_and_the_thresholds_in_force(
     assert status == 0 and "channels temp_c; thresholds fault 0.5\n" in out
 
 
+def test_check_lists_per_stream_congestion_limits(
+    traffic_model: TrainReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = f"models: [{{name: t, path: {traffic_model.model_path}}}]\n"
+    text += "alerting: {congestion: {limits: {'lane-6*': 12}}}\n"
+    status, out, _ = _check(tmp_path / "config.yaml", text, capsys)
+    limit = traffic_model.metadata["congestion"]["limit"]
+    assert status == 0 and f"congestion {limit:.4g}; lane-6* 12\n" in out
+
+
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,9 +97,15 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     blocker.write_text("")
     argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(blocker / "m.onnx")]
     assert main(argv) == 2
-    assert f"train: --out {blocker / 'm.onnx'}: cannot create its folder" in capsys.readouterr().err
+    assert f"train: --out {blocker / 'm.onnx'}: {blocker} is a file, not a folder" in capsys.readouterr().err
+    argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", "m.onnx", "--run-dir", str(blocker / "run")]
+    assert main(argv) == 2
+    assert f"train: --run-dir {blocker / 'run'}: {blocker} is a file" in capsys.readouterr().err
     assert main(["export", "--run-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
-    assert f"export: --out {tmp_path}: cannot write a file there" in capsys.readouterr().err
+    assert f"export: --out {tmp_path}: cannot write this file" in capsys.readouterr().err
+    # A command refused for another reason leaves no folder behind for its output.
+    assert main(["train", "--csv", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "new/m.onnx")]) == 2
+    assert "absent.csv: cannot read it" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_a_metrics_port_in_use_names_the_key() -> None:
@@ -132,6 +149,7 @@ def test_train_explains_bad_data_and_bad_options_in_one_line(
         (["--fault-horizon", "10"], "--fault-horizon needs labelled data: --spec with label_columns"),
         (["--fault-horizon", "0", "--spec", "skab"], "fault horizon 0: must be >= 1 reading"),
         (["--congestion", "value", "--congestion-horizon", "0"], "congestion horizon 0 readings"),
+        (["--congestion-horizon", "3"], "--congestion-horizon and --congestion-step-s need --congestion"),
     ]:
         argv = ["train", "--csv", short, "--out", out, *flags]
         if "--spec" in flags:
@@ -158,30 +176,51 @@ def test_train_adds_a_congestion_head_and_clock_inputs_from_the_command_line(
         "occupancy",
     ]
     assert main([*argv, "--congestion-step-s", "60"]) == 2
-    assert "readings come every 300 s (median): give that as --congestion-step-s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "readings come every 300 s (median): give that as the step (--congestion-step-s)" in err
+    assert main([*argv, "--congestion-horizon", "12"]) == 2  # the right step, but the data has gaps
+    assert "gaps leave few that far ahead: forecast fewer readings ahead" in capsys.readouterr().err
     assert main([*argv, "--congestion-horizon", "3"]) == 0
     _, info = read_model(out)
     assert info.clock and info.congestion is not None and info.congestion.horizon_s == 900.0
+    thresholds = json.loads(capsys.readouterr().out)["thresholds"]
+    assert thresholds == {"fault": info.thresholds["fault"], "congestion": info.congestion.limit}
     assert info.metadata["congestion"]["channel"] == "occupancy"
 
 
 def test_train_adds_a_fault_head_from_a_spec_with_anomaly_labels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rows = ["t,x,fault"] + [f"{i * 60},{(i % 7) * 0.5 + (5 if 150 <= i < 170 else 0)},{int(150 <= i < 170)}"
-                            for i in range(300)]  # fmt: skip
-    (tmp_path / "press.csv").write_text("\n".join(rows) + "\n")
+    def write(faults: list[range]) -> None:
+        rows = [
+            f"{i * 60},{(i % 7) * 0.5 + 5 * any(i in f for f in faults)},{int(any(i in f for f in faults))}"
+            for i in range(300)
+        ]
+        (tmp_path / "press.csv").write_text("t,x,fault\n" + "\n".join(rows) + "\n")
+
     spec = tmp_path / "press.yaml"
     spec.write_text("files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [x]\n")
     out = tmp_path / "press.onnx"
+    # Rows 0-169 are fitted, 170-249 validate.
     argv = ["train", "--spec", str(spec), "--root", str(tmp_path), "--fit-rows", "250", "--val-rows", "80"]
     argv += ["--epochs", "2", "--hidden", "8", "--fault-horizon", "10", "--out", str(out)]
+    write([range(100, 110), range(200, 210)])
     assert main(argv) == 2
     assert "a fault head learns from anomaly labels, and stream press has none" in capsys.readouterr().err
     spec.write_text(spec.read_text() + "label_columns: {anomaly: fault}\n")
+    # A fault at rows 100-109 lies within 10 readings ahead of rows 90-108: 19 readings. None in the
+    # validated rows, so no threshold could be chosen.
+    write([range(100, 110)])
+    assert main(argv) == 2
+    assert "in both the fitted and the validated rows of the streams' heads; they hold 19 and 0" in (
+        capsys.readouterr().err
+    )
+    write([range(100, 110), range(200, 210)])
     assert main(argv) == 0
     _, info = read_model(out)
-    assert info.fault_head and info.metadata["fault"]["horizon_steps"] == 10
+    fault = info.metadata["fault"]
+    assert info.fault_head and fault["horizon_steps"] == 10 and fault["validation"]["positives"] == 19
+    assert json.loads(capsys.readouterr().out)["thresholds"] == {"fault": fault["threshold"]}
 
 
 def test_load_nab_csv_skips_a_byte_order_mark(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from daemon.model_file import METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
 from train.export import build_step_model, parity, save, step_through
 from train.fit import FitConfig, fit
-from train.model import Forecaster, ModelShape, ScoreParams, stream_scores
+from train.model import Forecaster, ModelShape, ScoreParams, ScoreSettingError, stream_scores
 from train.pipeline import PARITY_TOLERANCE, ScoreOptions, TrainReport, score_options
 from train.run_folder import export_run, write_run
 from train.series import load_nab_csv
@@ -355,3 +355,9 @@ def test_channel_shares_are_smoothed_as_the_score_is() -> None:
     # In the readings after it the first channel still leads, though their own errors say otherwise.
     after = [t for t in range(121, 131) if instant.contrib[t].argmax() != 0]
     assert after and all(smoothed.contrib[t].argmax() == 0 for t in after)
+
+
+def test_score_setting_errors_name_settings_the_callers_way() -> None:
+    error = ScoreSettingError("{smoothing}{value}: out of range for {adapt}", 2.0)
+    assert str(error) == "smoothing=2.0: out of range for adapt"
+    assert error.naming({"adapt": "--adapt"}, " ") == "smoothing 2.0: out of range for --adapt"

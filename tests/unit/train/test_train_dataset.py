@@ -68,7 +68,14 @@ def test_a_channel_that_never_moves_or_a_short_stream_is_refused_by_name(tmp_pat
             tmp_path / "m.onnx", False,
         )  # fmt: skip
 
-    with pytest.raises(DataError, match="channel setpoint does not vary in the training data"):
-        train("press")
     with pytest.raises(DataError, match=r"more than --fit-rows 200 readings.*; short has 150$"):
         train("*")
+    with pytest.raises(DataError, match="channel setpoint does not vary in the training data"):
+        train("press")
+    # A channel in small units (metres of displacement, ~1e-7) moves, and trains.
+    (tmp_path / "short.csv").unlink()
+    (tmp_path / "press.csv").write_text(
+        "t,x,setpoint\n" + "".join(f"{i * 60},{i % 5},{i % 3 * 1e-7}\n" for i in range(300))
+    )
+    train("press")
+    assert (tmp_path / "m.onnx").exists()
