@@ -264,7 +264,10 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     # Each channel's share of the score, smoothed as the score is: an alert names the channels that
     # raised it over the last readings, not the one reading it fired on.
     chan_level = g.columns("state", layout.shares_at, layout.shares_at + shape.features)
-    new_chan_level = g.op("Add", chan_level, g.op("Mul", step_gain, g.op("Sub", sq, chan_level)))
+    # As a weighted sum, not level + gain * (sq - level): with a gain of 1 (no smoothing) that would cancel
+    # to 0 when a small error follows a large one, and a share is a ratio of such small numbers.
+    keep = g.op("Sub", g.const([1.0]), step_gain)
+    new_chan_level = g.op("Add", g.op("Mul", step_gain, sq), g.op("Mul", keep, chan_level))
     chan_total = g.op("ReduceSum", new_chan_level, g.const([1], "ax", np.int64), keepdims=1)
     g.op("Div", new_chan_level, g.op("Add", chan_total, g.const([1e-12])), out="contrib")
     spread_part: list[str] = []
