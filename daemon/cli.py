@@ -6,15 +6,12 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from daemon import __version__
 from daemon.cli_train import add_train_commands
-from daemon.errors import DataError, FaultcastError, UsageError
-
-if TYPE_CHECKING:
-    from train.series import Series
+from daemon.errors import FaultcastError, UsageError
 
 log = logging.getLogger("faultcast")
 
@@ -55,6 +52,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from daemon.config import KafkaConfig
     from daemon.kafka_io import CLOSE_TIMEOUT_S, close_producer, ensure_topics, make_producer
     from daemon.replay import replay
+    from train.dataset import load_matching
     from train.series import load_nab_csv
 
     try:
@@ -67,28 +65,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             raise UsageError("replay: --csv needs --stream, the id its readings are keyed by")
         streams = [(args.stream, load_nab_csv(args.csv, args.channel))]
     else:
-        streams = spec_streams(args.spec, args.root, args.streams)
+        chosen, _ = load_matching(args.spec, args.root, args.streams, keep_gaps=True)
+        streams = [(s.series.name, s.series) for s in chosen]
     ensure_topics(kafka)
     producer = make_producer(kafka)
     try:
         sent = replay(producer, args.topic, streams, speedup=args.speedup, limit=args.limit)
     finally:
         close_producer(producer, CLOSE_TIMEOUT_S)
-    print(f"published {sent} readings of {len(streams)} streams to {args.topic}")
+    print(f"published {sent} readings of {len(streams)} stream{'s' * (len(streams) != 1)} to {args.topic}")
     return 0
-
-
-def spec_streams(spec: str, root: Path, pattern: str) -> list[tuple[str, Series]]:
-    """The streams of a dataset spec whose names match ``pattern``, each under its name."""
-    from fnmatch import fnmatch
-
-    from train.dataset import load_dataset, load_spec
-
-    data, loaded = load_dataset(load_spec(spec), root)
-    chosen = [(s.series.name, s.series) for s in data if fnmatch(s.series.name, pattern)]
-    if not chosen:
-        raise DataError(f"no stream of {spec} under {root} matches {pattern!r} ({loaded.describe()})")
-    return chosen
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -111,8 +97,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.config, args.exit_when_done)
 
 
-def parser() -> argparse.ArgumentParser:
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above 0."""
 
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     p = argparse.ArgumentParser(
         prog="faultcast", description="Streaming anomaly and fault prediction for sensor streams on Kafka."
@@ -159,10 +156,10 @@ def parser() -> argparse.ArgumentParser:
     )
     rep.add_argument(
         "--speedup",
-        type=float,
+        type=_positive(float),
         help="pace by the series' clock, this many times faster (default: as fast as possible)",
     )
-    rep.add_argument("--limit", type=int, help="publish only the first N rows")
+    rep.add_argument("--limit", type=_positive(int), help="publish only the first N rows")
     rep.set_defaults(func=_cmd_replay)
 
     evaluate = sub.add_parser(

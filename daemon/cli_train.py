@@ -60,10 +60,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         report = train_series(series, spec, config, args.out)
     if args.run_dir:
         write_run(report, args.run_dir)
-    # The thresholds alerts follow, by kind; with a fault head, fault alerts follow its probability.
-    thresholds = {"fault": report.metadata.get("fault", {}).get("threshold", report.threshold)}
-    if "congestion" in report.metadata:
-        thresholds["congestion"] = report.metadata["congestion"]["limit"]
+    # The thresholds alerts follow, by kind (the anomaly score's is on record only, with a fault head).
+    kinds = report.metadata["thresholds"].items()
+    thresholds = {kind: t["threshold"] for kind, t in kinds if kind != "anomaly"}
     summary = {"model": str(report.model_path), "thresholds": thresholds}
     print(json.dumps(summary | {"parity_max_abs": report.parity_max_abs, "best_epoch": report.best_epoch}))
     return 0
@@ -73,7 +72,9 @@ def writable(path: Path, option: str, folder: bool = False) -> None:
     """Refuses an output (a file, or a ``folder``) that cannot be written, before any work is done: training
     takes minutes. Creates nothing."""
     target = path if folder else path.parent
-    existing = next(p for p in (target, *target.parents) if p.exists())
+    existing = next(p for p in (target, *target.parents) if p.exists() or p.is_symlink())
+    if not existing.exists():
+        raise UsageError(f"{option} {path}: {existing} is a link to nothing")
     if not existing.is_dir():
         raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK):

@@ -21,7 +21,7 @@ from daemon.records import Rejection, Source
 
 log = logging.getLogger("faultcast.kafka")
 TOPIC_WAIT_S = 30.0
-CLOSE_TIMEOUT_S = 30.0  # what a replay waits at the end for its last records to be acknowledged
+CLOSE_TIMEOUT_S = 30.0  # what closing a replay's producer waits for records left unacknowledged by an error
 SENDER_STOP_S = 5.0  # a forced stop only wakes the sender's thread up: it ends at once
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 
+import numpy as np
 from kafka import KafkaProducer
 
 from daemon.errors import BrokerError
@@ -23,10 +23,14 @@ def reading_message(
 
 def in_time_order(streams: Sequence[Series]) -> Iterator[tuple[int, int]]:
     """(stream index, row) of every row of ``streams``, merged by time as a topic would deliver them; rows
-    at the same time come in stream order."""
-    rows = ([(float(t), i, row) for row, t in enumerate(s.ts)] for i, s in enumerate(streams))
-    for _, i, row in heapq.merge(*rows):
-        yield i, row
+    at the same time come in stream order, and a stream's own rows in their order."""
+    if not streams:
+        return
+    ts = np.concatenate([s.ts for s in streams])
+    which = np.concatenate([np.full(len(s), i) for i, s in enumerate(streams)])
+    row = np.concatenate([np.arange(len(s)) for s in streams])
+    order = np.lexsort((row, which, ts))  # the last key sorts first
+    yield from zip(which[order].tolist(), row[order].tolist(), strict=True)
 
 
 def replay(

@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatch
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from daemon.errors import DataError
 from train.dataset_spec import DatasetSpec, SpecError, load_spec, parse_spec, parse_time, shipped_specs
 from train.series import Series
 
-__all__ = ["DatasetSpec", "LabelledSeries", "LoadReport", "SpecError", "load_dataset", "load_spec"]
+__all__ = ["DatasetSpec", "LabelledSeries", "LoadReport", "SpecError", "load_dataset", "load_matching"]
+__all__ += ["load_spec"]
 __all__ += ["parse_spec", "shipped_specs", "skab_split"]
 
 SKIP_REASONS = ("columns", "timestamp", "value", "label", "stream")
@@ -104,6 +107,27 @@ class _Counts:
     missing_windows: list[str] = field(default_factory=list)
     first_skipped: dict[str, str] = field(default_factory=dict)
     labels_seen: set[str] = field(default_factory=set)  # the spec's label columns found in some file
+
+
+def load_matching(
+    source: str, root: Path, pattern: str, keep_gaps: bool = False
+) -> tuple[list[LabelledSeries], LoadReport]:
+    """The streams of the spec ``source`` (a shipped name or a path) whose names match ``pattern``, sorted
+    by name; DataError when no reading is left or no stream matches. ``keep_gaps``: each recorded stream
+    whole, whatever the spec's gap policy (to replay it under the id it was recorded with)."""
+    spec = load_spec(source)
+    if keep_gaps:
+        spec = replace(spec, gaps=replace(spec.gaps, policy="keep"))
+    data, loaded = load_dataset(spec, root)
+    if not data:
+        raise DataError(
+            f"no readings of {source} under {root} are left: {loaded.describe()}; check the spec's "
+            "separator, timestamp.format and channels against the first skipped row"
+        )
+    chosen = sorted((s for s in data if fnmatch(s.series.name, pattern)), key=lambda s: s.series.name)
+    if not chosen:
+        raise DataError(f"no stream of {source} under {root} matches {pattern!r}; check --streams")
+    return chosen, loaded
 
 
 def load_dataset(spec: DatasetSpec, root: Path | str) -> tuple[tuple[LabelledSeries, ...], LoadReport]:

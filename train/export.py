@@ -260,13 +260,13 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     total = g.op("ReduceSum", sq, g.const([1], "ax", np.int64), keepdims=1)
     inst = g.op("Sqrt", g.op("Mul", total, g.const([1.0 / shape.features])))
     step_gain = g.op("Mul", warm, g.const([params.smoothing]))
-    new_level = g.op("Add", level, g.op("Mul", step_gain, g.op("Sub", inst, level)))
+    keep = g.op("Sub", g.const([1.0]), step_gain)
+    # Weighted sums, not level + gain * (new - level): with a gain of 1 (no smoothing) that loses a small
+    # value that follows a large one to cancellation, where the reference keeps it.
+    new_level = g.op("Add", g.op("Mul", step_gain, inst), g.op("Mul", keep, level))
     # Each channel's share of the score, smoothed as the score is: an alert names the channels that
     # raised it over the last readings, not the one reading it fired on.
     chan_level = g.columns("state", layout.shares_at, layout.shares_at + shape.features)
-    # As a weighted sum, not level + gain * (sq - level): with a gain of 1 (no smoothing) that would cancel
-    # to 0 when a small error follows a large one, and a share is a ratio of such small numbers.
-    keep = g.op("Sub", g.const([1.0]), step_gain)
     new_chan_level = g.op("Add", g.op("Mul", step_gain, sq), g.op("Mul", keep, chan_level))
     chan_total = g.op("ReduceSum", new_chan_level, g.const([1], "ax", np.int64), keepdims=1)
     g.op("Div", new_chan_level, g.op("Add", chan_total, g.const([1e-12])), out="contrib")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -116,13 +116,15 @@ class ScoreSettingError(ValueError):
 
 
 class _Named(dict[str, str]):
-    """Template fields: the given names, and any other field as itself."""
+    """Template fields: the given names, and any other ScoreParams field as itself (a typo stays an error)."""
 
     def __init__(self, names: Mapping[str, str], **fixed: str) -> None:
         super().__init__(names, **fixed)
 
     def __missing__(self, key: str) -> str:
-        return key
+        if key in {f.name for f in fields(ScoreParams)}:
+            return key
+        raise KeyError(key)
 
 
 @dataclass(frozen=True)

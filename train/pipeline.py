@@ -386,12 +386,18 @@ def _check_load(train: list[Series], spec: CongestionSpec) -> None:
     rows = sum(len(s) for s in train)
     defined = sum(int(ahead_target(s.ts, s.values[:, load], spec)[1].sum()) for s in train)
     if defined * 10 < rows:
-        step = float(np.median(np.concatenate([np.diff(s.ts) for s in train])))
-        fix = (
-            "the data's gaps leave few that far ahead: forecast fewer readings ahead (--congestion-horizon)"
-            if np.isclose(step, spec.step_s)
-            else f"the readings come every {step:g} s (median): give that as the step (--congestion-step-s)"
-        )
+        steps = np.concatenate([np.diff(s.ts) for s in train])
+        step = float(np.median(steps))
+        regular = float(np.isclose(steps, step).mean())
+        if regular < 0.5:
+            fix = (
+                f"the intervals vary around {step:g} s (only {regular:.0%} are that exactly): resample the "
+                "data to a regular step"
+            )
+        elif np.isclose(step, spec.step_s):
+            fix = "the data's gaps leave few: forecast fewer readings ahead (--congestion-horizon)"
+        else:
+            fix = f"the readings come every {step:g} s (median): give that as the step (--congestion-step-s)"
         raise DataError(
             f"the congestion head forecasts {spec.horizon} readings of {spec.step_s:g} s ahead, but only "
             f"{defined} of {rows} training readings have a reading that far ahead; {fix}"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from fnmatch import fnmatch
 from pathlib import Path
 
 from daemon.errors import DataError
-from train.dataset import load_dataset, load_spec
+from train.dataset import load_matching
 from train.fault import BoolArray, FaultSpec, fault_target
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
@@ -34,6 +33,13 @@ def head_parts(streams: Sequence[Series], split: HeadSplit) -> tuple[list[Series
 def _check_faults(fitted: list[BoolArray], validated: list[BoolArray], spec: FaultSpec) -> None:
     """A fault head learns, and its threshold is chosen, only from readings with a labelled fault ahead:
     heads of normal running have none, and a head that never fires would replace the anomaly score."""
+    shortest = min(len(labels) for labels in (*fitted, *validated))
+    if spec.horizon >= shortest:
+        raise DataError(
+            f"--fault-horizon {spec.horizon} must be shorter than the fitted and the validated rows "
+            f"(the shorter has {shortest}): a reading's target is whether a fault starts in the next "
+            f"{spec.horizon}, which those rows must hold"
+        )
     found = [
         sum(int(fault_target(labels, spec.horizon)[0].sum()) for labels in part)
         for part in (fitted, validated)
@@ -57,17 +63,9 @@ def train_dataset(
     progress: bool = True,
 ) -> TrainReport:
     """Normalisation, fitting and calibration see only the heads; parity runs on the first stream's rest."""
-    data, loaded = load_dataset(load_spec(spec_source), root)
+    chosen, loaded = load_matching(spec_source, root, pattern)
     if progress:
         print(f"data: {loaded.describe()}", file=sys.stderr)
-    if not data:
-        raise DataError(
-            f"no readings of {spec_source} under {root} are left: {loaded.describe()}; check the spec's "
-            "separator, timestamp.format and channels against the first skipped row"
-        )
-    chosen = sorted((s for s in data if fnmatch(s.series.name, pattern)), key=lambda s: s.series.name)
-    if not chosen:
-        raise DataError(f"no stream of {spec_source} under {root} matches {pattern!r}; check --streams")
     streams = [s.series for s in chosen]
     fit_to = split.fit_rows - split.val_rows
     short = [s for s in streams if len(s) <= split.fit_rows]

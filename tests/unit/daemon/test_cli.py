@@ -101,6 +101,10 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", "m.onnx", "--run-dir", str(blocker / "run")]
     assert main(argv) == 2
     assert f"train: --run-dir {blocker / 'run'}: {blocker} is a file" in capsys.readouterr().err
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(tmp_path / "dangling" / "m.onnx")]
+    assert main(argv) == 2
+    assert f"{tmp_path / 'dangling'} is a link to nothing" in capsys.readouterr().err
     assert main(["export", "--run-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert f"export: --out {tmp_path}: cannot write this file" in capsys.readouterr().err
     # A command refused for another reason leaves no folder behind for its output.
@@ -179,7 +183,7 @@ def test_train_adds_a_congestion_head_and_clock_inputs_from_the_command_line(
     err = capsys.readouterr().err
     assert "readings come every 300 s (median): give that as the step (--congestion-step-s)" in err
     assert main([*argv, "--congestion-horizon", "12"]) == 2  # the right step, but the data has gaps
-    assert "gaps leave few that far ahead: forecast fewer readings ahead" in capsys.readouterr().err
+    assert "gaps leave few: forecast fewer readings ahead (--congestion-horizon)" in capsys.readouterr().err
     assert main([*argv, "--congestion-horizon", "3"]) == 0
     _, info = read_model(out)
     assert info.clock and info.congestion is not None and info.congestion.horizon_s == 900.0
@@ -216,6 +220,11 @@ def test_train_adds_a_fault_head_from_a_spec_with_anomaly_labels(
         capsys.readouterr().err
     )
     write([range(100, 110), range(200, 210)])
+    long_horizon = [a if a != "10" else "80" for a in argv]  # as long as the 80 validated rows
+    assert main(long_horizon) == 2
+    assert (
+        "--fault-horizon 80 must be shorter than the fitted and the validated rows" in capsys.readouterr().err
+    )
     assert main(argv) == 0
     _, info = read_model(out)
     fault = info.metadata["fault"]

@@ -11,6 +11,7 @@ import pytest
 
 from daemon.cli import main
 from daemon.replay import replay
+from train.dataset import load_matching
 from train.series import Series
 
 
@@ -81,7 +82,30 @@ def test_replay_of_a_spec_or_a_csv_checks_its_source_before_the_broker(
     spec.write_text("files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [x]\n")
     (tmp_path / "a.csv").write_text("t,x\n0,1\n")
     assert main([*base, "--spec", str(spec), "--root", str(tmp_path), "--streams", "b*"]) == 2
-    err = capsys.readouterr().err
-    assert (
-        "faultcast: error: no stream of" in err and "matches 'b*' (read 1 rows from 1 files, kept 1)" in err
+    assert "faultcast: error: no stream of" in capsys.readouterr().err
+    for flags, says in [(["--limit", "-1"], "--limit: must be above 0"), (["--speedup", "0"], "--speedup")]:
+        with pytest.raises(SystemExit):
+            main([*base, "--spec", str(spec), "--root", str(tmp_path), *flags])
+        assert says in capsys.readouterr().err
+
+
+def test_a_spec_replays_each_recorded_stream_whole_with_all_its_channels(tmp_path: Path) -> None:
+    """A spec that splits streams at gaps for training still replays each under the id it was recorded
+    with: production never sends the segments' names."""
+    (tmp_path / "press.csv").write_text("t,vib,temp\n0,1,60\n60,2,61\n5000,3,62\n5060,4,63\n")
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(
+        "files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [vib, temp]\n"
+        "gaps: {max_gap_s: 600, policy: split}\n"
     )
+    split, _ = load_matching(str(spec), tmp_path, "*")
+    assert [s.series.name for s in split] == ["press#0", "press#1"]  # as training sees it
+    [whole], _ = load_matching(str(spec), tmp_path, "press", keep_gaps=True)
+    producer = _Producer()
+    assert replay(producer, "readings", [(whole.series.name, whole.series)]) == 4  # type: ignore[arg-type]
+    assert [(key, body["values"]) for _, key, body in producer.sent] == [
+        (b"press", {"vib": 1.0, "temp": 60.0}),
+        (b"press", {"vib": 2.0, "temp": 61.0}),
+        (b"press", {"vib": 3.0, "temp": 62.0}),
+        (b"press", {"vib": 4.0, "temp": 63.0}),
+    ]

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
+from daemon.errors import DataError
 from tests.support import NAB, OCCUPANCY
 from train.congestion import CongestionSpec, calibrate
 from train.evaluate_congestion import (
@@ -19,6 +20,8 @@ from train.evaluate_congestion import (
     score_warnings,
 )
 from train.export import step_through
+from train.fit import FitConfig
+from train.pipeline import TrainSpec, train_series
 from train.series import Series, load_nab_csv
 
 SPEC = CongestionSpec("load", horizon=2, step_s=60.0)
@@ -74,3 +77,13 @@ def test_warnings_beat_both_baselines(evaluated: list[CongestionStream]) -> None
         assert ours.f1 > scores[baseline].f1
         assert ours.mean_lead_min >= scores[baseline].mean_lead_min
     assert ours.mae < min(scores["persistence"].mae, scores["yesterday"].mae)
+
+
+def test_a_load_with_jittering_timestamps_is_refused_with_the_reason(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    ts = 1.7e9 + 300.0 * np.arange(2000) + rng.uniform(-0.5, 0.5, 2000)
+    series = Series("lane", ts, rng.uniform(0, 10, (2000, 1)).astype(np.float32), ("load",))
+    spec = TrainSpec("lane", fit_fraction=0.5, congestion=CongestionSpec("load", step_s=300.0))
+    message = r"only 31 of 700 .* the intervals vary around 299.98 s \(only 1% are that exactly\): resample"
+    with pytest.raises(DataError, match=message):
+        train_series(series, spec, FitConfig(epochs=1), tmp_path / "m.onnx", progress=False)

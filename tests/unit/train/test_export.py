@@ -357,13 +357,14 @@ def test_channel_shares_are_smoothed_as_the_score_is() -> None:
     assert after and all(smoothed.contrib[t].argmax() == 0 for t in after)
 
 
-def test_channel_shares_keep_their_parity_when_small_errors_follow_a_burst() -> None:
-    """Unsmoothed, a channel's share is of this reading's errors alone, however large the last ones were."""
+@pytest.mark.parametrize("burst", [1e3, 1e4])
+def test_scores_and_shares_keep_their_parity_when_small_errors_follow_a_burst(burst: float) -> None:
+    """Unsmoothed, a reading's score and shares are of its own errors alone, however large the last were."""
     torch.manual_seed(5)
     model = Forecaster(ModelShape(2, 8)).eval()
     params = ScoreParams((0.0, 0.0), (1.0, 1.0), (1.0, 1.0), smoothing=1.0)
-    x = np.zeros((60, 2), dtype=np.float32)
-    x[20] = [60.0, 40.0]  # squared errors in the thousands, then readings the model forecasts well
+    x = np.zeros((80, 2), dtype=np.float32)
+    x[20] = [burst, burst * 2 / 3]  # then readings the model forecasts well
     proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
     assert parity(model, params, proto, x) <= PARITY_TOLERANCE
 
@@ -372,3 +373,5 @@ def test_score_setting_errors_name_settings_the_callers_way() -> None:
     error = ScoreSettingError("{smoothing}{value}: out of range for {adapt}", 2.0)
     assert str(error) == "smoothing=2.0: out of range for adapt"
     assert error.naming({"adapt": "--adapt"}, " ") == "smoothing 2.0: out of range for --adapt"
+    with pytest.raises(KeyError, match="adpt"):
+        ScoreSettingError("{adpt}{value}: a field ScoreParams does not have", 1.0)
