@@ -1,4 +1,4 @@
-"""`faultcast evaluate`: NAB, SKAB and congestion backtests on the daemon's own code path, with a report."""
+"""`faultcast evaluate`: NAB, SKAB, congestion and own-data backtests on the daemon's code path."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from train.evaluate_congestion import (
     evaluate_congestion,
 )
 from train.evaluate_skab import SkabOptions, evaluate_skab, fit_retrying, score_skab, skab_plots, skab_summary
+from train.evaluate_spec import evaluate_spec, spec_plots, spec_summary
 from train.fit import FitConfig
 from train.nab_score import STANDARD_PROFILES, LabelledFile, Profile, ThresholdScore
 from train.nab_sweep import probationary_length
@@ -298,6 +299,12 @@ def run_congestion(args: argparse.Namespace, command: str, folder: Path) -> str:
     return congestion_summary(streams, o, command)
 
 
+def run_spec(args: argparse.Namespace, command: str, folder: Path) -> str:
+    result = evaluate_spec(args.spec, Path(args.root), args.streams, args.model, args.first)
+    spec_plots(result, folder, args.first)
+    return spec_summary(result, args.model, args.first, command)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="faultcast evaluate", description=__doc__)
     sub = p.add_subparsers(dest="benchmark", required=True)
@@ -338,6 +345,17 @@ def parser() -> argparse.ArgumentParser:
     )
     congestion.add_argument("--root", default="data/nab", help="the NAB folder (data/realTraffic/)")
     congestion.add_argument("--seed", type=int, default=7)
+    own = sub.add_parser(
+        "spec", help="a trained model on your own labelled recordings (a dataset spec with anomaly labels)"
+    )
+    own.add_argument("--spec", required=True, help="dataset spec: a shipped name or a YAML path")
+    own.add_argument("--root", default=".", help="the data root the spec reads")
+    own.add_argument("--streams", default="*", help="which streams (shell pattern on names)")
+    own.add_argument("--model", type=Path, required=True, help="the model to score (`faultcast train`)")
+    own.add_argument(
+        "--from", dest="first", type=int, default=0, help="count rows from this one on in each stream"
+    )
+    own.add_argument("--report", type=Path, help="write summary.md and one PNG per stream here")
     for q in (nab, skab, congestion):
         q.add_argument("--report", type=Path, help="write summary.md, PNGs, models and CSVs here")
         q.add_argument("--epochs", type=int)
@@ -353,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="faultcast-evaluate-") as tmp:
         folder = args.report or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        run = {"nab": run_nab, "skab": run_skab, "congestion": run_congestion}[args.benchmark]
+        commands = {"nab": run_nab, "skab": run_skab, "congestion": run_congestion, "spec": run_spec}
+        run = commands[args.benchmark]
         text = f"# faultcast evaluation\n\n{run(args, command, folder)}\n"
         (folder / "summary.md").write_text(text, encoding="utf-8")
         print(text)

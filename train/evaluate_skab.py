@@ -198,20 +198,20 @@ def evaluate_skab(root: Path, o: SkabOptions, work: Path, model: Path | None = N
     if model is None:
         report = train_skab(normal, tests, o, work / f"skab_{o.group}.onnx")
     else:
-        report = trained(model, tests[0].series.channels)
+        report = trained(model, tests[0].series.channels, "the SKAB files")
     return score_skab(tests, report, o, started)
 
 
-def trained(path: Path, channels: Sequence[str]) -> TrainReport:
+def trained(path: Path, channels: Sequence[str], data: str) -> TrainReport:
     """What scoring needs of a model trained earlier, from its metadata (its parity is not re-checked).
 
-    A model that reads channels the data lacks would have every reading refused, and score nothing."""
+    A model that reads channels the ``data`` lacks would have every reading refused, and score nothing."""
     _, info = read_model(path)
     missing = [c for c in info.features if c not in channels]
     if missing:
         raise ModelError(
-            f"model {path}: reads {', '.join(missing)}, which the SKAB files do not have (they have "
-            f"{', '.join(channels)}); give a model trained on SKAB (faultcast train --spec skab ...)"
+            f"model {path}: reads {', '.join(missing)}, which {data} do not have (they have "
+            f"{', '.join(channels)}); give a model trained on such data (faultcast train --spec ...)"
         )
     best = int(info.metadata.get("training", {}).get("best_epoch", -1))
     return TrainReport(path, info.thresholds["fault"], float("nan"), best, [], info.metadata)
