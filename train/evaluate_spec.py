@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.errors import DataError
+from daemon.errors import DataError, UsageError
 from train.backtest import StreamResult, backtest
 from train.dataset import LabelledSeries, load_matching
 from train.evaluate_report import SeriesPlot, plot_series, runs, table
@@ -44,6 +44,8 @@ class SpecResult:
 
 def evaluate_spec(spec: str, root: Path, pattern: str, model: Path, first: int = 0) -> SpecResult:
     """Backtests ``model`` on the labelled streams of ``spec`` that match ``pattern``."""
+    if first < 0:
+        raise UsageError(f"evaluate spec: --from {first}: give the first row to count, >= 0")
     chosen, _ = load_matching(spec, root, pattern, keep_gaps=True)
     unlabelled = [s.series.name for s in chosen if s.anomaly is None]
     if unlabelled:

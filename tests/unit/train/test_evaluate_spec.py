@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from daemon.cli import main as cli_main
-from daemon.errors import DataError
+from daemon.errors import DataError, UsageError
 from train.evaluate import main
 from train.evaluate_spec import evaluate_spec
 
@@ -54,3 +54,5 @@ def test_recordings_without_labels_are_refused(tmp_path: Path) -> None:
     spec.write_text(SPEC)
     with pytest.raises(DataError, match="stream press-1 has no anomaly labels"):
         evaluate_spec(str(spec), tmp_path, "*", tmp_path / "any.onnx")
+    with pytest.raises(UsageError, match="--from -1: give the first row to count"):
+        evaluate_spec(str(spec), tmp_path, "*", tmp_path / "any.onnx", first=-1)
