@@ -106,6 +106,7 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
         return value
 
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 

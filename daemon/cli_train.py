@@ -79,6 +79,8 @@ def writable(path: Path, option: str, folder: bool = False) -> None:
         raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK):
         raise UsageError(f"{option} {path}: cannot write in {existing}")
+    if not folder and path.is_symlink() and not path.exists():
+        raise UsageError(f"{option} {path}: a link to nothing")
     if not folder and (path.is_dir() or (path.exists() and not os.access(path, os.W_OK))):
         raise UsageError(f"{option} {path}: cannot write this file")
 

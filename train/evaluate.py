@@ -25,8 +25,16 @@ from train.evaluate_congestion import (
     congestion_summary,
     evaluate_congestion,
 )
-from train.evaluate_skab import SkabOptions, evaluate_skab, fit_retrying, score_skab, skab_plots, skab_summary
-from train.evaluate_spec import evaluate_spec, spec_plots, spec_summary
+from train.evaluate_skab import (
+    SkabOptions,
+    evaluate_skab,
+    fit_retrying,
+    labelled_plots,
+    score_skab,
+    skab_plots,
+    skab_summary,
+)
+from train.evaluate_spec import evaluate_spec, spec_summary
 from train.fit import FitConfig
 from train.nab_score import STANDARD_PROFILES, LabelledFile, Profile, ThresholdScore
 from train.nab_sweep import probationary_length
@@ -300,8 +308,14 @@ def run_congestion(args: argparse.Namespace, command: str, folder: Path) -> str:
 
 
 def run_spec(args: argparse.Namespace, command: str, folder: Path) -> str:
-    result = evaluate_spec(args.spec, Path(args.root), args.streams, args.model, args.first)
-    spec_plots(result, folder, args.first)
+    given = {
+        "cooldown_s": args.cooldown_s,
+        "fire_after": args.fire_after,
+        "resolve_after": args.resolve_after,
+    }
+    alerting = {k: v for k, v in given.items() if v is not None}
+    result = evaluate_spec(args.spec, Path(args.root), args.streams, args.model, args.first, alerting)
+    labelled_plots(result.streams, result.policy.threshold, args.first, folder, "spec")
     return spec_summary(result, args.model, args.first, command)
 
 
@@ -355,6 +369,11 @@ def parser() -> argparse.ArgumentParser:
     own.add_argument(
         "--from", dest="first", type=int, default=0, help="count rows from this one on in each stream"
     )
+    own.add_argument(
+        "--cooldown-s", type=float, help="alert cool-down in seconds (default: the daemon's, 3600)"
+    )
+    own.add_argument("--fire-after", type=int, help="readings over the threshold to fire (default: model's)")
+    own.add_argument("--resolve-after", type=int, help="readings under it to resolve (default: model's)")
     own.add_argument("--report", type=Path, help="write summary.md and one PNG per stream here")
     for q in (nab, skab, congestion):
         q.add_argument("--report", type=Path, help="write summary.md, PNGs, models and CSVs here")

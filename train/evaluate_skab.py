@@ -120,7 +120,12 @@ class SkabResult:
 
     @property
     def pooled(self) -> SkabMetrics:
-        return sum((s.metrics for s in self.streams), SkabMetrics(0, 0, 0, 0))
+        return pooled(self.streams)
+
+
+def pooled(streams: Sequence[SkabStream]) -> SkabMetrics:
+    """The streams' counts summed (micro-averaged metrics)."""
+    return sum((s.metrics for s in streams), SkabMetrics(0, 0, 0, 0))
 
 
 def fit_retrying(train: Callable[[FitConfig], TrainReport], fit: FitConfig, tries: int = 3) -> TrainReport:
@@ -272,8 +277,16 @@ def _fitted(o: SkabOptions) -> str:
 
 def skab_plots(result: SkabResult, folder: Path) -> list[Path]:
     """One PNG per test stream."""
+    return labelled_plots(result.streams, result.threshold, result.options.first, folder, "skab")
+
+
+def labelled_plots(
+    streams: Sequence[SkabStream], threshold: float, first: int, folder: Path, prefix: str
+) -> list[Path]:
+    """One PNG per stream: its channels, score and threshold, labelled rows, alerts; ``first``: the first
+    row counted."""
     paths = []
-    for s in result.streams:
+    for s in streams:
         series, labels = s.labelled.series, s.labelled.anomaly
         spans = (
             [(float(series.ts[a]), float(series.ts[b])) for a, b in runs(labels)]
@@ -281,19 +294,19 @@ def skab_plots(result: SkabResult, folder: Path) -> list[Path]:
             else []
         )
         m = s.metrics
-        path = folder / f"skab_{series.name.replace('/', '_')}.png"
+        path = folder / f"{prefix}_{series.name.replace('/', '_')}.png"
         plot_series(
             SeriesPlot(
-                title=f"SKAB {series.name}: F1 {m.f1:.2f}, FAR {m.far:.1f}%, MAR {m.mar:.1f}%",
+                title=f"{series.name}: F1 {m.f1:.2f}, FAR {m.far:.1f}%, MAR {m.mar:.1f}%",
                 ts=series.ts,
                 values=series.values,
                 channels=series.channels,
                 score=s.result.score,
-                threshold=result.threshold,
+                threshold=threshold,
                 firing=s.result.firing,
                 onsets=s.result.onsets,
                 spans=spans,
-                scored_from=float(series.ts[min(result.options.first, len(series) - 1)]),
+                scored_from=float(series.ts[min(first, len(series) - 1)]),
             ),
             path,
         )

@@ -1,120 +1,138 @@
 """`faultcast evaluate spec`: a trained model on your own labelled recordings, through the daemon's path.
 
-Every matching stream of a dataset spec with anomaly labels is replayed whole; the prediction for a row is
-the daemon's fault-alert state there (firing = 1), as in the SKAB evaluation. Pointwise F1 / FAR / MAR
-count rows from ``--from`` on (rows before it may be a baseline or known normal), and each labelled fault
-(a run of labelled rows) is detected when an alert fires inside it, after the delay reported.
+Every matching stream of a dataset spec is replayed whole (a stream without labels counts as all normal);
+the prediction for a row is the daemon's fault-alert state there (firing = 1), as in the SKAB evaluation.
+Pointwise F1 / FAR / MAR count rows from ``--from`` on (rows the model was fitted and validated on belong
+before it). A labelled fault (a run of labelled rows starting at or after ``--from``) is detected when an
+alert starts inside it, or up to the fault head's horizon before it; its delay is in readings from the
+fault's first row, negative when early. A fault during which an alert that started earlier is still up
+is counted apart, not as detected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from daemon.alerts import AlertPolicy
+from daemon.engine import HostEngine
 from daemon.errors import DataError, UsageError
-from train.backtest import StreamResult, backtest
-from train.dataset import LabelledSeries, load_matching
-from train.evaluate_report import SeriesPlot, plot_series, runs, table
-from train.evaluate_skab import SkabMetrics, skab_metrics, trained
+from daemon.runtime import ModelRuntime
+from train.backtest import StreamResult, backtest, config_for
+from train.dataset import load_matching
+from train.evaluate_report import BoolArray, runs, table
+from train.evaluate_skab import SkabMetrics, SkabStream, pooled, skab_metrics, trained
 
 
 @dataclass(frozen=True)
-class StreamVerdict:
-    labelled: LabelledSeries
-    result: StreamResult
-    metrics: SkabMetrics
-    faults: int  # labelled runs from the first scored row on
-    delays: list[int]  # readings from each detected fault's first row to the first firing row in it
+class Faults:
+    """One stream's labelled faults from ``--from`` on, and how the alerts met them."""
+
+    labelled: int
+    delays: list[int]  # per detected fault: readings from its first row to the alert's start
+    already_firing: int  # faults met by an alert that started before the window counted for them
 
 
 @dataclass(frozen=True)
 class SpecResult:
-    streams: list[StreamVerdict]
-    threshold: float
+    streams: list[SkabStream]
+    faults: list[Faults]
+    policy: AlertPolicy  # the fault alerts' settings in force
     rejected: int
     dropped: int
 
     @property
     def pooled(self) -> SkabMetrics:
-        return sum((s.metrics for s in self.streams), SkabMetrics(0, 0, 0, 0))
+        return pooled(self.streams)
 
 
-def evaluate_spec(spec: str, root: Path, pattern: str, model: Path, first: int = 0) -> SpecResult:
-    """Backtests ``model`` on the labelled streams of ``spec`` that match ``pattern``."""
+def evaluate_spec(
+    spec: str,
+    root: Path,
+    pattern: str,
+    model: Path,
+    first: int = 0,
+    alerting: Mapping[str, float] | None = None,
+) -> SpecResult:
+    """Backtests ``model`` on the streams of ``spec`` that match ``pattern``; ``alerting`` overrides keys of
+    the daemon's ``alerting.fault`` section (else the model's calibrated settings and the defaults)."""
     if first < 0:
         raise UsageError(f"evaluate spec: --from {first}: give the first row to count, >= 0")
     chosen, _ = load_matching(spec, root, pattern, keep_gaps=True)
-    unlabelled = [s.series.name for s in chosen if s.anomaly is None]
-    if unlabelled:
+    if all(s.anomaly is None for s in chosen):
         raise DataError(
-            f"stream {unlabelled[0]} has no anomaly labels: give the spec label_columns.anomaly, or pick "
-            "labelled streams with --streams"
+            f"no stream of {spec} matching {pattern!r} has anomaly labels: give the spec label_columns"
         )
+    if all(len(s) <= first for s in chosen):
+        raise UsageError(f"evaluate spec: --from {first}: no stream has a row from there on")
     report = trained(model, chosen[0].series.channels, "the recordings")
-    bt = backtest(report.model_path, chosen)
-    verdicts = []
-    for s in chosen:
+    labelled = [
+        s if s.anomaly is not None else replace(s, anomaly=np.zeros(len(s), dtype=bool)) for s in chosen
+    ]
+    bt = backtest(report.model_path, labelled, alerting)
+    runtime = ModelRuntime(
+        "evaluate", HostEngine(report.model_path, 4), config_for(report.model_path, alerting)
+    )
+    lead = int(report.metadata.get("fault", {}).get("horizon_steps", 0))
+    streams, faults = [], []
+    for s in labelled:
         assert s.anomaly is not None
         result = bt.streams[s.series.name]
-        firing, truth = result.firing[first:], s.anomaly[first:]
-        delays = []
-        for start, end in runs(truth):
-            inside = np.flatnonzero(firing[start : end + 1])
-            if len(inside):
-                delays.append(int(inside[0]))
-        faults = len(runs(truth))
-        verdicts.append(StreamVerdict(s, result, skab_metrics(firing, truth), faults, delays))
-    return SpecResult(verdicts, bt.threshold, bt.rejected, bt.dropped)
+        streams.append(SkabStream(s, result, skab_metrics(result.firing[first:], s.anomaly[first:])))
+        faults.append(meet(s.anomaly, result, first, lead))
+    return SpecResult(streams, faults, runtime.kinds["fault"].policy, bt.rejected, bt.dropped)
+
+
+def meet(labels: BoolArray, result: StreamResult, first: int, lead: int) -> Faults:
+    """How the alerts met each labelled fault that starts at or after ``first``: an alert that starts
+    within ``lead`` readings before it or inside it detects it."""
+    delays, already, counted = [], 0, 0
+    for start, end in runs(labels):
+        if start < first:
+            continue
+        counted += 1
+        since = max(start - lead, 0)
+        starts = np.flatnonzero(result.onsets[since : end + 1])
+        if len(starts):
+            delays.append(since + int(starts[0]) - start)
+        elif result.firing[since : end + 1].any():
+            already += 1
+    return Faults(counted, delays, already)
 
 
 def spec_summary(result: SpecResult, model: Path, first: int, command: str) -> str:
     rows: list[list[object]] = []
-    for v in result.streams:
-        m = v.metrics
-        rows.append(
-            [v.labelled.series.name, m.f1, m.far, m.mar, f"{len(v.delays)}/{v.faults}", _delay(v.delays)]
-        )
+    for s, f in zip(result.streams, result.faults, strict=True):
+        m, counted = s.metrics, max(len(s.labelled) - first, 0)
+        rows.append([s.labelled.series.name, counted, m.f1, m.far, m.mar, *_faults([f])])
     p = result.pooled
-    detected = [d for v in result.streams for d in v.delays]
-    faults = sum(v.faults for v in result.streams)
-    rows.append(["pooled", p.f1, p.far, p.mar, f"{len(detected)}/{faults}", _delay(detected)])
+    counted = sum(max(len(s.labelled) - first, 0) for s in result.streams)
+    rows.append(["pooled", counted, p.f1, p.far, p.mar, *_faults(result.faults)])
+    policy = result.policy
     return "\n\n".join(
         [
             f"## {model.name} on labelled recordings: pointwise, rows from {first} on",
             f"Command: `{command}`",
-            f"Prediction = the daemon's fault-alert state (firing = 1) per row, with the model's alert "
-            f"settings (threshold {result.threshold:.4g}). Readings the daemon path refused: "
-            f"{result.rejected}; dropped: {result.dropped}. A fault is a run of labelled rows; it is "
-            "detected when an alert fires inside it, after the delay shown (median, in readings).",
-            table(["stream", "F1", "FAR %", "MAR %", "faults detected", "delay"], rows),
+            "Prediction = the daemon's fault-alert state (firing = 1) per row. Alert settings in force: "
+            f"threshold {policy.threshold:.4g}, fire after {policy.fire_after}, resolve after "
+            f"{policy.resolve_after} under {policy.resolve_threshold:.4g}, cool-down {policy.cooldown_s:g} s "
+            "(a cool-down hides faults that follow an alert within it). Readings the daemon path refused: "
+            f"{result.rejected}; dropped: {result.dropped}. Rows before {first} are not counted: the rows "
+            "a model was fitted and validated on belong there.",
+            "A fault is a run of labelled rows from that row on; it is detected when an alert starts inside "
+            "it (or within the fault head's horizon before it). Delay: median readings from the fault's "
+            "first row to the alert's start, negative when early. 'already up': faults met only by an alert "
+            "that started earlier.",
+            table(["stream", "rows", "F1", "FAR %", "MAR %", "faults detected", "delay", "already up"], rows),
         ]
     )
 
 
-def _delay(delays: Sequence[int]) -> str:
-    return f"{float(np.median(delays)):g}" if delays else "-"
-
-
-def spec_plots(result: SpecResult, folder: Path, first: int) -> None:
-    """One PNG per stream: its channels, score, threshold, labelled faults and alerts."""
-    for v in result.streams:
-        series, labels = v.labelled.series, v.labelled.anomaly
-        assert labels is not None
-        spans = [(float(series.ts[a]), float(series.ts[b])) for a, b in runs(labels)]
-        m = v.metrics
-        plot = SeriesPlot(
-            title=f"{series.name}: F1 {m.f1:.2f}, FAR {m.far:.1f}%, MAR {m.mar:.1f}%",
-            ts=series.ts,
-            values=series.values,
-            channels=series.channels,
-            score=v.result.score,
-            threshold=result.threshold,
-            firing=v.result.firing,
-            onsets=v.result.onsets,
-            spans=spans,
-            scored_from=float(series.ts[first]) if first < len(series) else None,
-        )
-        plot_series(plot, folder / f"spec_{series.name.replace('/', '_')}.png")
+def _faults(faults: Sequence[Faults]) -> list[object]:
+    delays = [d for f in faults for d in f.delays]
+    detected = f"{len(delays)}/{sum(f.labelled for f in faults)}"
+    delay = f"{float(np.median(delays)):g}" if delays else "-"
+    return [detected, delay, sum(f.already_firing for f in faults)]

@@ -105,6 +105,9 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     argv = ["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(tmp_path / "dangling" / "m.onnx")]
     assert main(argv) == 2
     assert f"{tmp_path / 'dangling'} is a link to nothing" in capsys.readouterr().err
+    (tmp_path / "dangling.onnx").symlink_to(tmp_path / "gone" / "m.onnx")
+    assert main(["train", "--csv", str(MACHINE_TEMPERATURE), "--out", str(tmp_path / "dangling.onnx")]) == 2
+    assert "dangling.onnx: a link to nothing" in capsys.readouterr().err
     assert main(["export", "--run-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert f"export: --out {tmp_path}: cannot write this file" in capsys.readouterr().err
     # A command refused for another reason leaves no folder behind for its output.
