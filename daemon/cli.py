@@ -6,11 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from daemon import __version__
-from daemon.cli_train import add_train_commands
+from daemon.cli_train import add_train_commands, bounded
 from daemon.errors import FaultcastError, UsageError
 
 log = logging.getLogger("faultcast")
@@ -97,19 +96,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.config, args.exit_when_done)
 
 
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` above 0."""
-
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     p = argparse.ArgumentParser(
@@ -157,10 +143,10 @@ def parser() -> argparse.ArgumentParser:
     )
     rep.add_argument(
         "--speedup",
-        type=_positive(float),
+        type=bounded(float, 0),
         help="pace by the series' clock, this many times faster (default: as fast as possible)",
     )
-    rep.add_argument("--limit", type=_positive(int), help="publish only the first N rows")
+    rep.add_argument("--limit", type=bounded(int, 0), help="publish only the first N rows")
     rep.set_defaults(func=_cmd_replay)
 
     evaluate = sub.add_parser(

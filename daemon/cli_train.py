@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = {"model": str(report.model_path), "thresholds": thresholds}
     print(json.dumps(summary | {"parity_max_abs": report.parity_max_abs, "best_epoch": report.best_epoch}))
     return 0
+
+
+def bounded(kind: Callable[[str], float], low: float, inclusive: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above ``low`` (at least ``low`` when ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(
+                f"must be {'at least' if inclusive else 'above'} {low:g}, got {text}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def writable(path: Path, option: str, folder: bool = False) -> None:

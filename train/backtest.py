@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from daemon.alerts import AlertPolicy
 from daemon.config import Config, parse_config
 from daemon.engine import HostEngine
 from daemon.kafka_io import encode_json
@@ -50,12 +51,16 @@ class StreamResult:
 
 @dataclass(frozen=True)
 class Backtest:
-    """Every stream's result, the fault threshold the alert state machine used, and record counts."""
+    """Every stream's result, the fault alerts' settings the alert state machine used, and record counts."""
 
     streams: dict[str, StreamResult]
-    threshold: float
+    policy: AlertPolicy
     rejected: int
     dropped: int
+
+    @property
+    def threshold(self) -> float:
+        return self.policy.threshold
 
 
 def config_for(
@@ -138,8 +143,8 @@ def backtest(
     for name, result in results.items():
         result.firing[:] = _firing(len(result.ts), changes[name, "fault"])
         result.warning[:] = _firing(len(result.ts), changes[name, "congestion"])
-    threshold = processor.runtimes[cfg.models[0].name].kinds["fault"].policy.threshold
-    return Backtest(results, threshold, rejected, dropped)
+    policy = processor.runtimes[cfg.models[0].name].kinds["fault"].policy
+    return Backtest(results, policy, rejected, dropped)
 
 
 def _collect_alerts(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from daemon.cli_train import bounded
 from train import evaluate_report as rep
 from train import nab_score as ns
 from train.backtest import StreamResult, backtest
@@ -370,10 +371,16 @@ def parser() -> argparse.ArgumentParser:
         "--from", dest="first", type=int, default=0, help="count rows from this one on in each stream"
     )
     own.add_argument(
-        "--cooldown-s", type=float, help="alert cool-down in seconds (default: the daemon's, 3600)"
+        "--cooldown-s",
+        type=bounded(float, 0, inclusive=True),
+        help="alert cool-down in seconds (default: the daemon's, 3600)",
     )
-    own.add_argument("--fire-after", type=int, help="readings over the threshold to fire (default: model's)")
-    own.add_argument("--resolve-after", type=int, help="readings under it to resolve (default: model's)")
+    own.add_argument(
+        "--fire-after", type=bounded(int, 0), help="readings over the threshold to fire (default: model's)"
+    )
+    own.add_argument(
+        "--resolve-after", type=bounded(int, 0), help="readings under it to resolve (default: model's)"
+    )
     own.add_argument("--report", type=Path, help="write summary.md and one PNG per stream here")
     for q in (nab, skab, congestion):
         q.add_argument("--report", type=Path, help="write summary.md, PNGs, models and CSVs here")

@@ -306,7 +306,7 @@ def labelled_plots(
                 firing=s.result.firing,
                 onsets=s.result.onsets,
                 spans=spans,
-                scored_from=float(series.ts[min(first, len(series) - 1)]),
+                scored_from=float(series.ts[first]) if first < len(series) else None,
             ),
             path,
         )

@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from daemon.alerts import AlertPolicy
-from daemon.engine import HostEngine
 from daemon.errors import DataError, UsageError
-from daemon.runtime import ModelRuntime
-from train.backtest import StreamResult, backtest, config_for
+from train.backtest import StreamResult, backtest
 from train.dataset import load_matching
 from train.evaluate_report import BoolArray, runs, table
 from train.evaluate_skab import SkabMetrics, SkabStream, pooled, skab_metrics, trained
@@ -69,48 +67,43 @@ def evaluate_spec(
     if all(len(s) <= first for s in chosen):
         raise UsageError(f"evaluate spec: --from {first}: no stream has a row from there on")
     report = trained(model, chosen[0].series.channels, "the recordings")
-    labelled = [
-        s if s.anomaly is not None else replace(s, anomaly=np.zeros(len(s), dtype=bool)) for s in chosen
-    ]
-    bt = backtest(report.model_path, labelled, alerting)
-    runtime = ModelRuntime(
-        "evaluate", HostEngine(report.model_path, 4), config_for(report.model_path, alerting)
-    )
+    normal = [replace(s, anomaly=np.zeros(len(s), dtype=bool)) if s.anomaly is None else s for s in chosen]
+    bt = backtest(report.model_path, normal, alerting)
     lead = int(report.metadata.get("fault", {}).get("horizon_steps", 0))
     streams, faults = [], []
-    for s in labelled:
+    for s in normal:
         assert s.anomaly is not None
         result = bt.streams[s.series.name]
         streams.append(SkabStream(s, result, skab_metrics(result.firing[first:], s.anomaly[first:])))
         faults.append(meet(s.anomaly, result, first, lead))
-    return SpecResult(streams, faults, runtime.kinds["fault"].policy, bt.rejected, bt.dropped)
+    return SpecResult(streams, faults, bt.policy, bt.rejected, bt.dropped)
 
 
 def meet(labels: BoolArray, result: StreamResult, first: int, lead: int) -> Faults:
-    """How the alerts met each labelled fault that starts at or after ``first``: an alert that starts
-    within ``lead`` readings before it or inside it detects it."""
-    delays, already, counted = [], 0, 0
+    """How the alerts met each labelled fault that starts at or after ``first``. An alert that starts
+    inside it, or within ``lead`` readings before it (not before ``first``, nor inside the fault before),
+    detects it; an alert that started earlier and is still up during it is counted apart."""
+    delays, already, counted, free_from = [], 0, 0, first
     for start, end in runs(labels):
         if start < first:
+            free_from = max(free_from, end + 1)
             continue
         counted += 1
-        since = max(start - lead, 0)
+        since = max(start - lead, free_from)
         starts = np.flatnonzero(result.onsets[since : end + 1])
         if len(starts):
             delays.append(since + int(starts[0]) - start)
-        elif result.firing[since : end + 1].any():
+        elif result.firing[start : end + 1].any():
             already += 1
+        free_from = end + 1
     return Faults(counted, delays, already)
 
 
 def spec_summary(result: SpecResult, model: Path, first: int, command: str) -> str:
     rows: list[list[object]] = []
     for s, f in zip(result.streams, result.faults, strict=True):
-        m, counted = s.metrics, max(len(s.labelled) - first, 0)
-        rows.append([s.labelled.series.name, counted, m.f1, m.far, m.mar, *_faults([f])])
-    p = result.pooled
-    counted = sum(max(len(s.labelled) - first, 0) for s in result.streams)
-    rows.append(["pooled", counted, p.f1, p.far, p.mar, *_faults(result.faults)])
+        rows.append([s.labelled.series.name, *_counts(s.metrics), *_faults([f])])
+    rows.append(["pooled", *_counts(result.pooled), *_faults(result.faults)])
     policy = result.policy
     return "\n\n".join(
         [
@@ -129,6 +122,19 @@ def spec_summary(result: SpecResult, model: Path, first: int, command: str) -> s
             table(["stream", "rows", "F1", "FAR %", "MAR %", "faults detected", "delay", "already up"], rows),
         ]
     )
+
+
+def _counts(m: SkabMetrics) -> list[object]:
+    """Rows counted, F1, FAR and MAR; '-' where a metric has nothing to count (no labelled or no normal
+    rows), rather than a 0 that reads like a result."""
+    rows = m.tp + m.fp + m.fn + m.tn
+    labelled, normal = m.tp + m.fn, m.fp + m.tn
+    return [
+        rows,
+        m.f1 if labelled else "-",
+        m.far if normal else "-",
+        m.mar if labelled else "-",
+    ]
 
 
 def _faults(faults: Sequence[Faults]) -> list[object]:

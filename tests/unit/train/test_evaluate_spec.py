@@ -11,6 +11,7 @@ from daemon.cli import main as cli_main
 from daemon.errors import DataError, UsageError
 from train.backtest import StreamResult
 from train.evaluate import main
+from train.evaluate_report import BoolArray
 from train.evaluate_spec import Faults, evaluate_spec, meet
 
 SPEC = "files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [vib, temp]\n"
@@ -78,19 +79,60 @@ def test_the_cool_down_in_force_can_hide_a_fault_and_the_report_says_what_it_was
     assert main([*argv, "--cooldown-s", "0", "--report", str(tmp_path)]) == 0
     summary = (tmp_path / "summary.md").read_text()
     assert "cool-down 0 s" in summary and "| pooled | 1500 |" in summary and "| 3/3 |" in summary
-    assert (tmp_path / "spec_press-1.png").stat().st_size > 10_000
+    # An unlabelled file has no miss rate to give, and its 500 rows count
+    assert "| normal-1 | 500 | - |" in summary and (tmp_path / "spec_press-1.png").stat().st_size > 10_000
+    delays = [
+        d
+        for f in evaluate_spec(str(spec), root, "*", model, 300, {"cooldown_s": 0.0}).faults
+        for d in f.delays
+    ]
+    assert f"| 3/3 | {float(np.median(delays)):g} | 0 |" in summary
+    # Asked to fire later, alerts come later by as much
+    later = evaluate_spec(str(spec), root, "*", model, 300, {"cooldown_s": 0.0, "fire_after": 6})
+    assert later.policy.fire_after == 6
+    assert [d for f in later.faults for d in f.delays] == [d + 3 for d in delays]
+    assert main([*argv, "--cooldown-s", "0", "--fire-after", "6", "--report", str(tmp_path)]) == 0
+    assert "fire after 6, resolve after" in (tmp_path / "summary.md").read_text()
+    for flag, value in [("--fire-after", "0"), ("--cooldown-s", "-5")]:
+        with pytest.raises(SystemExit):
+            main([*argv, flag, value])
+
+
+def _result(n: int, alerts: list[tuple[int, int]]) -> StreamResult:
+    """A backtest of ``n`` rows whose alerts are up over the given (first, last) rows."""
+    firing = np.zeros(n, dtype=bool)
+    for a, b in alerts:
+        firing[a : b + 1] = True
+    return StreamResult("s", np.arange(float(n)), np.zeros(n), firing, [_fired(a) for a, _ in alerts])
+
+
+def _labels(n: int, *faults: range) -> BoolArray:
+    labels = np.zeros(n, dtype=bool)
+    for f in faults:
+        labels[list(f)] = True
+    return labels
 
 
 def test_a_fault_is_credited_only_to_an_alert_that_starts_for_it() -> None:
-    labels = np.zeros(40, dtype=bool)
-    labels[[*range(5, 8), *range(20, 25), *range(30, 35)]] = True
-    firing = np.zeros(40, dtype=bool)
-    firing[18:27] = True  # an alert from row 18: 2 readings before the second fault, over it
-    result = StreamResult("s", np.arange(40.0), np.zeros(40), firing, [_fired(18), _fired(32)])
+    labels = _labels(40, range(5, 8), range(20, 25), range(30, 35))
+    result = _result(40, [(18, 26), (32, 33)])  # one from 2 readings before the second fault, over it
     # The first fault lies before row 10, not counted; the second is met by an alert started before it
     assert meet(labels, result, first=10, lead=0) == Faults(2, [2], 1)
-    # With a fault head's horizon of 3, an alert 2 readings early detects it, 2 readings early
+    # With a fault head's horizon of 3, an alert 2 readings early detects it, 2 readings early; with 1, not
     assert meet(labels, result, first=10, lead=3) == Faults(2, [-2, 2], 0)
+    assert meet(labels, result, first=10, lead=1) == Faults(2, [2], 1)
+
+
+def test_an_alert_over_before_a_fault_or_claimed_by_another_is_not_credited() -> None:
+    # An alert over before the fault starts is neither a detection nor one still up
+    assert meet(_labels(30, range(15, 21)), _result(30, [(8, 12)]), first=0, lead=5) == Faults(1, [], 0)
+    # One alert, inside the first fault, is not credited to the second as well
+    two = _labels(40, range(10, 16), range(20, 30))
+    assert meet(two, _result(40, [(12, 14)]), first=0, lead=10) == Faults(2, [2], 0)
+    # A fault that spans the first row counted is not counted, nor credited with the alert it had
+    assert meet(two, _result(40, [(12, 14), (22, 25)]), first=12, lead=10) == Faults(1, [2], 0)
+    # An early warning before the first row counted is not credited
+    assert meet(_labels(40, range(20, 30)), _result(40, [(18, 19)]), first=20, lead=5) == Faults(1, [], 0)
 
 
 def _fired(row: int) -> dict[str, object]:
