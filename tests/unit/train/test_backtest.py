@@ -15,7 +15,8 @@ from daemon.processor import Processor
 from tests.support import NAB, write_model
 from train.backtest import backtest, config_for, records
 from train.calibrate import alert_rows
-from train.evaluate import NabOptions, main, nab_files, score_nab, write_nab_csvs
+from train.evaluate import main
+from train.evaluate_nab import NabOptions, nab_files, score_nab, write_nab_csvs
 from train.evaluate_skab import SkabOptions, evaluate_skab, skab_metrics, skab_summary
 from train.export import step_through
 from train.fit import FitConfig
