@@ -23,7 +23,7 @@ import torch
 
 from daemon.engine import HostEngine, fixed_inputs, session_for
 from train import pipeline
-from train.export import step_through
+from train.export_check import step_through
 from train.fit import FitConfig
 from train.memory_probe import DEFAULT_DELAYS, ProbeConfig, plot_probe, probe_markdown, run_probe
 from train.model import Cell, Forecaster, ModelShape

@@ -3,101 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 import torch
 
 from daemon.model_file import BASELINE_INPUT, FORMAT_VERSION, METADATA_KEY
-from train.model import DAY_S, Forecaster, ModelShape, ScoreParams, recent_peaks, stream_scores
+from train.model import DAY_S, Forecaster, ModelShape, ScoreParams
 from train.onnx_graph import GraphBuilder
+from train.state_layout import StateLayout
 
 # steps since a stream's last reset; capped so float32 keeps counting exactly
 _STEPS_CAP = 1.0e6
-
-
-@dataclass(frozen=True)
-class StateLayout:
-    hidden: int
-    layers: int
-    tensors: int  # 2 for LSTM (h, c), 1 for GRU/RNN
-    features: int
-    spread: bool = False  # a per-stream error spread (ScoreParams.scale_floor)
-    adapt: bool = False  # a per-stream moving mean and variance of the score (ScoreParams.adapt)
-    peak: bool = False  # a per-stream decaying peak of the score (ScoreParams.peak_half_life)
-    range: bool = False  # per-stream lowest and highest readings (ScoreParams.range_tolerance)
-
-    @property
-    def base(self) -> int:
-        return self.tensors * self.layers * self.hidden
-
-    @property
-    def pred(self) -> int:
-        return self.base + self.features
-
-    @property
-    def level(self) -> int:
-        return self.pred + self.features
-
-    @property
-    def steps(self) -> int:
-        return self.level + 1
-
-    @property
-    def width(self) -> int:
-        return self.shares_at + self.features
-
-    @property
-    def shares_at(self) -> int:
-        return self.range_at + 2 * self.features * self.range
-
-    @property
-    def adapt_at(self) -> int:
-        return self.steps + 1 + self.spread
-
-    @property
-    def peak_at(self) -> int:
-        return self.adapt_at + 2 * self.adapt
-
-    @property
-    def range_at(self) -> int:
-        return self.peak_at + self.peak
-
-    def describe(self) -> list[dict[str, Any]]:
-        names = ["h", "c"][: self.tensors]
-        size = self.layers * self.hidden
-        parts = [{"name": n, "offset": i * size, "size": size} for i, n in enumerate(names)]
-        return [
-            *parts,
-            {"name": "base", "offset": self.base, "size": self.features},
-            {"name": "pred", "offset": self.pred, "size": self.features},
-            {"name": "level", "offset": self.level, "size": 1},
-            {"name": "steps", "offset": self.steps, "size": 1},
-            *([{"name": "spread", "offset": self.steps + 1, "size": 1}] if self.spread else []),
-            *(
-                [
-                    {"name": "score_mean", "offset": self.adapt_at, "size": 1},
-                    {"name": "score_var", "offset": self.adapt_at + 1, "size": 1},
-                ]
-                if self.adapt
-                else []
-            ),
-            *([{"name": "score_peak", "offset": self.peak_at, "size": 1}] if self.peak else []),
-            *(
-                [
-                    {"name": "range_low", "offset": self.range_at, "size": self.features},
-                    {"name": "range_high", "offset": self.range_at + self.features, "size": self.features},
-                ]
-                if self.range
-                else []
-            ),
-            {"name": "channel_level", "offset": self.shares_at, "size": self.features},
-        ]
 
 
 def _weights(model: Forecaster, kind: str, layer: int) -> npt.NDArray[np.float32]:
@@ -379,96 +299,6 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     return g.model(
         inputs, outputs, {METADATA_KEY: json.dumps(meta, sort_keys=True)}, doubles=frozenset({"ts"})
     )
-
-
-@dataclass(frozen=True)
-class Stepped:
-    """What the step model produced for each reading of one series."""
-
-    score: npt.NDArray[np.float32]  # [T]
-    contrib: npt.NDArray[np.float32]  # [T, F]
-    congestion: npt.NDArray[np.float32]  # [T, Q]; Q = 0 without a congestion head
-    fault: npt.NDArray[np.float32]  # [T] fault probability; empty without a fault head
-    hold: npt.NDArray[np.float32]  # [T] the score before the peak gate; empty without one
-
-
-def step_through(
-    proto: onnx.ModelProto, x: npt.NDArray[np.float32], ts: npt.NDArray[np.float64] | None = None
-) -> Stepped:
-    """Runs the step model over one series ``x[T, F]`` a reading at a time, as the daemon would."""
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    width = proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
-    clock = any(i.name == "ts" for i in proto.graph.input)
-    times = np.zeros(len(x)) if ts is None else ts
-    meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
-    fixed = {BASELINE_INPUT: np.array([meta["baseline_readings"]], dtype=np.float32)}
-    names = [o.name for o in proto.graph.output]
-    state = np.zeros((1, width), dtype=np.float32)
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in names if name != "next_state"}
-    for t in range(len(x)):
-        feed = {"x": x[t : t + 1], "state": state, **fixed}
-        if clock:
-            feed["ts"] = times[t : t + 1]
-        out = dict(zip(names, session.run(names, feed), strict=True))
-        state = out["next_state"]
-        for name, values in rows.items():
-            values.append(out[name][0])
-
-    def stacked(name: str, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
-        """All readings' values of one output; an empty array of ``shape`` when the model lacks it."""
-        values = rows.get(name)
-        return np.zeros(shape, dtype=np.float32) if values is None else np.asarray(values, dtype=np.float32)
-
-    return Stepped(
-        stacked("score", (0,)),
-        stacked("contrib", (0,)).reshape(x.shape),
-        stacked("congestion", (len(x), 0)).reshape(len(x), -1),
-        stacked("fault", (0,)),
-        stacked("hold_score", (0,)),
-    )
-
-
-def parity(
-    model: Forecaster,
-    params: ScoreParams,
-    proto: onnx.ModelProto,
-    x: npt.NDArray[np.float32],
-    ts: npt.NDArray[np.float64] | None = None,
-    tie: float = 1e-4,
-) -> float:
-    """Max abs difference between the PyTorch full-sequence outputs and the ONNX step model's.
-
-    The congestion forecast is compared in the load channel's normalised units, like the score. With a
-    peak gate, readings whose ungated score lies within ``tie`` of the peak it is gated against may be
-    kept on one side and dropped on the other by float noise alone: their gated scores are not
-    compared (their ungated ``hold_score`` is).
-    """
-    ref = stream_scores(model, torch.from_numpy(x), params, ts)
-    got = step_through(proto, x, ts)
-    score_gap = np.abs(ref.score.numpy() - got.score)
-    if params.peak_half_life is not None:
-        score_gap[gate_ties(ref.hold, params, tie)] = 0.0  # their ungated scores are held below
-    gaps = [score_gap.max(), np.abs(ref.contrib.numpy() - got.contrib).max()]
-    if got.congestion.size:
-        load_std = params.std[model.shape.load]
-        gaps.append(np.abs(ref.congestion.numpy() - got.congestion).max() / load_std)
-    if got.fault.size:
-        gaps.append(np.abs(ref.fault.numpy() - got.fault).max())
-    if got.hold.size:
-        gaps.append(np.abs(ref.hold.numpy() - got.hold).max())
-    return float(max(gaps))
-
-
-def gate_ties(hold: torch.Tensor, params: ScoreParams, tie: float) -> npt.NDArray[np.bool_]:
-    """Readings whose ungated score ``hold[T]`` lies within ``tie`` of the recent peak the gate holds it
-    against (train.model.recent_peaks).
-
-    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=1.0)
-    >>> gate_ties(torch.tensor([2.0, 0.5, 1.00001, 3.0]), p, 1e-4).tolist()
-    [False, False, True, False]
-    """
-    ties: npt.NDArray[np.bool_] = (torch.abs(hold - recent_peaks(hold, params)) <= tie).numpy()
-    return ties
 
 
 def save(proto: onnx.ModelProto, path: Path) -> None:

@@ -16,7 +16,8 @@ from daemon.config import ALERTING_DEFAULTS
 from daemon.errors import DataError, UsageError
 from train.calibrate import alert_rows, dynamic_threshold
 from train.congestion import CongestionSpec, ahead_target, calibrate
-from train.export import build_step_model, parity, save
+from train.export import build_step_model, save
+from train.export_check import parity
 from train.fault import BoolArray, FaultSpec, fault_target
 from train.fault import calibrate as calibrate_fault
 from train.fit import FitConfig, Heads, fit

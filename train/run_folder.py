@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from daemon.errors import DataError
 from train.calibrate import alert_rows
 from train.evaluate_report import SeriesPlot, plot_series
-from train.export import build_step_model, parity, save
+from train.export import build_step_model, save
+from train.export_check import parity
 from train.model import Forecaster, ModelShape, ScoreParams
 from train.pipeline import PARITY_TOLERANCE, TrainReport
 

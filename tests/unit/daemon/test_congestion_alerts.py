@@ -18,7 +18,8 @@ from daemon.records import Source, format_timestamp
 from daemon.runtime import policy_for
 from tests.support import OCCUPANCY
 from train.evaluate_congestion import CongestionOptions
-from train.export import step_through, untrained_model
+from train.export import untrained_model
+from train.export_check import step_through
 from train.pipeline import TrainReport
 from train.series import load_nab_csv
 

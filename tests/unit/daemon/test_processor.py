@@ -13,7 +13,7 @@ from daemon.config import Config, parse_config
 from daemon.engine import HostEngine
 from daemon.processor import Processor, RawRecord
 from daemon.records import Source
-from train.export import step_through
+from train.export_check import step_through
 from train.pipeline import TrainReport
 
 STEP = 300.0

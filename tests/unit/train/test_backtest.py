@@ -18,7 +18,7 @@ from train.calibrate import alert_rows
 from train.evaluate import main
 from train.evaluate_nab import NabOptions, nab_files, score_nab, write_nab_csvs
 from train.evaluate_skab import SkabOptions, evaluate_skab, skab_metrics, skab_summary
-from train.export import step_through
+from train.export_check import step_through
 from train.fit import FitConfig
 from train.pipeline import TrainSpec, train_series
 from train.series import Series

@@ -19,7 +19,7 @@ from train.evaluate_congestion import (
     pooled,
     score_warnings,
 )
-from train.export import step_through
+from train.export_check import step_through
 from train.fit import FitConfig
 from train.pipeline import TrainSpec, train_series
 from train.series import Series, load_nab_csv

@@ -17,7 +17,8 @@ from daemon.engine import HostEngine
 from daemon.errors import DataError, UsageError
 from daemon.model_file import METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
-from train.export import build_step_model, parity, save, step_through
+from train.export import build_step_model, save
+from train.export_check import parity, step_through
 from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape, ScoreParams, ScoreSettingError, stream_scores
 from train.pipeline import PARITY_TOLERANCE, ScoreOptions, TrainReport, score_options

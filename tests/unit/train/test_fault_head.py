@@ -13,7 +13,7 @@ from daemon.config import parse_config
 from daemon.engine import HostEngine
 from daemon.processor import Processor, RawRecord
 from daemon.records import Source
-from train.export import step_through
+from train.export_check import step_through
 from train.fault import FaultSpec
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams

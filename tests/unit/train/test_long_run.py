@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from train.export import step_through
+from train.export_check import step_through
 from train.fit import FitConfig
 from train.pipeline import TrainSpec, train_series
 from train.series import Series

@@ -1,0 +1,85 @@
+"""Where each part of a stream's state sits in the step model's state row, and its description in metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    hidden: int
+    layers: int
+    tensors: int  # 2 for LSTM (h, c), 1 for GRU/RNN
+    features: int
+    spread: bool = False  # a per-stream error spread (ScoreParams.scale_floor)
+    adapt: bool = False  # a per-stream moving mean and variance of the score (ScoreParams.adapt)
+    peak: bool = False  # a per-stream decaying peak of the score (ScoreParams.peak_half_life)
+    range: bool = False  # per-stream lowest and highest readings (ScoreParams.range_tolerance)
+
+    @property
+    def base(self) -> int:
+        return self.tensors * self.layers * self.hidden
+
+    @property
+    def pred(self) -> int:
+        return self.base + self.features
+
+    @property
+    def level(self) -> int:
+        return self.pred + self.features
+
+    @property
+    def steps(self) -> int:
+        return self.level + 1
+
+    @property
+    def width(self) -> int:
+        return self.shares_at + self.features
+
+    @property
+    def shares_at(self) -> int:
+        return self.range_at + 2 * self.features * self.range
+
+    @property
+    def adapt_at(self) -> int:
+        return self.steps + 1 + self.spread
+
+    @property
+    def peak_at(self) -> int:
+        return self.adapt_at + 2 * self.adapt
+
+    @property
+    def range_at(self) -> int:
+        return self.peak_at + self.peak
+
+    def describe(self) -> list[dict[str, Any]]:
+        names = ["h", "c"][: self.tensors]
+        size = self.layers * self.hidden
+        parts = [{"name": n, "offset": i * size, "size": size} for i, n in enumerate(names)]
+        return [
+            *parts,
+            {"name": "base", "offset": self.base, "size": self.features},
+            {"name": "pred", "offset": self.pred, "size": self.features},
+            {"name": "level", "offset": self.level, "size": 1},
+            {"name": "steps", "offset": self.steps, "size": 1},
+            *([{"name": "spread", "offset": self.steps + 1, "size": 1}] if self.spread else []),
+            *(
+                [
+                    {"name": "score_mean", "offset": self.adapt_at, "size": 1},
+                    {"name": "score_var", "offset": self.adapt_at + 1, "size": 1},
+                ]
+                if self.adapt
+                else []
+            ),
+            *([{"name": "score_peak", "offset": self.peak_at, "size": 1}] if self.peak else []),
+            *(
+                [
+                    {"name": "range_low", "offset": self.range_at, "size": self.features},
+                    {"name": "range_high", "offset": self.range_at + self.features, "size": self.features},
+                ]
+                if self.range
+                else []
+            ),
+            {"name": "channel_level", "offset": self.shares_at, "size": self.features},
+        ]
