@@ -81,8 +81,11 @@ class LoadReport:
         reasons = [f"{n} ({r}; first at {self.first_skipped[r]})" for r, n in self.skipped.items() if n]
         if reasons:
             text += "; skipped " + ", ".join(reasons)
-        extra = {"duplicate timestamps dropped": self.duplicates, "rows reordered": self.reordered}
-        extra |= {"gaps": self.gaps}
+        extra = {
+            "duplicate timestamps dropped": self.duplicates,
+            "rows reordered": self.reordered,
+            "gaps": self.gaps,
+        }
         return text + "".join(f"; {n} {what}" for what, n in extra.items() if n)
 
 

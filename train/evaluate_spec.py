@@ -67,11 +67,12 @@ def evaluate_spec(
     if all(len(s) <= first for s in chosen):
         raise UsageError(f"evaluate spec: --from {first}: no stream has a row from there on")
     report = trained(model, chosen[0].series.channels, "the recordings")
-    normal = [replace(s, anomaly=np.zeros(len(s), dtype=bool)) if s.anomaly is None else s for s in chosen]
-    bt = backtest(report.model_path, normal, alerting)
+    # A stream without labels is a run known to be normal.
+    labelled = [replace(s, anomaly=np.zeros(len(s), dtype=bool)) if s.anomaly is None else s for s in chosen]
+    bt = backtest(report.model_path, labelled, alerting)
     lead = int(report.metadata.get("fault", {}).get("horizon_steps", 0))
     streams, faults = [], []
-    for s in normal:
+    for s in labelled:
         assert s.anomaly is not None
         result = bt.streams[s.series.name]
         streams.append(SkabStream(s, result, skab_metrics(result.firing[first:], s.anomaly[first:])))
