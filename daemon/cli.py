@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from daemon import __version__
-from daemon.cli_train import add_train_commands, bounded
+from daemon.cli_args import bounded
+from daemon.cli_train import add_train_commands
 from daemon.errors import FaultcastError, UsageError
 
 log = logging.getLogger("faultcast")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from daemon.cli_args import writable
 from daemon.errors import UsageError
 
 
@@ -67,38 +66,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = {"model": str(report.model_path), "thresholds": thresholds}
     print(json.dumps(summary | {"parity_max_abs": report.parity_max_abs, "best_epoch": report.best_epoch}))
     return 0
-
-
-def bounded(kind: Callable[[str], float], low: float, inclusive: bool = False) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` above ``low`` (at least ``low`` when ``inclusive``)."""
-
-    def parse(text: str) -> float:
-        value = kind(text)
-        if not (value >= low if inclusive else value > low):
-            raise argparse.ArgumentTypeError(
-                f"must be {'at least' if inclusive else 'above'} {low:g}, got {text}"
-            )
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-def writable(path: Path, option: str, folder: bool = False) -> None:
-    """Refuses an output (a file, or a ``folder``) that cannot be written, before any work is done: training
-    takes minutes. Creates nothing."""
-    target = path if folder else path.parent
-    existing = next(p for p in (target, *target.parents) if p.exists() or p.is_symlink())
-    if not existing.exists():
-        raise UsageError(f"{option} {path}: {existing} is a link to nothing")
-    if not existing.is_dir():
-        raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK):
-        raise UsageError(f"{option} {path}: cannot write in {existing}")
-    if not folder and path.is_symlink() and not path.exists():
-        raise UsageError(f"{option} {path}: a link to nothing")
-    if not folder and (path.is_dir() or (path.exists() and not os.access(path, os.W_OK))):
-        raise UsageError(f"{option} {path}: cannot write this file")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

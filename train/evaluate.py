@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from daemon.cli_train import bounded
+from daemon.cli_args import bounded, writable
 from train import evaluate_report as rep
 from train.evaluate_congestion import (
     CongestionOptions,
@@ -180,12 +180,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command = "faultcast evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.report:  # checked before any work, and created only once there is something to write
+        writable(args.report, "evaluate: --report", folder=True)
     with tempfile.TemporaryDirectory(prefix="faultcast-evaluate-") as tmp:
         folder = args.report or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
         commands = {"nab": run_nab, "skab": run_skab, "congestion": run_congestion, "spec": run_spec}
         run = commands[args.benchmark]
         text = f"# faultcast evaluation\n\n{run(args, command, folder)}\n"
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "summary.md").write_text(text, encoding="utf-8")
         print(text)
     return 0

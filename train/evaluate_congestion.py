@@ -250,4 +250,6 @@ def congestion_plots(streams: Sequence[CongestionStream], folder: Path) -> None:
         ax.set(title=s.series.name, ylabel="occupancy %")
         ax.legend(loc="upper left", fontsize=7, ncol=5)
         fig.tight_layout()
-        fig.savefig(folder / f"{s.series.name}.png", dpi=80)
+        path = rep.png_path(folder, "", s.series.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)

@@ -175,7 +175,7 @@ def nab_plots(files: Sequence[NabFile], folder: Path) -> None:
             spans,
             s.ts[f.fit_rows],
         )
-        rep.plot_series(plot, folder / f"nab_{s.name}.png")
+        rep.plot_series(plot, rep.png_path(folder, "nab_", s.name))
 
 
 def nab_summary(

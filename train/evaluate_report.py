@@ -99,6 +99,12 @@ def dates(ts: FloatArray) -> list[datetime]:
     return [datetime.fromtimestamp(float(t), tz=UTC).replace(tzinfo=None) for t in ts]
 
 
+def png_path(folder: Path, prefix: str, name: str) -> Path:
+    """Where a stream's plot goes. Stream ids may hold ``/``; escaped as in a URL, two ids never share a file
+    (``a/b`` and ``a_b`` did when ``/`` became ``_``)."""
+    return folder / f"{prefix}{name.replace('%', '%25').replace('/', '%2F')}.png"
+
+
 def plot_series(p: SeriesPlot, path: Path) -> None:
     """One panel per channel, then the score with its threshold; labels shaded, alerts marked."""
     x = dates(p.ts)

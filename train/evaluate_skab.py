@@ -15,7 +15,7 @@ from daemon.errors import ModelError
 from daemon.model_file import read_model
 from train.backtest import StreamResult, backtest
 from train.dataset import LabelledSeries, load_dataset, load_spec
-from train.evaluate_report import SKAB_PUBLISHED, SKAB_SOURCE, SeriesPlot, plot_series, runs, table
+from train.evaluate_report import SKAB_PUBLISHED, SKAB_SOURCE, SeriesPlot, plot_series, png_path, runs, table
 from train.fit import FitConfig
 from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
 from train.skab_changepoint import count, nab_scores, predicted_changepoints
@@ -294,7 +294,7 @@ def labelled_plots(
             else []
         )
         m = s.metrics
-        path = folder / f"{prefix}_{series.name.replace('/', '_')}.png"
+        path = png_path(folder, f"{prefix}_", series.name)
         plot_series(
             SeriesPlot(
                 title=f"{series.name}: F1 {m.f1:.2f}, FAR {m.far:.1f}%, MAR {m.mar:.1f}%",

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from daemon.errors import DataError
 from train.calibrate import alert_rows
-from train.evaluate_report import SeriesPlot, plot_series
+from train.evaluate_report import SeriesPlot, plot_series, png_path
 from train.export import build_step_model, save
 from train.export_check import parity
 from train.model import Forecaster, ModelShape, ScoreParams
@@ -65,7 +65,7 @@ def write_run(report: TrainReport, run_dir: Path) -> None:
             spans=seg.windows,
             scored_from=float(seg.series.ts[seg.score_from]) if seg.score_from < len(seg.series) else None,
         )
-        plot_series(plot, run_dir / f"validation_{i}_{seg.series.name.replace('/', '_')}.png")
+        plot_series(plot, png_path(run_dir, f"validation_{i}_", seg.series.name))
 
 
 def export_run(run_dir: Path, out: Path) -> float:

@@ -11,7 +11,7 @@ from daemon.cli import main as cli_main
 from daemon.errors import DataError, UsageError
 from train.backtest import StreamResult
 from train.evaluate import main
-from train.evaluate_report import BoolArray
+from train.evaluate_report import BoolArray, png_path
 from train.evaluate_spec import Faults, evaluate_spec, meet
 
 SPEC = "files: ['*.csv']\ntimestamp: {column: t, format: epoch}\nchannels: [vib, temp]\n"
@@ -151,3 +151,17 @@ def test_recordings_without_any_label_or_rows_to_count_are_refused(
         evaluate_spec(str(spec), root, "*", model, first=-1)
     with pytest.raises(UsageError, match="--from 800: no stream has a row from there on"):
         evaluate_spec(str(spec), root, "*", model, first=800)
+    argv = ["spec", "--spec", str(spec), "--root", str(root), "--model", str(model)]
+    report = tmp_path / "report"
+    with pytest.raises(UsageError, match="--from 800"):
+        main([*argv, "--from", "800", "--report", str(report)])
+    assert not report.exists()  # a refused run leaves no empty report behind
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(UsageError, match="--report .*taken is a file, not a folder"):
+        main([*argv, "--from", "300", "--report", str(tmp_path / "taken" / "report")])
+
+
+def test_streams_whose_ids_differ_only_by_a_slash_get_plots_of_their_own(tmp_path: Path) -> None:
+    names = ["line/1", "line_1", "line%2F1", "line%1"]
+    paths = {png_path(tmp_path, "spec_", name) for name in names}
+    assert len(paths) == len(names) and all(p.parent == tmp_path for p in paths)
