@@ -35,8 +35,9 @@ from daemon.config import KafkaConfig, parse_config
 from daemon.kafka_io import encode_json, ensure_topics
 from daemon.replay import reading_message
 from train.fit import FitConfig
-from train.pipeline import TrainSpec, train_series
+from train.pipeline import train_series
 from train.series import load_nab_csv
+from train.train_spec import TrainSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SERIES = REPO / "data" / "nab" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"

@@ -25,7 +25,8 @@ from daemon.engine import HostEngine, fixed_inputs
 from daemon.records import Reading, Source
 from daemon.runtime import ModelRuntime
 from train.export import build_step_model, save
-from train.model import Forecaster, ModelShape, ScoreParams
+from train.model import Forecaster, ModelShape
+from train.score import ScoreParams
 
 HIDDEN, FEATURES = 32, 8
 

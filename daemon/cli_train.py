@@ -16,10 +16,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from train.congestion import CongestionSpec
     from train.fault import FaultSpec
     from train.fit import FitConfig
-    from train.pipeline import TrainSpec, score_options, train_series
+    from train.pipeline import train_series
     from train.run_folder import write_run
     from train.series import load_nab_csv
     from train.train_dataset import HeadSplit, train_dataset
+    from train.train_spec import TrainSpec, score_options
 
     score = score_options(args, "train")
     writable(args.out, "train: --out")

@@ -22,8 +22,9 @@ from daemon.replay import replay
 from daemon.service import Service
 from train.evaluate_congestion import CongestionOptions
 from train.fit import FitConfig
-from train.pipeline import TrainSpec, train_load_series, train_series
+from train.pipeline import train_load_series, train_series
 from train.series import Series, load_nab_csv
+from train.train_spec import TrainSpec
 
 REPO = Path(__file__).resolve().parents[1]
 BROKER = REPO / "scripts" / "kafka" / "broker.sh"

@@ -12,8 +12,9 @@ import pytest
 from tests.support import BROKER, MACHINE_TEMPERATURE, OCCUPANCY, free_port
 from train.evaluate_congestion import CongestionOptions
 from train.fit import FitConfig
-from train.pipeline import TrainReport, TrainSpec, train_load_series, train_series
+from train.pipeline import TrainReport, train_load_series, train_series
 from train.series import load_nab_csv
+from train.train_spec import TrainSpec
 
 
 @pytest.fixture(scope="session")

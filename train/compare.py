@@ -28,8 +28,9 @@ from train.fit import FitConfig
 from train.memory_probe import DEFAULT_DELAYS, ProbeConfig, plot_probe, probe_markdown, run_probe
 from train.model import Cell, Forecaster, ModelShape
 from train.nab_score import STANDARD, LabelledFile, load_windows, normalised_score, score_file, sweep
-from train.pipeline import TrainSpec, train_series
+from train.pipeline import train_series
 from train.series import load_nab_csv
+from train.train_spec import TrainSpec
 
 REPO = Path(__file__).resolve().parents[1]
 NAB = REPO / "data" / "nab"

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from daemon.errors import DataError
 from train.series import Series
 
 
@@ -98,3 +99,32 @@ def calibrate(
             "f1": [round(float(v), 4) for v in 2 * hits / np.maximum(warned + crossings, 1)],
         },
     }
+
+
+def check_load(train: list[Series], spec: CongestionSpec) -> None:
+    """The congestion head learns only from readings with one ``horizon`` readings of ``step_s`` later: a
+    wrong channel or interval would leave it nothing to learn from. (Real loads have gaps: a third of
+    NAB's occupancy readings have a reading 3 steps later.)"""
+    channels = train[0].channels
+    if spec.channel not in channels:
+        raise DataError(f"congestion channel {spec.channel!r} is not among the channels {list(channels)}")
+    load = channels.index(spec.channel)
+    rows = sum(len(s) for s in train)
+    defined = sum(int(ahead_target(s.ts, s.values[:, load], spec)[1].sum()) for s in train)
+    if defined * 10 < rows:
+        steps = np.concatenate([np.diff(s.ts) for s in train])
+        step = float(np.median(steps))
+        regular = float(np.isclose(steps, step).mean())
+        if regular < 0.5:
+            fix = (
+                f"the intervals vary around {step:g} s (only {regular:.0%} are that exactly): resample the "
+                "data to a regular step"
+            )
+        elif np.isclose(step, spec.step_s):
+            fix = "the data's gaps leave few: forecast fewer readings ahead (--congestion-horizon)"
+        else:
+            fix = f"the readings come every {step:g} s (median): give that as the step (--congestion-step-s)"
+        raise DataError(
+            f"the congestion head forecasts {spec.horizon} readings of {spec.step_s:g} s ahead, but only "
+            f"{defined} of {rows} training readings have a reading that far ahead; {fix}"
+        )

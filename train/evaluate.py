@@ -38,7 +38,7 @@ from train.evaluate_skab import (
 )
 from train.evaluate_spec import evaluate_spec, spec_summary
 from train.fit import FitConfig
-from train.pipeline import score_options
+from train.train_spec import score_options
 
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:

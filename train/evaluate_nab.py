@@ -18,8 +18,9 @@ from train.evaluate_skab import fit_retrying
 from train.fit import FitConfig
 from train.nab_score import STANDARD_PROFILES, LabelledFile, Profile, ThresholdScore
 from train.nab_sweep import probationary_length
-from train.pipeline import TrainSpec, train_series
+from train.pipeline import train_series
 from train.series import Series, load_nab_csv
+from train.train_spec import TrainSpec
 
 Mapping = Literal["score", "firing", "onset"]
 MAPPINGS: tuple[Mapping, ...] = ("score", "onset", "firing")

@@ -17,9 +17,10 @@ from train.backtest import StreamResult, backtest
 from train.dataset import LabelledSeries, load_dataset, load_spec
 from train.evaluate_report import SKAB_PUBLISHED, SKAB_SOURCE, SeriesPlot, plot_series, png_path, runs, table
 from train.fit import FitConfig
-from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
+from train.pipeline import Segment, TrainReport, train_streams
 from train.skab_changepoint import count, nab_scores, predicted_changepoints
 from train.train_dataset import HeadSplit, head_parts
+from train.train_spec import TrainSpec
 
 BoolArray = npt.NDArray[np.bool_]
 

@@ -12,8 +12,10 @@ import onnx
 import torch
 
 from daemon.model_file import BASELINE_INPUT, FORMAT_VERSION, METADATA_KEY
-from train.model import DAY_S, Forecaster, ModelShape, ScoreParams
+from train.export_score import adaptive, peak_gate, range_breaks, stream_scale
+from train.model import DAY_S, Forecaster, ModelShape
 from train.onnx_graph import GraphBuilder
+from train.score import ScoreParams
 from train.state_layout import StateLayout
 
 # steps since a stream's last reset; capped so float32 keeps counting exactly
@@ -59,85 +61,6 @@ def _clock(g: GraphBuilder) -> str:
     phase = g.op("Mul", g.op("Cast", day, to=onnx.TensorProto.FLOAT), g.const(np.float32(2 * np.pi / DAY_S)))
     column = g.op("Unsqueeze", phase, g.const([1], "ax", np.int64))
     return g.op("Concat", g.op("Sin", column), g.op("Cos", column), axis=1)
-
-
-def _stream_scale(
-    g: GraphBuilder, layout: StateLayout, steps: str, n_base: str, raw_err: str, features: int, floor: float
-) -> tuple[str, str]:
-    """The stream's error spread, summed over the second half of its baseline, and the score's divisor."""
-    spread = g.columns("state", layout.steps + 1, layout.steps + 2)
-    start = g.op("Floor", g.op("Mul", g.op("Add", n_base, g.const([1.0])), g.const([0.5])))
-    in_window = g.op(
-        "Cast",
-        g.op("And", g.op("GreaterOrEqual", steps, start), g.op("Less", steps, n_base)),
-        to=onnx.TensorProto.FLOAT,
-    )
-    mean_sq = g.op(
-        "Mul",
-        g.op("ReduceSum", g.op("Mul", raw_err, raw_err), g.const([1], "ax", np.int64), keepdims=1),
-        g.const([1.0 / features]),
-    )
-    new_spread = g.op("Add", spread, g.op("Mul", in_window, mean_sq))
-    count = g.op("Max", g.op("Sub", n_base, start), g.const([1.0]))
-    scale = g.op("Max", g.op("Sqrt", g.op("Div", new_spread, count)), g.const([floor]))
-    # Without a baseline there is nothing to measure: the score is not scaled.
-    has_base = g.op("Greater", n_base, g.const([0.0]))
-    return new_spread, g.op("Where", has_base, scale, g.const([1.0]))
-
-
-def _adaptive(
-    g: GraphBuilder,
-    layout: StateLayout,
-    steps: str,
-    first: str,
-    settled: str,
-    score: str,
-    params: ScoreParams,
-) -> tuple[str, list[str]]:
-    """The adaptive score (see train.model.adaptive_score) of ``score[B, 1]`` and the new statistics,
-    which only scored readings (``steps >= first``) move; it is 0 until ``settled`` is 1."""
-    assert params.adapt is not None
-    mean = g.columns("state", layout.adapt_at, layout.adapt_at + 1)
-    var = g.columns("state", layout.adapt_at + 1, layout.adapt_at + 2)
-    rate = g.const([params.adapt])
-    d = g.op("Sub", score, mean)
-    std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
-    z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), settled)
-    scored = g.op("GreaterOrEqual", steps, first)
-    moved_mean = g.op("Add", mean, g.op("Mul", rate, d))
-    moved_var = g.op(
-        "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))
-    )
-    return z, [g.op("Where", scored, moved_mean, mean), g.op("Where", scored, moved_var, var)]
-
-
-def _peak_gate(g: GraphBuilder, layout: StateLayout, score: str, params: ScoreParams) -> tuple[str, str]:
-    """The peak gate (see train.model.peak_gate) of ``score[B, 1]`` and the new recent peak."""
-    peak = g.columns("state", layout.peak_at, layout.peak_at + 1)
-    gated = g.op("Where", g.op("Greater", score, peak), score, g.const([0.0]))
-    return gated, g.op("Max", score, g.op("Mul", peak, g.const([params.peak_decay])))
-
-
-def _range_breaks(
-    g: GraphBuilder, layout: StateLayout, steps: str, settled: str, params: ScoreParams
-) -> tuple[str, list[str]]:
-    """Whether ``x[B, F]`` breaks the stream's range (see train.model.range_breaks), as ``[B, 1]`` 0 or 1,
-    and the new range."""
-    assert params.range_tolerance is not None
-    f = layout.features
-    low = g.columns("state", layout.range_at, layout.range_at + f)
-    high = g.columns("state", layout.range_at + f, layout.range_at + 2 * f)
-    margin = g.op("Mul", g.const([params.range_tolerance]), g.op("Sub", high, low))
-    outside = g.op(
-        "Or", g.op("Greater", "x", g.op("Add", high, margin)), g.op("Less", "x", g.op("Sub", low, margin))
-    )
-    breaks = g.op("Cast", g.op("And", outside, g.op("Greater", high, low)), to=onnx.TensorProto.FLOAT)
-    flag = g.op("Mul", g.op("ReduceMax", breaks, axes=[1], keepdims=1), settled)
-    # A reset stream (steps 0) starts its range at this reading.
-    fresh = g.op("Less", steps, g.const([1.0]))
-    new_low = g.op("Where", fresh, "x", g.op("Min", low, "x"))
-    new_high = g.op("Where", fresh, "x", g.op("Max", high, "x"))
-    return flag, [new_low, new_high]
 
 
 def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str, Any]) -> onnx.ModelProto:
@@ -192,7 +115,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     g.op("Div", new_chan_level, g.op("Add", chan_total, g.const([1e-12])), out="contrib")
     spread_part: list[str] = []
     if params.scale_floor is not None:
-        new_spread, scale = _stream_scale(
+        new_spread, scale = stream_scale(
             g, layout, steps, n_base, raw_err, shape.features, params.scale_floor
         )
         spread_part = [new_spread]
@@ -203,16 +126,16 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     if params.adapt is not None:  # and so with the range check, which ScoreParams lets run only with it
         settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
         settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
-        score, adapt_part = _adaptive(g, layout, steps, first, settled, score, params)
+        score, adapt_part = adaptive(g, layout, steps, first, settled, score, params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
         # Alerts fire on the gated score and stay up while the ungated one stays high.
         g.op("Squeeze", score, g.const([1], "ax", np.int64), out="hold_score")
-        score, new_peak = _peak_gate(g, layout, score, params)
+        score, new_peak = peak_gate(g, layout, score, params)
         peak_part = [new_peak]
     range_part: list[str] = []
     if params.range_tolerance is not None:
-        flag, range_part = _range_breaks(g, layout, steps, settled, params)
+        flag, range_part = range_breaks(g, layout, steps, settled, params)
         capped = g.op("Max", score, g.const([params.adapt_cap]))
         score = g.op("Where", g.op("Greater", flag, g.const([0.0])), capped, score)
     g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")

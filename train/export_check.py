@@ -12,7 +12,8 @@ import onnxruntime as ort
 import torch
 
 from daemon.model_file import BASELINE_INPUT, METADATA_KEY
-from train.model import Forecaster, ScoreParams, recent_peaks, stream_scores
+from train.model import Forecaster
+from train.score import ScoreParams, recent_peaks, stream_scores
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def parity(
 
 def gate_ties(hold: torch.Tensor, params: ScoreParams, tie: float) -> npt.NDArray[np.bool_]:
     """Readings whose ungated score ``hold[T]`` lies within ``tie`` of the recent peak the gate holds it
-    against (train.model.recent_peaks).
+    against (train.score.recent_peaks).
 
     >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=1.0)
     >>> gate_ties(torch.tensor([2.0, 0.5, 1.00001, 3.0]), p, 1e-4).tolist()

@@ -2,124 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 import torch
 
 from daemon.config import ALERTING_DEFAULTS
-from daemon.errors import DataError, UsageError
+from daemon.errors import DataError
 from train.calibrate import alert_rows, dynamic_threshold
-from train.congestion import CongestionSpec, ahead_target, calibrate
+from train.congestion import CongestionSpec, ahead_target, calibrate, check_load
 from train.export import build_step_model, save
 from train.export_check import parity
-from train.fault import BoolArray, FaultSpec, fault_target
+from train.fault import BoolArray, fault_target
 from train.fault import calibrate as calibrate_fault
 from train.fit import FitConfig, Heads, fit
-from train.model import (
-    Forecaster,
-    ScoreParams,
-    ScoreSettingError,
-    baseline_offsets,
-    clock_inputs,
-    model_inputs,
-    stream_scores,
-)
+from train.model import Forecaster, clock_inputs, model_inputs
+from train.score import ScoreParams, baseline_offsets, stream_scores
 from train.series import Series
+from train.train_spec import TrainSpec
 
 PARITY_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    name: str
-    version: str = "1"
-    fit_fraction: float = 0.15  # NAB's probation period: the only part a detector may learn from
-    val_fraction: float = 0.3  # of the fitted part, the most recent readings
-    smoothing: float = 0.1
-    baseline: int = 0  # readings that calibrate each stream's own offsets (see ScoreParams.baseline)
-    scale_floor: float | None = None  # and its own score scale (see ScoreParams.scale_floor)
-    adapt: float | None = None  # adaptive score's rate (see ScoreParams.adapt)
-    # With an adaptive score the threshold is in standard deviations of each stream's own recent
-    # scores, so it is set, not fitted: validation segments are too short to outlast the warm-up.
-    adapt_threshold: float = 4.0
-    peak_half_life: float | None = None  # the peak gate (see ScoreParams.peak_half_life)
-    range_tolerance: float | None = None  # the range check (see ScoreParams.range_tolerance)
-    # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
-    # its highest score even when the dynamic threshold would cut lower.
-    headroom: float = 1.5
-    parity_steps: int = 2000
-    clock: bool = False  # time of day as an input: for loads that follow a daily rhythm
-    congestion: CongestionSpec | None = None
-    fault: FaultSpec | None = None  # needs labels on the training parts and the validation segments
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.fit_fraction <= 1.0 or not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(
-                f"fit_fraction={self.fit_fraction} must lie in (0, 1] and val_fraction={self.val_fraction} "
-                "in (0, 1)"
-            )
-        if self.baseline < 0:
-            raise ValueError(f"baseline={self.baseline}: readings that set a stream's offsets, >= 0")
-        if self.scale_floor is not None and not (self.scale_floor > 0 and self.baseline >= 2):
-            raise ValueError(
-                f"scale_floor={self.scale_floor}: a per-stream score scale needs a floor > 0 and a baseline "
-                "of at least 2 readings (--baseline N) to measure it on"
-            )
-        # ScoreParams checks the score's settings; trying them here refuses bad ones before the fit.
-        ScoreParams(
-            (0.0,),
-            (1.0,),
-            (1.0,),
-            adapt=self.adapt,
-            peak_half_life=self.peak_half_life,
-            range_tolerance=self.range_tolerance,
-        )
-
-
-SCORE_FLAGS = {
-    "adapt": "--adapt",
-    "peak_half_life": "--peak-half-life",
-    "range_tolerance": "--range-tolerance",
-}
-
-
-class ScoreOptions(TypedDict):
-    """The score's command-line options, named as TrainSpec and NabOptions name them."""
-
-    adapt: float | None
-    peak_half_life: float | None
-    range_tolerance: float | None
-
-
-def score_options(
-    args: argparse.Namespace, command: str, default_tolerance: float | None = None
-) -> ScoreOptions:
-    """A command line's ``--adapt``, ``--peak-half-life`` (0 or unset: off) and ``--range-tolerance``
-    (``off``: off; 0 is a tolerance), checked as TrainSpec checks them: a bad one stops ``command`` with
-    UsageError, before any fitting. Unset, the tolerance is ``default_tolerance`` where the
-    adaptive score and the peak gate it needs are on, else off."""
-    adapt, peak_half_life = args.adapt or None, args.peak_half_life or None
-    text = args.range_tolerance
-    try:
-        tolerance = None if text == "off" else float(text) if text is not None else None
-    except ValueError:
-        raise UsageError(
-            f"{command}: --range-tolerance {text!r}: give a share of the stream's range (e.g. 0.05) or off"
-        ) from None
-    if text is None and adapt is not None and peak_half_life is not None:
-        tolerance = default_tolerance
-    options = ScoreOptions(adapt=adapt, peak_half_life=peak_half_life, range_tolerance=tolerance)
-    try:
-        TrainSpec("check", **options)
-    except ScoreSettingError as exc:
-        raise UsageError(f"{command}: {exc.naming(SCORE_FLAGS, ' ')}") from exc
-    return options
 
 
 @dataclass(frozen=True)
@@ -223,7 +129,7 @@ def train_streams(
     if spec.fault is not None and (labels is None or any(seg.labels is None for seg in val)):
         raise ValueError("a fault head needs per-row labels on every training part and validation segment")
     if spec.congestion is not None:
-        _check_load(train, spec.congestion)
+        check_load(train, spec.congestion)
     stacked = np.concatenate([s.values for s in train])
     mean = stacked.mean(axis=0)
     std = np.maximum(stacked.std(axis=0), 1e-6)
@@ -374,35 +280,6 @@ def train_streams(
         params,
         held_out,
     )
-
-
-def _check_load(train: list[Series], spec: CongestionSpec) -> None:
-    """The congestion head learns only from readings with one ``horizon`` readings of ``step_s`` later: a
-    wrong channel or interval would leave it nothing to learn from. (Real loads have gaps: a third of
-    NAB's occupancy readings have a reading 3 steps later.)"""
-    channels = train[0].channels
-    if spec.channel not in channels:
-        raise DataError(f"congestion channel {spec.channel!r} is not among the channels {list(channels)}")
-    load = channels.index(spec.channel)
-    rows = sum(len(s) for s in train)
-    defined = sum(int(ahead_target(s.ts, s.values[:, load], spec)[1].sum()) for s in train)
-    if defined * 10 < rows:
-        steps = np.concatenate([np.diff(s.ts) for s in train])
-        step = float(np.median(steps))
-        regular = float(np.isclose(steps, step).mean())
-        if regular < 0.5:
-            fix = (
-                f"the intervals vary around {step:g} s (only {regular:.0%} are that exactly): resample the "
-                "data to a regular step"
-            )
-        elif np.isclose(step, spec.step_s):
-            fix = "the data's gaps leave few: forecast fewer readings ahead (--congestion-horizon)"
-        else:
-            fix = f"the readings come every {step:g} s (median): give that as the step (--congestion-step-s)"
-        raise DataError(
-            f"the congestion head forecasts {spec.horizon} readings of {spec.step_s:g} s ahead, but only "
-            f"{defined} of {rows} training readings have a reading that far ahead; {fix}"
-        )
 
 
 def _columns(

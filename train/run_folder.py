@@ -17,8 +17,9 @@ from train.calibrate import alert_rows
 from train.evaluate_report import SeriesPlot, plot_series, png_path
 from train.export import build_step_model, save
 from train.export_check import parity
-from train.model import Forecaster, ModelShape, ScoreParams
+from train.model import Forecaster, ModelShape
 from train.pipeline import PARITY_TOLERANCE, TrainReport
+from train.score import ScoreParams
 
 WEIGHTS, MODEL_SPEC, HELD_OUT = "weights.pt", "model.json", "held_out.npz"
 

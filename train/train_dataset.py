@@ -11,8 +11,9 @@ from daemon.errors import DataError
 from train.dataset import load_matching
 from train.fault import BoolArray, FaultSpec, fault_target
 from train.fit import FitConfig
-from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
+from train.pipeline import Segment, TrainReport, train_streams
 from train.series import Series
+from train.train_spec import TrainSpec
 
 
 @dataclass(frozen=True)

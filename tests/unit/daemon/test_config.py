@@ -12,7 +12,8 @@ from daemon.errors import ConfigError
 from daemon.processor import Processor
 from tests.support import REPO
 from train.export import build_step_model, save, untrained_model
-from train.model import Forecaster, ModelShape, ScoreParams
+from train.model import Forecaster, ModelShape
+from train.score import ScoreParams
 
 MODELS = {"models": [{"name": "m", "path": "m.onnx"}]}
 

@@ -22,7 +22,8 @@ from daemon.service import Service
 from daemon.systemd import Notifier
 from tests.support import write_model
 from train.export import build_step_model, save
-from train.model import Forecaster, ModelShape, ScoreParams
+from train.model import Forecaster, ModelShape
+from train.score import ScoreParams
 
 
 def _records(start: int, count: int) -> list[RawRecord]:

@@ -20,8 +20,9 @@ from train.evaluate_nab import NabOptions, nab_files, score_nab, write_nab_csvs
 from train.evaluate_skab import SkabOptions, evaluate_skab, skab_metrics, skab_summary
 from train.export_check import step_through
 from train.fit import FitConfig
-from train.pipeline import TrainSpec, train_series
+from train.pipeline import train_series
 from train.series import Series
+from train.train_spec import TrainSpec
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 ALERTING = {"fire_after": 2, "resolve_after": 3, "cooldown_s": 0.0}

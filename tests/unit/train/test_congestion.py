@@ -21,8 +21,9 @@ from train.evaluate_congestion import (
 )
 from train.export_check import step_through
 from train.fit import FitConfig
-from train.pipeline import TrainSpec, train_series
+from train.pipeline import train_series
 from train.series import Series, load_nab_csv
+from train.train_spec import TrainSpec
 
 SPEC = CongestionSpec("load", horizon=2, step_s=60.0)
 

@@ -157,7 +157,7 @@ def test_recordings_without_any_label_or_rows_to_count_are_refused(
         main([*argv, "--from", "800", "--report", str(report)])
     assert not report.exists()  # a refused run leaves no empty report behind
     (tmp_path / "taken").write_text("")
-    with pytest.raises(UsageError, match="--report .*taken is a file, not a folder"):
+    with pytest.raises(UsageError, match=r"--report .*taken is a file, not a folder"):
         main([*argv, "--from", "300", "--report", str(tmp_path / "taken" / "report")])
 
 

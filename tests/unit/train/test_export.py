@@ -20,10 +20,12 @@ from tests.support import MACHINE_TEMPERATURE
 from train.export import build_step_model, save
 from train.export_check import parity, step_through
 from train.fit import FitConfig, fit
-from train.model import Forecaster, ModelShape, ScoreParams, ScoreSettingError, stream_scores
-from train.pipeline import PARITY_TOLERANCE, ScoreOptions, TrainReport, score_options
+from train.model import Forecaster, ModelShape
+from train.pipeline import PARITY_TOLERANCE, TrainReport
 from train.run_folder import export_run, write_run
+from train.score import ScoreParams, ScoreSettingError, stream_scores
 from train.series import load_nab_csv
+from train.train_spec import ScoreOptions, score_options
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ from daemon.records import Source
 from train.export_check import step_through
 from train.fault import FaultSpec
 from train.fit import FitConfig
-from train.pipeline import Segment, TrainReport, TrainSpec, train_streams
+from train.pipeline import Segment, TrainReport, train_streams
 from train.series import Series
+from train.train_spec import TrainSpec
 
 HORIZON = 30
 STEP = 60.0

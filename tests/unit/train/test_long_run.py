@@ -9,8 +9,9 @@ import onnx
 
 from train.export_check import step_through
 from train.fit import FitConfig
-from train.pipeline import TrainSpec, train_series
+from train.pipeline import train_series
 from train.series import Series
+from train.train_spec import TrainSpec
 
 WINDOW = 48
 STEPS = 100 * WINDOW  # 100x the truncation window the model was trained on

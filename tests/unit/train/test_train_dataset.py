@@ -12,8 +12,8 @@ from daemon.errors import DataError
 from tests.support import NAB
 from train.dataset import load_dataset, load_spec
 from train.fit import FitConfig
-from train.pipeline import TrainSpec
 from train.train_dataset import HeadSplit, train_dataset
+from train.train_spec import TrainSpec
 
 PATTERN = "*ec2_request_latency*"
 

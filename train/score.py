@@ -1,0 +1,274 @@
+"""The streaming score's reference: how prediction errors become each reading's anomaly score and channel
+shares. The exported step model (train.export) must reproduce ``stream_scores`` one reading at a time."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from train.model import Forecaster, model_inputs
+
+
+class ScoreSettingError(ValueError):
+    """A score setting ScoreParams refuses. ``template`` names each setting as ``{field}`` and the bad
+    value as ``{value}``, so that a command line can say its flags where ScoreParams says its fields."""
+
+    def __init__(self, template: str, value: float | None = None) -> None:
+        self.template, self.value = template, value
+        super().__init__(self.naming({}, "="))
+
+    def naming(self, names: Mapping[str, str], assign: str) -> str:
+        """The message with each setting called ``names[field]`` (default: the field) and its value
+        written after ``assign``."""
+        return self.template.format_map(_Named(names, value=f"{assign}{self.value}"))
+
+
+class _Named(dict[str, str]):
+    """Template fields: the given names, and any other ScoreParams field as itself (a typo stays an error)."""
+
+    def __init__(self, names: Mapping[str, str], **fixed: str) -> None:
+        super().__init__(names, **fixed)
+
+    def __missing__(self, key: str) -> str:
+        if key in {f.name for f in fields(ScoreParams)}:
+            return key
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """How prediction errors become the anomaly score; baked into the exported step model."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resid_std: tuple[float, ...]
+    smoothing: float = 0.1
+    # A stream's first ``baseline`` readings calibrate its own offsets (their running mean, in
+    # normalised units, is subtracted from then on) and score nothing; 0 turns this off.
+    baseline: int = 0
+    # With a baseline, the second half of it also measures the stream's own error spread (RMS of its
+    # instantaneous scores, which is ~1 on the validation split); later scores are divided by that
+    # spread, never by less than ``scale_floor``: a noisier machine than the training data does not
+    # alarm for its noise alone. None: no per-stream scale.
+    scale_floor: float | None = None
+    # Adaptive score: each stream's score becomes how many of its own recent standard deviations it
+    # stands above its own recent mean (an exponential moving mean and variance at rate ``adapt``, as
+    # Numenta's anomaly likelihood models recent scores), floored at 0. It answers "unusual for this
+    # stream lately" rather than "unusual for the training data", for slowly drifting streams. None: off.
+    adapt: float | None = None
+    adapt_floor: float = 0.03  # the least standard deviation divided by, in score units
+    # The most an adaptive score says: far past any threshold, and float32 still resolves 1e-5 there
+    # (at ~900, where quiet streams' first bursts landed, its spacing is 6e-5, over export parity's 1e-4).
+    adapt_cap: float = 100.0
+    # Peak gate: a reading keeps its score only where the score beats the stream's recent peak (its
+    # highest score before the gate, halving every ``peak_half_life`` readings), else scores 0. A long
+    # excursion then says so as it rises instead of on every reading it lasts; the ungated score (the
+    # step model's ``hold_score``) keeps its alert up until it subsides. A peak of p hides scores below
+    # it for about ``peak_half_life * log2(p / s)`` readings. None: off.
+    peak_half_life: float | None = None
+    # Range check, HTM's "spatial anomaly" in NAB's numenta detector (it needs ``adapt`` and
+    # ``peak_half_life``): once the
+    # adaptive score has settled (from ``settled`` on), a reading of any channel outside the range the
+    # stream has shown since its reset, widened by ``range_tolerance`` times that range on each side,
+    # scores ``adapt_cap``. It bypasses the peak gate, so a reading breaking its range one reading after
+    # an excursion still says so, and leaves ``hold_score`` alone. A stream that has only shown one value
+    # has no range yet. None: off.
+    range_tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        # Above 1 the variance turns negative; below 1e-5 the warm-up outlasts the step counter's cap.
+        if self.adapt is not None and not 1e-5 <= self.adapt <= 1.0:
+            raise ScoreSettingError(
+                "{adapt}{value}: the adaptive score's rate must lie in [1e-5, 1]", self.adapt
+            )
+        if self.peak_half_life is not None and not self.peak_half_life >= 1.0:
+            raise ScoreSettingError(
+                "{peak_half_life}{value}: the peak gate's half-life must be >= 1 reading", self.peak_half_life
+            )
+        if self.range_tolerance is not None and not 0.0 <= self.range_tolerance < math.inf:
+            raise ScoreSettingError(
+                "{range_tolerance}{value}: the range check's tolerance must be a finite share of the "
+                "stream's range, >= 0",
+                self.range_tolerance,
+            )
+        if self.range_tolerance is not None and (self.adapt is None or self.peak_half_life is None):
+            raise ScoreSettingError(
+                "the range check ({range_tolerance}) needs the adaptive score ({adapt}) and the peak gate "
+                "({peak_half_life}): the adaptive score's warm-up is when a stream learns its range and its "
+                "cap is what a break scores; a break lasts one reading, and gated models alert on one"
+            )
+
+    @property
+    def peak_decay(self) -> float:
+        """What the recent peak is multiplied by per reading."""
+        assert self.peak_half_life is not None
+        return float(0.5 ** (1.0 / self.peak_half_life))
+
+    @property
+    def adapt_warmup(self) -> int:
+        """Scored readings (from ``first_scored`` on) whose adaptive score is 0 while the stream's own
+        statistics settle; the statistics only take scored readings, not the baseline's zeros."""
+        return 0 if self.adapt is None else math.ceil(3.0 / self.adapt)
+
+    @property
+    def first_scored(self) -> int:
+        """Index of a stream's first reading that gets a non-zero score."""
+        return max(self.baseline, 1)
+
+    @property
+    def settled(self) -> int:
+        """Index of a stream's first reading whose adaptive score (and range check) can be non-zero."""
+        return self.first_scored + self.adapt_warmup
+
+    @property
+    def scale_window(self) -> tuple[int, int]:
+        """Readings ``[start, stop)`` that measure the stream's spread (the baseline's second half)."""
+        return (self.baseline + 1) // 2, self.baseline
+
+
+def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """``score[T]`` in standard deviations above its own exponential moving mean (ScoreParams.adapt).
+
+    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=1.0)
+    >>> adaptive_score(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.06, 0.0]), p).tolist()
+    [0.0, 0.0, 0.0, 0.0, 2.0, 0.0]
+    """
+    assert params.adapt is not None
+    rate = torch.tensor(params.adapt)
+    mean, var = torch.zeros(()), torch.zeros(())
+    out = torch.zeros_like(score)
+    first = params.first_scored
+    for t in range(first, len(score)):
+        d = score[t] - mean
+        if t >= first + params.adapt_warmup:
+            z = d / torch.clamp(torch.sqrt(var), min=params.adapt_floor)
+            out[t] = torch.clamp(z, min=0.0, max=params.adapt_cap)
+        mean = mean + rate * d
+        var = (1 - rate) * (var + rate * (d * d))
+    return out
+
+
+def recent_peaks(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """The recent peak each reading of ``score[T]`` is held against (ScoreParams.peak_half_life): the
+    highest earlier score, halving every ``peak_half_life`` readings; 0 before the first reading.
+
+    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=1.0)
+    >>> recent_peaks(torch.tensor([4.0, 1.0, 3.0]), p).tolist()
+    [0.0, 4.0, 2.0]
+    """
+    decay = torch.tensor(params.peak_decay)
+    peak = torch.zeros(())
+    out = torch.zeros_like(score)
+    for t in range(len(score)):
+        out[t] = peak
+        peak = torch.maximum(score[t], peak * decay)
+    return out
+
+
+def peak_gate(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """``score[T]`` where it beats the recent peak (ScoreParams.peak_half_life), 0 elsewhere.
+
+    >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), peak_half_life=1.0)
+    >>> peak_gate(torch.tensor([0.0, 4.0, 5.0, 5.0, 2.0, 3.0, 1.0]), p).tolist()
+    [0.0, 4.0, 5.0, 0.0, 0.0, 3.0, 0.0]
+    """
+    return torch.where(score > recent_peaks(score, params), score, torch.zeros_like(score))
+
+
+def range_breaks(x: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """Readings of ``x[T, F]`` that break the stream's range so far (ScoreParams.range_tolerance).
+
+    >>> p = ScoreParams((0.0,), (1.0,), (1.0,), adapt=1.0, peak_half_life=1.0, range_tolerance=0.1)
+    >>> range_breaks(torch.tensor([[0.0], [0.0], [2.0], [2.1], [3.0], [-0.1], [-1.0]]), p).tolist()
+    [False, False, False, False, True, False, True]
+    """
+    assert params.range_tolerance is not None
+    low = torch.cummin(x, dim=0).values
+    high = torch.cummax(x, dim=0).values
+    out = torch.zeros(len(x), dtype=torch.bool)
+    if len(x) > 1:
+        lo, hi = low[:-1], high[:-1]  # the range before each reading
+        margin = torch.tensor(params.range_tolerance, dtype=x.dtype) * (hi - lo)
+        outside = ((x[1:] > hi + margin) | (x[1:] < lo - margin)) & (hi > lo)
+        out[1:] = outside.any(dim=1)
+    out[: params.settled] = False
+    return out
+
+
+def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
+    """Per-reading offsets of ``z[T, F]``: the running mean of its first ``baseline`` rows (0 if off).
+
+    >>> baseline_offsets(torch.tensor([[1.0], [3.0], [8.0], [9.0]]), 2).flatten().tolist()
+    [1.0, 2.0, 2.0, 2.0]
+    """
+    if baseline <= 0:
+        return torch.zeros_like(z)
+    head = z[:baseline]
+    running = torch.cumsum(head, dim=0) / torch.arange(1, len(head) + 1, dtype=z.dtype).unsqueeze(1)
+    return torch.cat([running, running[-1:].expand(len(z) - len(head), -1)])
+
+
+@dataclass(frozen=True)
+class StreamOutputs:
+    score: torch.Tensor  # [T]
+    contrib: torch.Tensor  # [T, F]
+    congestion: torch.Tensor  # [T, Q] the load channel's quantiles ``horizon`` steps ahead, raw units
+    fault: torch.Tensor  # [T] the probability of a labelled fault within the fault horizon ([T, 0]: no head)
+    hold: torch.Tensor  # [T] the score before the peak gate (the score itself without one)
+
+
+def stream_scores(
+    model: Forecaster, x: torch.Tensor, params: ScoreParams, ts: npt.NDArray[np.float64] | None = None
+) -> StreamOutputs:
+    """Score, channel shares and congestion forecast for a raw series ``x[T, F]``, as the daemon sees it.
+
+    The reference the exported ONNX step model must reproduce: readings are normalised and offset by
+    the stream's baseline; the error of reading t is measured against the prediction made at t - 1,
+    scaled by the validation residual spread, and smoothed with an exponential moving average; readings
+    before ``params.first_scored`` score 0. ``ts`` is needed when the model has clock inputs.
+    """
+    mean, std = torch.tensor(params.mean), torch.tensor(params.std)
+    z_raw = (x - mean) / std
+    offsets = baseline_offsets(z_raw, params.baseline)
+    z = z_raw - offsets
+    times = np.zeros(len(x)) if ts is None else ts
+    with torch.no_grad():
+        pred, ahead, fault, _ = model(model_inputs(model.shape, z, times).unsqueeze(0))
+    first = params.first_scored
+    raw = torch.zeros_like(z)
+    raw[1:] = (z[1:] - pred[0, :-1]) / torch.tensor(params.resid_std)
+    err = torch.zeros_like(z)
+    err[first:] = raw[first:]
+    sq = err * err
+    inst = torch.sqrt(sq.mean(dim=1))
+    contrib = torch.zeros_like(sq)
+    score = torch.zeros_like(inst)
+    level = torch.zeros(())
+    scale = torch.ones(())
+    if params.scale_floor is not None and params.baseline > 0:
+        start, stop = params.scale_window
+        spread = (raw[start:stop] ** 2).mean(dim=1).sum() / max(stop - start, 1)
+        scale = torch.clamp(torch.sqrt(spread), min=params.scale_floor)
+    chan_level = torch.zeros(sq.shape[1])
+    for t in range(first, len(inst)):
+        level = params.smoothing * inst[t] + (1 - params.smoothing) * level
+        score[t] = level / scale
+        chan_level = params.smoothing * sq[t] + (1 - params.smoothing) * chan_level
+        contrib[t] = chan_level / (chan_level.sum() + 1e-12)
+    if params.adapt is not None:
+        score = adaptive_score(score, params)
+    hold = score
+    if params.peak_half_life is not None:
+        score = peak_gate(score, params)
+    if params.range_tolerance is not None:
+        score = torch.where(
+            range_breaks(x, params), torch.maximum(score, torch.tensor(params.adapt_cap)), score
+        )
+    load = model.shape.load
+    congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
+    return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]), hold)
