@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import gc
 import logging
@@ -13,7 +12,6 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
@@ -24,7 +22,8 @@ from daemon.errors import BrokerError
 from daemon.kafka_io import HandOffListener, Rebalance, close_producer, to_raw
 from daemon.log_budget import LogBudget
 from daemon.metrics import Metrics
-from daemon.processor import Outcome, Processor, RawRecord
+from daemon.outcome_metrics import count_outcome, model_info, state_gauges
+from daemon.processor import Processor, RawRecord
 from daemon.publisher import log_held_back, publish
 from daemon.reloader import ModelReloader
 from daemon.systemd import Notifier
@@ -62,7 +61,7 @@ class Service:
         self.notifier = notifier
         self.on_alert = on_alert
         self.stop_requested = threading.Event()
-        self.reloader = ModelReloader(config, processor, metrics, self._publish_model_info)
+        self.reloader = ModelReloader(config, processor, metrics, lambda: model_info(metrics, processor))
         self.assigned: set[int] = set()
         self.processed = 0  # records handled and committed
         self._unacked: list[Any] = []  # futures of records published since the last commit
@@ -75,22 +74,10 @@ class Service:
         self._joined = False  # the consumer group assigned this instance its share (maybe none) once
         self._last_turn = time.monotonic()
         self._log_budget = LogBudget()
-        self._publish_model_info()
+        model_info(metrics, processor)
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
         self._checkpointed: dict[int, int] = {}
-
-    def _publish_model_info(self) -> None:
-        for name, runtime in self.processor.runtimes.items():
-            info = runtime.engine.info
-            self.metrics.model_info.labels(model=name).info(
-                {
-                    "version": info.version,
-                    "trained_name": info.name,
-                    "sha256": info.sha256[:16],
-                    "features": ",".join(info.features),
-                }
-            )
 
     @property
     def ready(self) -> bool:
@@ -127,7 +114,8 @@ class Service:
         # reference goes; only cycles among them wait for the unfreeze at the end.
         gc.collect()
         gc.freeze()
-        self._set_gauges()  # before the first records arrive, so a quiet restart still reports them
+        # before the first records arrive, so that a quiet restart still reports them
+        state_gauges(self.metrics, self.processor)
         flush_on_close = True
         try:
             while not self.stop_requested.is_set():
@@ -174,7 +162,9 @@ class Service:
             self._uncommitted[TopicPartition(topic, partition)] = OffsetAndMetadata(offset + 1, "", -1)
             self.positions[partition] = offset + 1
         self._uncommitted_count += len(records)
-        self._record_metrics(records, outcome)
+        count_outcome(self.metrics, len(records), outcome)
+        state_gauges(self.metrics, self.processor)
+        self._record_lag()
 
     def _commit_if_due(self, force: bool = False) -> None:
         """Every ``kafka.commit_interval_ms``: wait for the broker to ack what was published, then commit.
@@ -286,7 +276,7 @@ class Service:
                 self._joined = True
             if self.ready and not self._announced_ready.is_set():
                 self._announced_ready.set()
-            self._set_gauges()  # streams were dropped or restored
+            state_gauges(self.metrics, self.processor)  # streams were dropped or restored
         return rewound
 
     def _resume(self, partitions: set[int]) -> set[int]:
@@ -310,57 +300,16 @@ class Service:
             log.info("streams restored", extra={"partitions": sorted(parts), "streams": restored})
         return {p for _, parts in plan for p in parts}
 
-    def _record_metrics(self, records: list[RawRecord], outcome: Outcome) -> None:
-        m = self.metrics
-        m.consumed.inc(len(records))
-        for _, rejection in outcome.rejected:
-            m.rejected.labels(reason=rejection.reason).inc()
-        for drop in outcome.dropped:
-            m.dropped.labels(reason=drop.reason).inc()
-        m.unknown_channels.inc(outcome.unknown_channels)
-        m.carried.inc(outcome.carried)
-        m.stream_resets.labels(reason="gap").inc(outcome.gap_resets)
-        m.stream_resets.labels(reason="non_finite").inc(
-            sum(r.reason == "non_finite_score" for _, r in outcome.rejected)
-        )
-        m.evicted.inc(outcome.evicted)
-        for model, size, seconds in outcome.waves:
-            m.batch_size.labels(model=model).observe(size)
-            m.step_seconds.labels(model=model).observe(seconds)
-        counts: collections.Counter[str] = collections.Counter()
-        for wave in outcome.scored_waves:
-            counts[wave.model] += len(wave.readings)
-        for model, count in counts.items():
-            m.scored.labels(model=model).inc(count)
-        stamps = [
-            r.source.record_ts
-            for wave in outcome.scored_waves
-            for r in wave.readings
-            if r.source.record_ts is not None
-        ]
-        if stamps:
-            m.latency.observe_many(np.maximum(0.0, time.time() - np.array(stamps, dtype=np.float64)))
-        for alert in outcome.alerts:
-            m.alerts.labels(kind=alert["kind"], severity=alert["severity"], state=alert["state"]).inc()
-        self._set_gauges()
-        # Only after a poll that returned records: positions are then known, so position() does not
-        # wait on the broker (after a rebalance it may, for an offset reset still in flight).
+    def _record_lag(self) -> None:
+        """Consumer lag per partition. Called only after a poll that returned records: positions are then
+        known, so position() does not wait on the broker (after a rebalance it may, for an offset reset
+        still in flight)."""
         for tp in self.consumer.assignment():
             high, position = self.consumer.highwater(tp), self.consumer.position(tp)
             if high is not None and position is not None:
-                m.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - position))
-
-    def _set_gauges(self) -> None:
-        """Streams and state bytes as they stand now."""
-        m = self.metrics
-        for model, count in self.processor.active_streams.items():
-            m.active_streams.labels(model=model).set(count)
-        by_device: dict[str, int] = {}
-        for runtime in self.processor.runtimes.values():
-            table = runtime.engine.table
-            by_device[table.device] = by_device.get(table.device, 0) + table.nbytes
-        for device, nbytes in by_device.items():
-            m.state_bytes.labels(device=device).set(nbytes)
+                self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, high - position)
+                )
 
     def close(self, flush: bool = True) -> None:
         """Flushes what was produced, leaves the group (so partitions move at once) and closes clients."""
