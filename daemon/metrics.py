@@ -125,7 +125,11 @@ class Metrics:
         self.stream_resets = Counter(
             "faultcast_stream_resets", "Stream states reset, by reason", ["reason"], registry=r
         )
-        self.evicted = Counter("faultcast_streams_evicted", "Idle streams whose state was freed", registry=r)
+        self.evicted = Counter(
+            "faultcast_streams_evicted",
+            "Streams whose state was freed: idle past the TTL, or their partition revoked",
+            registry=r,
+        )
         self.lag = Gauge(
             "faultcast_consumer_lag_records",
             "Records behind the partition's end",
@@ -134,6 +138,12 @@ class Metrics:
         )
         self.commits = Counter(
             "faultcast_offset_commits", "Offset commits after alerts were acknowledged", registry=r
+        )
+        self.commits_refused = Counter(
+            "faultcast_offset_commits_refused",
+            "Offset commits the consumer group refused (it went on without this instance); their records "
+            "are read again from the last commit",
+            registry=r,
         )
         self.checkpoints = Counter(
             "faultcast_checkpoints_written", "State checkpoints written after a commit", registry=r

@@ -169,6 +169,11 @@ class Processor:
         return count
 
     @property
+    def owes_alerts(self) -> bool:
+        """Whether a model reload ended alerts whose resolutions are not sent yet."""
+        return any(rt.owed for rt in self.runtimes.values())
+
+    @property
     def active_streams(self) -> dict[str, int]:
         return {name: len(rt.engine.table.slots) for name, rt in self.runtimes.items()}
 

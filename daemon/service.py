@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
@@ -63,7 +63,7 @@ class Service:
         self.stop_requested = threading.Event()
         self.reloader = ModelReloader(config, processor, metrics, lambda: model_info(metrics, processor))
         self.assigned: set[int] = set()
-        self.processed = 0  # records handled and committed
+        self.processed = 0  # records handled and done with: committed, or their partition moved on
         self._unacked: list[Any] = []  # futures of records published since the last commit
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self._uncommitted_count = 0
@@ -77,7 +77,10 @@ class Service:
         model_info(metrics, processor)
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
-        self._checkpointed: dict[int, int] = {}
+        self._checkpointed: dict[int, int] | None = {}  # the offsets on disk; None: state moved since
+        # A commit the group refused leaves positions ahead of the committed offsets until the group has
+        # reassigned the partitions: no checkpoint may record those positions.
+        self._refused = False
 
     @property
     def ready(self) -> bool:
@@ -133,7 +136,8 @@ class Service:
                     if tp.partition not in rewound
                     for m in messages
                 ]
-                if records:
+                # Resolutions a model reload owes go out at once, not with whatever record comes next.
+                if records or self.processor.owes_alerts:
                     self.handle(records)
                 log_held_back(self._log_budget)
                 self._commit_if_due()
@@ -162,9 +166,12 @@ class Service:
             self._uncommitted[TopicPartition(topic, partition)] = OffsetAndMetadata(offset + 1, "", -1)
             self.positions[partition] = offset + 1
         self._uncommitted_count += len(records)
+        if outcome.alerts and not records:
+            self._checkpointed = None  # alert states changed with no offset: the checkpoint is stale
         count_outcome(self.metrics, len(records), outcome)
         state_gauges(self.metrics, self.processor)
-        self._record_lag()
+        if records:
+            self._record_lag()
 
     def _commit_if_due(self, force: bool = False) -> None:
         """Every ``kafka.commit_interval_ms``: wait for the broker to ack what was published, then commit.
@@ -172,7 +179,7 @@ class Service:
         Batching commits saves two round trips per poll; a crash replays at most one interval of
         records, and their alerts come out with the same ids.
         """
-        if not self._uncommitted_count:
+        if not self._uncommitted_count and not self._unacked:
             self._checkpoint_if_due(force)
             return
         interval = self.config.kafka.commit_interval_ms / 1000.0
@@ -186,11 +193,18 @@ class Service:
                     "and will be read again after restart"
                 )
         self._unacked = []
-        if not self._commit(self._uncommitted):
+        result = self._commit(self._uncommitted) if self._uncommitted else "committed"
+        if result == "retry":
             return
-        with self._progress:
-            self.processed += self._uncommitted_count
-            self._progress.notify_all()
+        if result == "committed":
+            with self._progress:
+                self.processed += self._uncommitted_count
+                self._progress.notify_all()
+        else:
+            # The group went on without this instance (its session expired, or it rebalanced mid-poll).
+            # Whoever owns the partitions now reads these records again from the last commit, and the
+            # checkpoint on disk must stay the one that matches that commit.
+            self._refused = True
         self._uncommitted, self._uncommitted_count = {}, 0
         self._last_commit = time.monotonic()
         self._checkpoint_if_due(force)
@@ -209,7 +223,9 @@ class Service:
         """Writes a checkpoint when one is due and every processed record is committed, so that the
         state matches the offsets; unchanged offsets are not written again."""
         offsets = {p: o for p, o in self.positions.items() if p in self.assigned}
-        if self._uncommitted_count or offsets == self._checkpointed or not self.checkpoints.due(force):
+        if self._uncommitted_count or self._refused or offsets == self._checkpointed:
+            return
+        if not self.checkpoints.due(force):
             return
         self.checkpoints.write(take(self.processor, self.config.kafka.readings_topic, offsets))
         self._checkpointed = offsets
@@ -224,25 +240,31 @@ class Service:
         with self._progress:
             return self._progress.wait_for(lambda: self.processed >= count, timeout)
 
-    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
-        """True when done with these offsets (committed, or moved away); False to retry after a poll."""
+    def _commit(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> Literal["committed", "retry", "refused"]:
+        """Commits ``offsets``: done, to retry after the next poll, or refused for good by the group."""
         try:
             self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except RebalanceInProgressError:
             # The group is rebalancing; poll() completes it, then the commit is retried.
             log.info("offset commit deferred: group rebalancing")
-            return False
+            return "retry"
         except CommitFailedError as exc:
-            # The partitions moved to another instance mid-poll; it re-reads from the last commit.
-            log.warning("offset commit refused after a rebalance", extra={"error": str(exc)})
-            return True
+            log.warning(
+                "offset commit refused: the group went on without this instance; its records are read "
+                "again from the last commit",
+                extra={"error": str(exc)},
+            )
+            self.metrics.commits_refused.inc()
+            return "refused"
         except KafkaError as exc:
             if exc.retriable:  # e.g. the group coordinator moved or is still loading
                 log.warning("offset commit deferred", extra={"error": str(exc)})
-                return False
+                return "retry"
             raise BrokerError(f"offset commit failed: {exc}") from exc
         self.metrics.commits.inc()
-        return True
+        return "committed"
 
     def _apply_rebalances(self) -> set[int]:
         """Applies the queued partition changes; returns the partitions rewound to a checkpoint."""
@@ -252,8 +274,13 @@ class Service:
             if event.kind == "assigned":
                 self.assigned |= event.partitions
                 rewound |= self._resume(set(event.partitions))
+                self._refused = False  # the group has placed the partitions again
             else:
                 self.assigned -= event.partitions
+                # Their new owner commits them; an offset committed from here now could move its back.
+                self._uncommitted = {
+                    tp: o for tp, o in self._uncommitted.items() if tp.partition not in event.partitions
+                }
                 if event.kind == "revoked":  # lost partitions' state may be stale: it is dropped
                     offsets = {p: self.positions[p] for p in event.partitions if p in self.positions}
                     self.checkpoints.park(take(self.processor, self.config.kafka.readings_topic, offsets))
@@ -288,8 +315,15 @@ class Service:
         if not partitions or not self.checkpoints.may_restore(partitions):
             return set()  # no checkpoint could hold them: spare the broker two offset requests
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        committed = {tp.partition: self.consumer.committed(tp) for tp in tps}
-        earliest = {tp.partition: o for tp, o in self.consumer.beginning_offsets(tps).items()}
+        try:
+            committed = {tp.partition: self.consumer.committed(tp) for tp in tps}
+            earliest = {tp.partition: o for tp, o in self.consumer.beginning_offsets(tps).items()}
+        except KafkaError as exc:
+            raise BrokerError(
+                f"cannot read the committed offsets of partitions {sorted(partitions)} to restore their "
+                f"streams ({exc}); check the brokers. Nothing is lost: after a restart the streams are "
+                "restored and read again from their checkpoint"
+            ) from exc
         plan = self.checkpoints.plan(partitions, committed, earliest, self.config.state.checkpoint_max_replay)
         for checkpoint, parts in plan:
             restored = restore(self.processor, checkpoint, parts)
@@ -305,7 +339,11 @@ class Service:
         known, so position() does not wait on the broker (after a rebalance it may, for an offset reset
         still in flight)."""
         for tp in self.consumer.assignment():
-            high, position = self.consumer.highwater(tp), self.consumer.position(tp)
+            try:
+                high, position = self.consumer.highwater(tp), self.consumer.position(tp)
+            except KafkaError as exc:  # a broker gone mid-poll: the loop's own calls report it
+                log.debug("consumer lag not known", extra={"error": str(exc)})
+                return
             if high is not None and position is not None:
                 self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                     max(0, high - position)

@@ -8,15 +8,18 @@ import json
 import logging
 import socket
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
+from daemon.checkpoint import load
 from daemon.config import parse_config
 from daemon.engine import HostEngine
 from daemon.errors import BrokerError
@@ -26,7 +29,10 @@ from daemon.processor import Processor, RawRecord
 from daemon.records import Source
 from daemon.service import Service
 from daemon.systemd import Notifier
+from train.export import build_step_model, save
+from train.model import Forecaster, ModelShape
 from train.pipeline import TrainReport
+from train.score import ScoreParams
 
 
 class _Consumer:
@@ -35,7 +41,7 @@ class _Consumer:
     def __init__(self, polls: list[dict[Any, Any]] | None = None) -> None:
         self.service: Service | None = None
         self.polls = list(polls or [])
-        self.committed: list[Any] = []
+        self.commits: list[Any] = []
         self.closed = False
 
     def poll(self, timeout_ms: int) -> dict[Any, Any]:
@@ -56,7 +62,7 @@ class _Consumer:
 
     def commit(self, offsets: Any, timeout_ms: int | None = None) -> None:
         assert timeout_ms is not None, "a commit must not wait on the coordinator without a bound"
-        self.committed.append(offsets)
+        self.commits.append(offsets)
 
     def close(self) -> None:
         self.closed = True
@@ -184,7 +190,7 @@ def test_a_broker_that_stops_acknowledging_ends_the_run_with_a_broker_error_and_
     # Bounded, and not waited on a second time on the way out: close(0) fails, the sender is stopped by
     # force, and close(0) then completes.
     assert producer.flushes == [30.0, 0, 0] and producer._sender.forced
-    assert consumer.committed == [] and service.processed == 0
+    assert consumer.commits == [] and service.processed == 0
     assert consumer.closed and producer.closed and producer.closed_with == 0
 
 
@@ -195,7 +201,7 @@ def test_a_normal_stop_flushes_within_the_bound_and_commits(machine_model: Train
     service, _, producer = _service(machine_model.model_path, consumer, kafka={"commit_interval_ms": 0})
     service.run()
     assert producer.flushes and all(timeout == 30.0 for timeout in producer.flushes)
-    [offsets] = consumer.committed
+    [offsets] = consumer.commits
     assert [o.offset for o in offsets.values()] == [3] and service.processed == 3
     assert producer.closed and producer.closed_with == 30.0 and not producer._sender.forced
 
@@ -277,3 +283,149 @@ def test_an_error_of_its_own_is_not_hidden_behind_a_wait_on_the_broker(machine_m
         service.run()
     assert producer.flushes == [0, 0]  # only kafka-python's own flush inside close(timeout=0), twice
     assert producer.closed
+
+
+READINGS_0 = TopicPartition("faultcast.readings", 0)
+
+
+class _Scripted(_Consumer):
+    """A consumer whose partitions are assigned, whose offset calls answer, and whose ``n``-th poll runs
+    ``on_poll[n]`` first (the group rebalancing, a commit refused, a model replaced)."""
+
+    def __init__(self, polls: list[dict[Any, Any]], on_poll: dict[int, Any] | None = None) -> None:
+        super().__init__(polls)
+        self.on_poll = on_poll or {}
+        self.polled = 0
+        self.refuse_commits = 0
+
+    def poll(self, timeout_ms: int) -> dict[Any, Any]:
+        self.polled += 1
+        if self.polled in self.on_poll:
+            self.on_poll[self.polled]()
+        return super().poll(timeout_ms)
+
+    def commit(self, offsets: Any, timeout_ms: int | None = None) -> None:
+        if self.refuse_commits:
+            self.refuse_commits -= 1
+            raise CommitFailedError("the group has already rebalanced")
+        super().commit(offsets, timeout_ms)
+
+
+def _assigned(service: Service, *partitions: int) -> None:
+    service.listener.on_partitions_assigned({TopicPartition("faultcast.readings", p) for p in partitions})
+
+
+def test_a_refused_commit_leaves_the_checkpoint_of_the_last_commit_on_disk(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """After an outage the group may have gone on without this instance: its commit is refused, and the
+    records since the last commit are read again from there. The checkpoint must still match that
+    commit, or the streams could not be restored and would start cold."""
+    consumer = _Scripted(
+        [{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}, {READINGS_0: [_message(3, 73.0)]}],
+    )
+    consumer.on_poll = {2: lambda: setattr(consumer, "refuse_commits", 1)}
+    service, registry, _ = _service(
+        machine_model.model_path,
+        consumer,
+        kafka={"commit_interval_ms": 0},
+        state={"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 1e-9},
+    )
+    _assigned(service, 0)
+    service.run()
+    assert service.checkpoints.path is not None
+    assert load(service.checkpoints.path).offsets == {0: 3}  # not 4: offset 3 was never committed
+    assert [[o.offset for o in c.values()] for c in consumer.commits] == [[3]]
+    assert service.processed == 3
+    assert registry.get_sample_value("faultcast_offset_commits_refused_total") == 1
+    assert registry.get_sample_value("faultcast_checkpoints_written_total") == 1
+
+
+def test_offsets_of_a_revoked_partition_are_left_to_its_new_owner(machine_model: TrainReport) -> None:
+    """A commit from here after the partition moved would be accepted by the broker and could move its
+    new owner's committed offset back."""
+    readings_1 = TopicPartition("faultcast.readings", 1)
+    moved = SimpleNamespace(**{**vars(_message(0, 70.0)), "partition": 1})
+    consumer = _Scripted([{READINGS_0: [_message(0, 70.0)], readings_1: [moved]}, {}])
+    service, _, _ = _service(machine_model.model_path, consumer, kafka={"commit_interval_ms": 3_600_000})
+    consumer.on_poll = {2: lambda: service.listener.on_partitions_revoked({readings_1})}
+    _assigned(service, 0, 1)
+    service.run()
+    [offsets] = consumer.commits  # the commit at the stop
+    assert {tp.partition: o.offset for tp, o in offsets.items()} == {0: 1}
+
+
+def test_a_broker_gone_while_lag_is_read_does_not_stop_the_loop(machine_model: TrainReport) -> None:
+    class Unreachable(_Scripted):
+        def assignment(self) -> set[Any]:
+            return {READINGS_0}
+
+        def position(self, tp: Any) -> None:
+            raise KafkaConnectionError("111 ECONNREFUSED")
+
+    consumer = Unreachable([{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}])
+    service, registry, _ = _service(machine_model.model_path, consumer, kafka={"commit_interval_ms": 0})
+    service.run()
+    assert service.processed == 3
+    lag = {"topic": "faultcast.readings", "partition": "0"}
+    assert registry.get_sample_value("faultcast_consumer_lag_records", lag) is None
+
+
+def test_offsets_that_cannot_be_read_to_restore_streams_end_the_run_with_a_broker_error(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    class TimingOut(_Scripted):
+        def assignment(self) -> set[Any]:
+            return {READINGS_0}
+
+        def committed(self, tp: Any) -> None:
+            raise KafkaTimeoutError("Failed to get offsets by timestamps in 30000 ms")
+
+    service, _, _ = _service(
+        machine_model.model_path, TimingOut([{}]), state={"checkpoint_dir": str(tmp_path)}
+    )
+    _assigned(service, 0)
+    with pytest.raises(BrokerError, match=r"cannot read the committed offsets of partitions \[0\]"):
+        service.run()
+
+
+def test_alerts_a_model_reload_ends_are_resolved_without_waiting_for_another_record(tmp_path: Path) -> None:
+    """A reload that changes what the fault score means resolves the alerts it raised. With no record
+    after it (a quiet line, or a stop), the resolutions must still go out, and the checkpoint must not
+    keep the alerts firing."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(features=1, hidden=8)).eval()
+    live = tmp_path / "live.onnx"
+
+    def export(params: ScoreParams, version: str) -> None:
+        meta = {"name": "m", "version": version, "features": ["temp_c"], "score": asdict(params)}
+        meta["thresholds"] = {"fault": {"threshold": 3.0}}
+        save(build_step_model(model, params, meta), live)
+
+    plain = ScoreParams(mean=(70.0,), std=(5.0,), resid_std=(0.2,))
+    export(plain, "1")
+    wild = [_message(t, 70.0 + 30 * (-1) ** t) for t in range(3)]
+    consumer = _Scripted([{READINGS_0: wild}, {}])
+
+    def replace_model() -> None:
+        export(replace(plain, peak_half_life=50.0), "2")
+        service.reloader.requested.set()  # SIGHUP
+
+    consumer.on_poll = {2: replace_model}
+    service, _, producer = _service(
+        live,
+        consumer,
+        alerting={"fault": {"fire_after": 1}},
+        kafka={"commit_interval_ms": 0},
+        state={"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 1e-9},
+    )
+    _assigned(service, 0)
+    service.run()
+    alerts = [json.loads(value) for topic, value in producer.sent if topic == "faultcast.alerts"]
+    [fired] = {a["id"] for a in alerts if a["state"] == "firing"}
+    assert [(a["id"], a["resolution"]) for a in alerts if a["state"] == "resolved"] == [
+        (fired, "model_reload")
+    ]
+    assert service.checkpoints.path is not None
+    snapshot = load(service.checkpoints.path).models["m"]
+    assert snapshot.alerts == {"fault": {}} and snapshot.streams == ["m-1"]
