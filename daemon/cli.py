@@ -152,14 +152,15 @@ def parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="score models on labelled data through the daemon's own path (NAB, SKAB, congestion)",
+        help="score models on labelled data through the daemon's own path (NAB, SKAB, congestion, spec)",
         description="Backtest on labelled data with the field's scoring rules: `faultcast evaluate nab "
         "--root data/nab --report DIR`, `faultcast evaluate skab --root ../shared/data --report DIR` or "
-        "`faultcast evaluate congestion --root data/nab --report DIR`; `faultcast evaluate nab --help` "
+        "`faultcast evaluate congestion --root data/nab --report DIR`, or on one's own recordings `faultcast "
+        "evaluate spec --spec SPEC --root DIR --model MODEL --from N`; `faultcast evaluate nab --help` "
         "lists the options.",
     )
     evaluate.add_argument(
-        "rest", nargs=argparse.REMAINDER, help="nab|skab|congestion and that benchmark's arguments"
+        "rest", nargs=argparse.REMAINDER, help="nab|skab|congestion|spec and that benchmark's arguments"
     )
     evaluate.set_defaults(func=_cmd_evaluate)
 

@@ -78,7 +78,7 @@ def print_alert(alert: dict[str, Any]) -> None:
 
 def ensure_model(demo: DemoStream, path: Path) -> None:
     if path.exists():
-        print(f"model: reusing {path}", flush=True)
+        print(f"model: reusing {path} (delete it to train a new one)", flush=True)
         return
     series = demo.series()
     if demo.congestion:
