@@ -154,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
         "evaluate",
         help="score models on labelled data through the daemon's own path (NAB, SKAB, congestion, spec)",
         description="Backtest on labelled data with the field's scoring rules: `faultcast evaluate nab "
-        "--root data/nab --report DIR`, `faultcast evaluate skab --root ../shared/data --report DIR` or "
+        "--root data/nab --report DIR`, `faultcast evaluate skab --root ../shared/data --report DIR`, "
         "`faultcast evaluate congestion --root data/nab --report DIR`, or on one's own recordings `faultcast "
         "evaluate spec --spec SPEC --root DIR --model MODEL --from N`; `faultcast evaluate nab --help` "
         "lists the options.",
