@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
 from prometheus_client import CollectorRegistry
 
 from daemon.config import parse_config
@@ -20,10 +19,7 @@ from daemon.processor import Processor, RawRecord
 from daemon.records import Source
 from daemon.service import Service
 from daemon.systemd import Notifier
-from tests.support import write_model
-from train.export import build_step_model, save
-from train.model import Forecaster, ModelShape
-from train.score import ScoreParams
+from tests.support import PLAIN_SCORE, model_exporter, write_model
 
 
 def _records(start: int, count: int) -> list[RawRecord]:
@@ -115,16 +111,8 @@ def test_service_reloads_on_file_change_and_counts_failures(tmp_path: Path) -> N
 def test_a_fault_score_made_differently_resolves_the_alerts_it_raised(tmp_path: Path) -> None:
     """A model whose anomaly score is made another way (here: peak-gated) cannot continue the old
     score's alerts: they end as resolved (model_reload)."""
-    torch.manual_seed(0)
-    model = Forecaster(ModelShape(features=1, hidden=8)).eval()
     live = tmp_path / "live.onnx"
-
-    def export(params: ScoreParams, version: str) -> None:
-        meta = {"name": "m", "version": version, "features": ["temp_c"], "score": asdict(params)}
-        meta["thresholds"] = {"fault": {"threshold": 3.0}}
-        save(build_step_model(model, params, meta), live)
-
-    plain = ScoreParams(mean=(70.0,), std=(5.0,), resid_std=(0.2,))
+    export, plain = model_exporter(live), PLAIN_SCORE
     export(plain, "1")
     data = {"models": [{"name": "m", "path": str(live)}], "alerting": {"fault": {"fire_after": 1}}}
     processor = Processor(parse_config(data, Path("."), env={}), {"m": HostEngine(live, 4)})

@@ -8,13 +8,12 @@ import json
 import logging
 import socket
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import torch
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
@@ -29,10 +28,8 @@ from daemon.processor import Processor, RawRecord
 from daemon.records import Source
 from daemon.service import Service
 from daemon.systemd import Notifier
-from train.export import build_step_model, save
-from train.model import Forecaster, ModelShape
+from tests.support import PLAIN_SCORE, model_exporter
 from train.pipeline import TrainReport
-from train.score import ScoreParams
 
 
 class _Consumer:
@@ -393,16 +390,8 @@ def test_alerts_a_model_reload_ends_are_resolved_without_waiting_for_another_rec
     """A reload that changes what the fault score means resolves the alerts it raised. With no record
     after it (a quiet line, or a stop), the resolutions must still go out, and the checkpoint must not
     keep the alerts firing."""
-    torch.manual_seed(0)
-    model = Forecaster(ModelShape(features=1, hidden=8)).eval()
     live = tmp_path / "live.onnx"
-
-    def export(params: ScoreParams, version: str) -> None:
-        meta = {"name": "m", "version": version, "features": ["temp_c"], "score": asdict(params)}
-        meta["thresholds"] = {"fault": {"threshold": 3.0}}
-        save(build_step_model(model, params, meta), live)
-
-    plain = ScoreParams(mean=(70.0,), std=(5.0,), resid_std=(0.2,))
+    export, plain = model_exporter(live), PLAIN_SCORE
     export(plain, "1")
     wild = [_message(t, 70.0 + 30 * (-1) ** t) for t in range(3)]
     consumer = _Scripted([{READINGS_0: wild}, {}])
