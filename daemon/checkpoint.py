@@ -27,7 +27,7 @@ from daemon.config import Config
 from daemon.engine import state_layout
 from daemon.errors import ConfigError
 from daemon.processor import Processor
-from daemon.runtime import ModelRuntime
+from daemon.runtime import ModelRuntime, fault_score
 
 FORMAT_VERSION = 1
 # A revoked partition that has not come back within this long has moved on for good: its snapshot goes.
@@ -46,6 +46,8 @@ class ModelSnapshot:
     alerts: dict[str, dict[str, dict[str, Any]]]  # kind -> stream -> AlertState fields
     carried: dict[str, tuple[list[float], int]]  # stream -> (last vector, readings carried in a row)
     since_score: dict[str, int]
+    # What the fault alerts followed (runtime.fault_score); None in checkpoints written before it was kept
+    fault_score: list[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def _snapshot(rt: ModelRuntime, partitions: set[int]) -> ModelSnapshot:
         },
         carried={s: (list(v), run) for s, (v, run) in rt.last_values.items()},
         since_score=dict(rt.since_score),
+        fault_score=list(fault_score(rt.engine.info)),
     )
 
 
@@ -114,8 +117,10 @@ def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) 
         table.slots.last_ts[slots] = [snap.last_ts[i] for i in keep]
         table.slots.partition[slots] = [snap.partitions[i] for i in keep]
         wanted = set(streams)
+        # A reload since may have ended the fault alerts (model_reload): they stay ended.
+        same_faults = snap.fault_score in (None, list(fault_score(rt.engine.info)))
         for kind, states in snap.alerts.items():
-            if kind in rt.kinds:
+            if kind in rt.kinds and (kind != "fault" or same_faults):
                 rt.kinds[kind].states.update({s: _alert_state(f) for s, f in states.items() if s in wanted})
         rt.last_values.update(
             {s: (list(map(float, v)), run) for s, (v, run) in snap.carried.items() if s in wanted}

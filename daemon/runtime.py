@@ -45,7 +45,7 @@ def policy_for(
     )
 
 
-def _fault_score(info: ModelInfo) -> tuple[object, ...]:
+def fault_score(info: ModelInfo) -> tuple[object, ...]:
     """What fault alerts follow: the fault head's probability, or the anomaly score and how it is made."""
     score = info.metadata.get("score", {})
     return info.fault_head, score.get("adapt"), score.get("peak_half_life"), score.get("range_tolerance")
@@ -92,7 +92,7 @@ class ModelRuntime:
             kinds = self._alert_kinds()
             for kind, alerts in self.kinds.items():
                 same = kind in kinds and (
-                    kind != "fault" or _fault_score(old) == _fault_score(self.engine.info)
+                    kind != "fault" or fault_score(old) == fault_score(self.engine.info)
                 )
                 if same:
                     kinds[kind].states = alerts.states

@@ -35,6 +35,9 @@ log = logging.getLogger("faultcast.service")
 FLUSH_TIMEOUT_S = 30.0
 # How long an offset commit may wait on the group coordinator before it is retried after the next poll.
 COMMIT_TIMEOUT_MS = 10_000
+# How long the offset lookups that restore newly assigned partitions may take in all: well under the
+# systemd watchdog's 60 s, so that an outage then ends the run with its own error.
+RESUME_TIMEOUT_S = 20.0
 # /healthz calls a loop that has not come round for this long stalled, as the unit's WatchdogSec does: a
 # poll, a wave, a flush and a commit (bounded above) and a checkpoint each take well under it.
 STALL_AFTER_S = 60.0
@@ -63,7 +66,7 @@ class Service:
         self.stop_requested = threading.Event()
         self.reloader = ModelReloader(config, processor, metrics, lambda: model_info(metrics, processor))
         self.assigned: set[int] = set()
-        self.processed = 0  # records handled and done with: committed, or their partition moved on
+        self.processed = 0  # records handled and done with (committed, or left to a rebalance), at least
         self._unacked: list[Any] = []  # futures of records published since the last commit
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self._uncommitted_count = 0
@@ -78,9 +81,10 @@ class Service:
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
         self._checkpointed: dict[int, int] | None = {}  # the offsets on disk; None: state moved since
-        # A commit the group refused leaves positions ahead of the committed offsets until the group has
-        # reassigned the partitions: no checkpoint may record those positions.
-        self._refused = False
+        # From a rebalance's start (a revoke, a loss, or a commit the group refused) until it has assigned
+        # the partitions again, what this instance holds may not match the committed offsets: no
+        # checkpoint is written, so the one on disk stays one the streams can be restored from.
+        self._rebalancing = False
 
     @property
     def ready(self) -> bool:
@@ -179,7 +183,7 @@ class Service:
         Batching commits saves two round trips per poll; a crash replays at most one interval of
         records, and their alerts come out with the same ids.
         """
-        if not self._uncommitted_count and not self._unacked:
+        if not self._uncommitted_count and not self._uncommitted and not self._unacked:
             self._checkpoint_if_due(force)
             return
         interval = self.config.kafka.commit_interval_ms / 1000.0
@@ -196,15 +200,14 @@ class Service:
         result = self._commit(self._uncommitted) if self._uncommitted else "committed"
         if result == "retry":
             return
-        if result == "committed":
-            with self._progress:
-                self.processed += self._uncommitted_count
-                self._progress.notify_all()
-        else:
+        if result == "refused":
             # The group went on without this instance (its session expired, or it rebalanced mid-poll).
-            # Whoever owns the partitions now reads these records again from the last commit, and the
-            # checkpoint on disk must stay the one that matches that commit.
-            self._refused = True
+            # Whoever owns the partitions next reads these records again from the last commit, unless it
+            # is this instance resuming from its snapshot of them (see _resume).
+            self._rebalancing = True
+        with self._progress:
+            self.processed += self._uncommitted_count
+            self._progress.notify_all()
         self._uncommitted, self._uncommitted_count = {}, 0
         self._last_commit = time.monotonic()
         self._checkpoint_if_due(force)
@@ -223,7 +226,7 @@ class Service:
         """Writes a checkpoint when one is due and every processed record is committed, so that the
         state matches the offsets; unchanged offsets are not written again."""
         offsets = {p: o for p, o in self.positions.items() if p in self.assigned}
-        if self._uncommitted_count or self._refused or offsets == self._checkpointed:
+        if self._uncommitted_count or self._uncommitted or self._rebalancing or offsets == self._checkpointed:
             return
         if not self.checkpoints.due(force):
             return
@@ -274,8 +277,9 @@ class Service:
             if event.kind == "assigned":
                 self.assigned |= event.partitions
                 rewound |= self._resume(set(event.partitions))
-                self._refused = False  # the group has placed the partitions again
+                self._rebalancing = False
             else:
+                self._rebalancing = True
                 self.assigned -= event.partitions
                 # Their new owner commits them; an offset committed from here now could move its back.
                 self._uncommitted = {
@@ -315,9 +319,15 @@ class Service:
         if not partitions or not self.checkpoints.may_restore(partitions):
             return set()  # no checkpoint could hold them: spare the broker two offset requests
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        deadline = time.monotonic() + RESUME_TIMEOUT_S
+
+        def left_ms() -> int:
+            return max(0, int((deadline - time.monotonic()) * 1000))
+
         try:
-            committed = {tp.partition: self.consumer.committed(tp) for tp in tps}
-            earliest = {tp.partition: o for tp, o in self.consumer.beginning_offsets(tps).items()}
+            committed = {tp.partition: self.consumer.committed(tp, timeout_ms=left_ms()) for tp in tps}
+            starts = self.consumer.beginning_offsets(tps, timeout_ms=left_ms())
+            earliest = {tp.partition: o for tp, o in starts.items()}
         except KafkaError as exc:
             raise BrokerError(
                 f"cannot read the committed offsets of partitions {sorted(partitions)} to restore their "
@@ -328,19 +338,24 @@ class Service:
         for checkpoint, parts in plan:
             restored = restore(self.processor, checkpoint, parts)
             for p in parts:
-                self.consumer.seek(TopicPartition(topic, p), checkpoint.offsets[p])
-                self.positions[p] = checkpoint.offsets[p]
+                offset = checkpoint.offsets[p]
+                self.consumer.seek(TopicPartition(topic, p), offset)
+                self.positions[p] = offset
+                done = committed.get(p)
+                if done is None or offset > done:
+                    # A snapshot taken at a revoke, past the commit: the records between were scored here
+                    # and their alerts published, so it is this instance that commits them.
+                    self._uncommitted[TopicPartition(topic, p)] = OffsetAndMetadata(offset, "", -1)
             self.metrics.restored.inc(restored)
             log.info("streams restored", extra={"partitions": sorted(parts), "streams": restored})
         return {p for _, parts in plan for p in parts}
 
     def _record_lag(self) -> None:
-        """Consumer lag per partition. Called only after a poll that returned records: positions are then
-        known, so position() does not wait on the broker (after a rebalance it may, for an offset reset
-        still in flight)."""
+        """Consumer lag per partition, where it is known now. position() is not waited for: after a
+        rebalance, or with the broker gone, it would wait on the coordinator."""
         for tp in self.consumer.assignment():
             try:
-                high, position = self.consumer.highwater(tp), self.consumer.position(tp)
+                high, position = self.consumer.highwater(tp), self.consumer.position(tp, timeout_ms=0)
             except KafkaError as exc:  # a broker gone mid-poll: the loop's own calls report it
                 log.debug("consumer lag not known", extra={"error": str(exc)})
                 return

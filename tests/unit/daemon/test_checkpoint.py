@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from daemon.kafka_io import encode_json
 from daemon.processor import Outcome, Processor, RawRecord
 from daemon.records import Source
 from daemon.replay import reading_message
-from tests.support import MACHINE_TEMPERATURE
+from tests.support import MACHINE_TEMPERATURE, PLAIN_SCORE, model_exporter
 from train.export import untrained_model
 from train.pipeline import TrainReport
 from train.series import load_nab_csv
@@ -168,3 +169,28 @@ def test_parked_snapshot_expires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     checkpoints.park(_checkpoint({1: 100}))
     now[0] += checkpoint_module.PARK_TTL_S + 1
     assert checkpoints.plan({1}, {1: 100}, {1: 0}, max_replay=1_000_000) == []
+
+
+def test_fault_alerts_a_reload_ended_are_not_brought_back_by_an_older_checkpoint(tmp_path: Path) -> None:
+    """A reload to a model whose fault score is made differently, with the same state layout, ends the
+    alerts the old score raised (model_reload). A checkpoint taken before it must not restore them."""
+    live = tmp_path / "live.onnx"
+    export = model_exporter(live)
+    export(replace(PLAIN_SCORE, peak_half_life=50.0), "1")
+    data = {"models": [{"name": "m", "path": str(live)}], "alerting": {"fault": {"fire_after": 1}}}
+    config = parse_config(data, Path("."), env={})
+    before, same = (Processor(config, {"m": HostEngine(live, 4)}) for _ in range(2))
+    wild = [
+        RawRecord(b"s", encode_json(reading_message("s", 60.0 * t, ("temp_c",), [70.0 + 30 * (-1) ** t])),
+                  Source("r", 0, t))
+        for t in range(3)
+    ]  # fmt: skip
+    assert len({a["id"] for a in before.process(wild).alerts if a["state"] == "firing"}) == 1  # may escalate
+    snapshot = take(before, "r", {0: 3})
+    export(replace(PLAIN_SCORE, peak_half_life=100.0), "2")  # same layout, another peak gate
+    after = Processor(config, {"m": HostEngine(live, 4)})
+    for processor in (same, after):
+        assert restore(processor, snapshot, {0}) == 1
+    assert list(same.runtimes["m"].kinds["fault"].states) == ["s"]  # the same model takes its alert back
+    assert after.runtimes["m"].kinds["fault"].states == {}
+    assert after.runtimes["m"].engine.table.slots.get("s") is not None  # the stream's state does come back

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from daemon.checkpoint import load
@@ -89,9 +89,11 @@ class _Producer:
         self.headers: list[dict[str, bytes]] = []
         self.flushes: list[float | None] = []
         self.closed_with: float | None = None
+        self.unflushed = 0  # records sent since the last flush that returned
 
     def send(self, topic: str, key: bytes, value: bytes, headers: Any = None) -> Future:
         self.sent.append((topic, value))
+        self.unflushed += 1
         self.headers.append(dict(headers or []))
         return Future()
 
@@ -99,6 +101,7 @@ class _Producer:
         self.flushes.append(timeout)
         if not self.acks and not self._sender.forced:
             raise KafkaTimeoutError(f"Timeout after waiting for {timeout} secs.")
+        self.unflushed = 0
 
     def close(self, timeout: float | None = None) -> None:
         self.closed_with = timeout
@@ -286,7 +289,9 @@ READINGS_0 = TopicPartition("faultcast.readings", 0)
 
 
 class _Scripted(_Consumer):
-    """A consumer whose partitions are assigned, whose offset calls answer, and whose ``n``-th poll runs
+    """A consumer in a group, as kafka-python 3 behaves: partitions assigned by the test, commits kept as
+    the group's committed offsets, offset lookups that must be bounded (unbounded, kafka-python waits on
+    the coordinator for as long as it takes) and time out during an ``outage``. Its ``n``-th poll runs
     ``on_poll[n]`` first (the group rebalancing, a commit refused, a model replaced)."""
 
     def __init__(self, polls: list[dict[Any, Any]], on_poll: dict[int, Any] | None = None) -> None:
@@ -294,6 +299,10 @@ class _Scripted(_Consumer):
         self.on_poll = on_poll or {}
         self.polled = 0
         self.refuse_commits = 0
+        self.outage = False
+        self.owned: set[TopicPartition] = set()
+        self.group: dict[TopicPartition, int] = {}  # committed offsets
+        self.seeks: list[tuple[TopicPartition, int]] = []
 
     def poll(self, timeout_ms: int) -> dict[Any, Any]:
         self.polled += 1
@@ -306,10 +315,50 @@ class _Scripted(_Consumer):
             self.refuse_commits -= 1
             raise CommitFailedError("the group has already rebalanced")
         super().commit(offsets, timeout_ms)
+        self.group.update({tp: o.offset for tp, o in offsets.items()})
+
+    def assignment(self) -> set[Any]:
+        return set(self.owned)
+
+    def _lookup(self, timeout_ms: int | None) -> None:
+        assert timeout_ms is not None, "unbounded: kafka-python would wait on the coordinator"
+        if self.outage:
+            raise KafkaTimeoutError(f"Failed to get offsets in {timeout_ms} ms")
+
+    def committed(self, tp: Any, timeout_ms: int | None = None) -> int | None:
+        self._lookup(timeout_ms)
+        return self.group.get(tp)
+
+    def beginning_offsets(self, tps: Any, timeout_ms: int | None = None) -> dict[Any, int]:
+        self._lookup(timeout_ms)
+        return dict.fromkeys(tps, 0)
+
+    def position(self, tp: Any, timeout_ms: int | None = None) -> None:
+        self._lookup(timeout_ms)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def rebalance(self, revoked: str | None, assigned: set[int] | None) -> None:
+        """The group takes partitions back (``revoked`` or ``lost``) and/or assigns these."""
+        if revoked is not None:
+            taken = set(self.owned)
+            self.owned = set()
+            assert self.service is not None
+            handler = self.service.listener
+            (handler.on_partitions_revoked if revoked == "revoked" else handler.on_partitions_lost)(taken)
+        if assigned is not None:
+            self.owned = {TopicPartition("faultcast.readings", p) for p in assigned}
+            assert self.service is not None
+            self.service.listener.on_partitions_assigned(set(self.owned))
 
 
-def _assigned(service: Service, *partitions: int) -> None:
-    service.listener.on_partitions_assigned({TopicPartition("faultcast.readings", p) for p in partitions})
+def _start(consumer: _Scripted, *partitions: int) -> None:
+    consumer.rebalance(None, set(partitions))
+
+
+def _checkpointing(tmp_path: Path) -> dict[str, Any]:
+    return {"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 1e-9}
 
 
 def test_a_refused_commit_leaves_the_checkpoint_of_the_last_commit_on_disk(
@@ -323,19 +372,58 @@ def test_a_refused_commit_leaves_the_checkpoint_of_the_last_commit_on_disk(
     )
     consumer.on_poll = {2: lambda: setattr(consumer, "refuse_commits", 1)}
     service, registry, _ = _service(
-        machine_model.model_path,
-        consumer,
-        kafka={"commit_interval_ms": 0},
-        state={"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 1e-9},
+        machine_model.model_path, consumer, kafka={"commit_interval_ms": 0}, state=_checkpointing(tmp_path)
     )
-    _assigned(service, 0)
+    _start(consumer, 0)
     service.run()
     assert service.checkpoints.path is not None
     assert load(service.checkpoints.path).offsets == {0: 3}  # not 4: offset 3 was never committed
-    assert [[o.offset for o in c.values()] for c in consumer.commits] == [[3]]
-    assert service.processed == 3
+    assert consumer.group == {READINGS_0: 3}
     assert registry.get_sample_value("faultcast_offset_commits_refused_total") == 1
     assert registry.get_sample_value("faultcast_checkpoints_written_total") == 1
+    assert service.processed == 4  # handled: the group decides who reads offset 3 again
+
+
+def test_partitions_revoked_and_given_back_resume_from_their_snapshot_and_commit_it(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """An eager rebalance takes every partition back and gives most of them back. Records scored before
+    it but not committed are not read again (the snapshot parked at the revoke holds them), so this
+    instance must commit past them, and only then checkpoint."""
+    consumer = _Scripted([{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}, {}])
+    consumer.on_poll = {2: lambda: consumer.rebalance("revoked", {0})}
+    service, registry, _ = _service(
+        machine_model.model_path,
+        consumer,
+        kafka={"commit_interval_ms": 3_600_000},
+        state=_checkpointing(tmp_path),
+    )
+    _start(consumer, 0)
+    service.run()
+    assert consumer.seeks == [(READINGS_0, 3)]
+    assert registry.get_sample_value("faultcast_streams_restored_total") == 1
+    assert consumer.group == {READINGS_0: 3}
+    assert service.checkpoints.path is not None
+    assert load(service.checkpoints.path).offsets == {0: 3}
+
+
+def test_no_checkpoint_is_written_between_losing_partitions_and_getting_them_back(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """A session that expired shows as lost partitions, and the group may take more than a poll to
+    assign them again: a checkpoint written in between would hold none of them, and they would start
+    cold."""
+    consumer = _Scripted([{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}, {}, {}])
+    consumer.on_poll = {2: lambda: consumer.rebalance("lost", None), 3: lambda: consumer.rebalance(None, {0})}
+    service, registry, _ = _service(
+        machine_model.model_path, consumer, kafka={"commit_interval_ms": 0}, state=_checkpointing(tmp_path)
+    )
+    _start(consumer, 0)
+    service.run()
+    assert consumer.seeks == [(READINGS_0, 3)]
+    assert registry.get_sample_value("faultcast_streams_restored_total") == 1
+    assert service.checkpoints.path is not None
+    assert load(service.checkpoints.path).models["m"].streams == ["m-1"]
 
 
 def test_offsets_of_a_revoked_partition_are_left_to_its_new_owner(machine_model: TrainReport) -> None:
@@ -344,24 +432,20 @@ def test_offsets_of_a_revoked_partition_are_left_to_its_new_owner(machine_model:
     readings_1 = TopicPartition("faultcast.readings", 1)
     moved = SimpleNamespace(**{**vars(_message(0, 70.0)), "partition": 1})
     consumer = _Scripted([{READINGS_0: [_message(0, 70.0)], readings_1: [moved]}, {}])
+    consumer.on_poll = {2: lambda: consumer.rebalance("revoked", {0})}
     service, _, _ = _service(machine_model.model_path, consumer, kafka={"commit_interval_ms": 3_600_000})
-    consumer.on_poll = {2: lambda: service.listener.on_partitions_revoked({readings_1})}
-    _assigned(service, 0, 1)
+    _start(consumer, 0, 1)
     service.run()
     [offsets] = consumer.commits  # the commit at the stop
     assert {tp.partition: o.offset for tp, o in offsets.items()} == {0: 1}
+    assert service.processed == 2
 
 
 def test_a_broker_gone_while_lag_is_read_does_not_stop_the_loop(machine_model: TrainReport) -> None:
-    class Unreachable(_Scripted):
-        def assignment(self) -> set[Any]:
-            return {READINGS_0}
-
-        def position(self, tp: Any) -> None:
-            raise KafkaConnectionError("111 ECONNREFUSED")
-
-    consumer = Unreachable([{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}])
+    consumer = _Scripted([{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}])
     service, registry, _ = _service(machine_model.model_path, consumer, kafka={"commit_interval_ms": 0})
+    _start(consumer, 0)
+    consumer.outage = True
     service.run()
     assert service.processed == 3
     lag = {"topic": "faultcast.readings", "partition": "0"}
@@ -371,17 +455,10 @@ def test_a_broker_gone_while_lag_is_read_does_not_stop_the_loop(machine_model: T
 def test_offsets_that_cannot_be_read_to_restore_streams_end_the_run_with_a_broker_error(
     machine_model: TrainReport, tmp_path: Path
 ) -> None:
-    class TimingOut(_Scripted):
-        def assignment(self) -> set[Any]:
-            return {READINGS_0}
-
-        def committed(self, tp: Any) -> None:
-            raise KafkaTimeoutError("Failed to get offsets by timestamps in 30000 ms")
-
-    service, _, _ = _service(
-        machine_model.model_path, TimingOut([{}]), state={"checkpoint_dir": str(tmp_path)}
-    )
-    _assigned(service, 0)
+    consumer = _Scripted([{}])
+    service, _, _ = _service(machine_model.model_path, consumer, state={"checkpoint_dir": str(tmp_path)})
+    consumer.outage = True
+    _start(consumer, 0)
     with pytest.raises(BrokerError, match=r"cannot read the committed offsets of partitions \[0\]"):
         service.run()
 
@@ -406,10 +483,20 @@ def test_alerts_a_model_reload_ends_are_resolved_without_waiting_for_another_rec
         consumer,
         alerting={"fault": {"fire_after": 1}},
         kafka={"commit_interval_ms": 0},
-        state={"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 1e-9},
+        state=_checkpointing(tmp_path),
     )
-    _assigned(service, 0)
+    # A checkpoint says the resolutions are out: the broker must have acknowledged them before.
+    unflushed_at_checkpoints = []
+    write = service.checkpoints.write
+
+    def checkpoint_after_flush(checkpoint: Any) -> None:
+        unflushed_at_checkpoints.append(producer.unflushed)
+        write(checkpoint)
+
+    service.checkpoints.write = checkpoint_after_flush  # type: ignore[method-assign]
+    _start(consumer, 0)
     service.run()
+    assert len(unflushed_at_checkpoints) == 2 and not any(unflushed_at_checkpoints)
     alerts = [json.loads(value) for topic, value in producer.sent if topic == "faultcast.alerts"]
     [fired] = {a["id"] for a in alerts if a["state"] == "firing"}
     assert [(a["id"], a["resolution"]) for a in alerts if a["state"] == "resolved"] == [
