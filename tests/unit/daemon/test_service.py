@@ -505,3 +505,36 @@ def test_alerts_a_model_reload_ends_are_resolved_without_waiting_for_another_rec
     assert service.checkpoints.path is not None
     snapshot = load(service.checkpoints.path).models["m"]
     assert snapshot.alerts == {"fault": {}} and snapshot.streams == ["m-1"]
+
+
+@pytest.mark.parametrize("given_back", [False, True])
+def test_alerts_of_a_partition_that_moves_away_are_resolved_as_handed_over(
+    tmp_path: Path, given_back: bool
+) -> None:
+    """Its new owner starts the stream cold and knows nothing of the alert, so this instance ends it. A
+    partition the same rebalance gives back resumes from its snapshot, and its alert goes on."""
+    live = tmp_path / "live.onnx"
+    model_exporter(live)(PLAIN_SCORE, "1")
+    readings_1 = TopicPartition("faultcast.readings", 1)
+    wild = [SimpleNamespace(**{**vars(_message(t, 70.0 + 30 * (-1) ** t)), "partition": 1}) for t in range(3)]
+    consumer = _Scripted([{readings_1: wild}, {}, {}])
+    consumer.on_poll = {
+        2: lambda: consumer.rebalance("revoked", {0, 1} if given_back else {0}),
+        3: lambda: consumer.rebalance("revoked", {0, 1}),  # and later back, in both cases
+    }
+    service, _, producer = _service(
+        live, consumer, alerting={"fault": {"fire_after": 1}}, kafka={"commit_interval_ms": 0}
+    )
+    _start(consumer, 0, 1)
+    service.run()
+    alerts = [json.loads(value) for topic, value in producer.sent if topic == "faultcast.alerts"]
+    [fired] = {a["id"] for a in alerts if a["state"] == "firing"}
+    resolved = [(a["id"], a["resolution"]) for a in alerts if a["state"] == "resolved"]
+    states = service.processor.runtimes["m"].kinds["fault"].states
+    if given_back:
+        assert resolved == [] and list(states) == ["m-1"]
+        assert consumer.seeks == [(readings_1, 3), (readings_1, 3)]
+    else:
+        # Once handed over, the snapshot parked at the revoke is not restored: it would bring the alert back
+        assert resolved == [(fired, "handed_over")] and states == {}
+        assert consumer.seeks == []
