@@ -35,9 +35,10 @@ log = logging.getLogger("faultcast.service")
 FLUSH_TIMEOUT_S = 30.0
 # How long an offset commit may wait on the group coordinator before it is retried after the next poll.
 COMMIT_TIMEOUT_MS = 10_000
-# How long the offset lookups that restore newly assigned partitions may take in all: well under the
-# systemd watchdog's 60 s, so that an outage then ends the run with its own error.
-RESUME_TIMEOUT_S = 20.0
+# How long the offset lookups that restore newly assigned partitions may take in all. Right after an
+# outage kafka-python may take most of its reconnect backoff (30 s at most by default) to reach the broker
+# again; the watchdog is fed between lookups, and a longer outage ends the run with its own error.
+RESUME_TIMEOUT_S = 40.0
 # /healthz calls a loop that has not come round for this long stalled, as the unit's WatchdogSec does: a
 # poll, a wave, a flush and a commit (bounded above) and a checkpoint each take well under it.
 STALL_AFTER_S = 60.0
@@ -339,14 +340,19 @@ class Service:
             return max(0, int((deadline - time.monotonic()) * 1000))
 
         try:
-            committed = {tp.partition: self.consumer.committed(tp, timeout_ms=left_ms()) for tp in tps}
+            committed = {}
+            for tp in tps:
+                committed[tp.partition] = self.consumer.committed(tp, timeout_ms=left_ms())
+                self.notifier.watchdog()
             starts = self.consumer.beginning_offsets(tps, timeout_ms=left_ms())
             earliest = {tp.partition: o for tp, o in starts.items()}
         except KafkaError as exc:
             raise BrokerError(
-                f"cannot read the committed offsets of partitions {sorted(partitions)} to restore their "
-                f"streams ({exc}); check the brokers. Nothing is lost: after a restart the streams are "
-                "restored and read again from their checkpoint"
+                f"cannot read the committed and earliest offsets of partitions {sorted(partitions)} within "
+                f"{RESUME_TIMEOUT_S:.0f}s to restore their streams ({exc}); the brokers are down, or the "
+                "client is still reconnecting after an outage (kafka.client.reconnect_backoff_max_ms). "
+                "Nothing is lost: after a restart the streams are restored and read again from their "
+                "checkpoint"
             ) from exc
         plan = self.checkpoints.plan(partitions, committed, earliest, self.config.state.checkpoint_max_replay)
         for checkpoint, parts in plan:

@@ -459,7 +459,8 @@ def test_offsets_that_cannot_be_read_to_restore_streams_end_the_run_with_a_broke
     service, _, _ = _service(machine_model.model_path, consumer, state={"checkpoint_dir": str(tmp_path)})
     consumer.outage = True
     _start(consumer, 0)
-    with pytest.raises(BrokerError, match=r"cannot read the committed offsets of partitions \[0\]"):
+    refusal = r"cannot read the committed and earliest offsets of partitions \[0\] within 40s"
+    with pytest.raises(BrokerError, match=refusal):
         service.run()
 
 
