@@ -205,7 +205,6 @@ class Checkpoints:
         self.interval = config.state.checkpoint_interval_s
         self._last = time.monotonic()
         self._parked: dict[int, tuple[float, Checkpoint]] = {}
-        self._forgotten: set[int] = set()  # handed over: not restored from the file until it is rewritten
         check_folder(config)
 
     def due(self, force: bool = False) -> bool:
@@ -218,14 +217,19 @@ class Checkpoints:
     def write(self, checkpoint: Checkpoint) -> None:
         assert self.path is not None
         save(checkpoint, self.path)
-        self._forgotten = set()
 
     def forget(self, partitions: set[int]) -> None:
-        """Partitions whose alerts were ended as handed over: what this instance holds of them (a parked
-        snapshot, the file until it is next written) would bring those alerts back, so it is not used."""
+        """Partitions whose alerts were ended as handed over: what this instance holds of them would bring
+        those alerts back, so it goes: their parked snapshot, and their offsets in the file (rewritten at
+        once, so that a crash before the next checkpoint does not restore them either)."""
+        if not partitions:
+            return
         for p in partitions:
             self._parked.pop(p, None)
-        self._forgotten |= partitions
+        on_disk = load(self.path) if self.path is not None else None
+        if on_disk is not None and partitions & set(on_disk.offsets):
+            kept = {p: o for p, o in on_disk.offsets.items() if p not in partitions}
+            self.write(dataclasses.replace(on_disk, offsets=kept))
 
     def park(self, checkpoint: Checkpoint) -> None:
         """Keeps a revoked partition's snapshot for a while, in case the partition comes back."""
@@ -256,9 +260,7 @@ class Checkpoints:
             parked = entry[1] if entry is not None else None
             if parked is not None and _replayable(parked.offsets[p], done, earliest.get(p, 0), max_replay):
                 chosen[p] = parked
-            elif (
-                on_disk is not None and p in on_disk.offsets and done is not None and p not in self._forgotten
-            ):
+            elif on_disk is not None and p in on_disk.offsets and done is not None:
                 offset = on_disk.offsets[p]
                 if offset <= done and _replayable(offset, done, earliest.get(p, 0), max_replay):
                     chosen[p] = on_disk

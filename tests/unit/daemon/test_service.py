@@ -524,7 +524,11 @@ def test_alerts_of_a_partition_that_moves_away_are_resolved_as_handed_over(
         3: lambda: consumer.rebalance("revoked", {0, 1}),  # and later back, in both cases
     }
     service, _, producer = _service(
-        live, consumer, alerting={"fault": {"fire_after": 1}}, kafka={"commit_interval_ms": 0}
+        live,
+        consumer,
+        alerting={"fault": {"fire_after": 1}},
+        kafka={"commit_interval_ms": 0},
+        state={"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 3600},
     )
     _start(consumer, 0, 1)
     service.run()
@@ -532,10 +536,13 @@ def test_alerts_of_a_partition_that_moves_away_are_resolved_as_handed_over(
     [fired] = {a["id"] for a in alerts if a["state"] == "firing"}
     resolved = [(a["id"], a["resolution"]) for a in alerts if a["state"] == "resolved"]
     states = service.processor.runtimes["m"].kinds["fault"].states
+    assert service.checkpoints.path is not None
+    on_disk = load(service.checkpoints.path)
     if given_back:
         assert resolved == [] and list(states) == ["m-1"]
         assert consumer.seeks == [(readings_1, 3), (readings_1, 3)]
+        assert on_disk.offsets == {1: 3}  # written at the stop
     else:
         # Once handed over, the snapshot parked at the revoke is not restored: it would bring the alert back
         assert resolved == [(fired, "handed_over")] and states == {}
-        assert consumer.seeks == []
+        assert consumer.seeks == [] and on_disk.offsets == {}  # and the partition came back cold
