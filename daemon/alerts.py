@@ -83,7 +83,7 @@ class AlertEvent:
     started_at: float
     first_source: SourceKey  # the first offending reading: with stream and kind it fixes the alert id
     source: SourceKey  # the reading that caused this event
-    resolution: str | None = None  # for resolved events: recovered | stream_idle | model_reload | handed_over
+    resolution: str | None = None  # for resolved events: recovered | stream_idle | model_reload
 
 
 def step(policy: AlertPolicy, state: AlertState, obs: Observation) -> tuple[AlertState, AlertEvent | None]:

@@ -218,19 +218,6 @@ class Checkpoints:
         assert self.path is not None
         save(checkpoint, self.path)
 
-    def forget(self, partitions: set[int]) -> None:
-        """Partitions whose alerts were ended as handed over: what this instance holds of them would bring
-        those alerts back, so it goes: their parked snapshot, and their offsets in the file (rewritten at
-        once, so that a crash before the next checkpoint does not restore them either)."""
-        if not partitions:
-            return
-        for p in partitions:
-            self._parked.pop(p, None)
-        on_disk = load(self.path) if self.path is not None else None
-        if on_disk is not None and partitions & set(on_disk.offsets):
-            kept = {p: o for p, o in on_disk.offsets.items() if p not in partitions}
-            self.write(dataclasses.replace(on_disk, offsets=kept))
-
     def park(self, checkpoint: Checkpoint) -> None:
         """Keeps a revoked partition's snapshot for a while, in case the partition comes back."""
         self._drop_expired()

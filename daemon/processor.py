@@ -99,9 +99,6 @@ class Drop:
     source: Source
 
 
-Owed = tuple[str, dict[str, Any]]  # an alert message not sent yet, with the name of its model
-
-
 @dataclass
 class Outcome:
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -158,28 +155,22 @@ class Processor:
             out.evicted += len(idle)
         return out
 
-    def evict_partitions(self, partitions: set[int]) -> tuple[int, dict[int, list[Owed]]]:
-        """Forgets the streams of partitions this instance no longer owns: how many, and per partition the
-        alerts that were firing, resolved as ``handed_over`` with the model's name. Whether they are sent
-        is the caller's to decide: not if the partition comes back with its snapshot."""
-        count, ended = 0, dict[int, list[Owed]]()
-        for name, rt in self.runtimes.items():
-            slots = rt.engine.table.slots
-            streams = slots.on_partitions(partitions)
-            partition_of = {s: int(slots.partition[slots.get(s)]) for s in streams}
-            for message in rt.evict(streams, self.watermark, "handed_over"):
-                ended.setdefault(partition_of[message["stream"]], []).append((name, message))
-            count += len(streams)
-        return count, ended
+    def evict_partitions(self, partitions: set[int]) -> int:
+        """Forgets the streams of partitions this instance no longer owns.
 
-    def owe(self, alerts: list[Owed]) -> None:
-        """Queues alerts to go out with the next poll's, as a reload's do."""
-        for name, message in alerts:
-            self.runtimes[name].owed.append(message)
+        Their alerts move with the partitions: the new owner resumes from the committed offsets, so
+        no resolution is sent from here.
+        """
+        count = 0
+        for rt in self.runtimes.values():
+            streams = rt.engine.table.slots.on_partitions(partitions)
+            rt.evict(streams, self.watermark, resolve=False)
+            count += len(streams)
+        return count
 
     @property
     def owes_alerts(self) -> bool:
-        """Whether a reload or a handover ended alerts whose resolutions are not sent yet."""
+        """Whether a model reload ended alerts whose resolutions are not sent yet."""
         return any(rt.owed for rt in self.runtimes.values())
 
     @property

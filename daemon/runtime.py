@@ -61,8 +61,7 @@ class ModelRuntime:
         self.kinds = self._alert_kinds()
         self.last_values: dict[str, tuple[list[float], int]] = {}  # for carrying missing channels
         self.since_score: dict[str, int] = {}
-        # resolved alerts a reload or a partition handed over ended, sent with the next poll
-        self.owed: list[dict[str, Any]] = []
+        self.owed: list[dict[str, Any]] = []  # resolved alerts a reload ended, sent with the next poll
 
     def _alert_kinds(self) -> dict[str, KindAlerts]:
         """Fault alerts always; congestion alerts when the model has a congestion head."""
@@ -125,14 +124,14 @@ class ModelRuntime:
         slot = self.engine.table.slots.get(stream)
         return None if slot is None else float(self.engine.table.slots.last_ts[slot])
 
-    def evict(self, streams: list[str], ts: float, resolution: str = "stream_idle") -> list[dict[str, Any]]:
-        """Forgets ``streams``; returns the alerts of firing ones, resolved with ``resolution``."""
+    def evict(self, streams: list[str], ts: float, resolve: bool = True) -> list[dict[str, Any]]:
+        """Forgets ``streams``; with ``resolve``, returns the resolved alerts owed for firing ones."""
         owed = []
         self.engine.table.evict(streams)
         for stream in streams:
             for kind, alerts in self.kinds.items():
-                message = self._end(kind, alerts, stream, ts, resolution, self.engine.info)
-                if message is not None:
+                message = self._end(kind, alerts, stream, ts, "stream_idle", self.engine.info)
+                if message is not None and resolve:
                     owed.append(message)
             self.last_values.pop(stream, None)
             self.since_score.pop(stream, None)

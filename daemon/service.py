@@ -23,7 +23,7 @@ from daemon.kafka_io import HandOffListener, Rebalance, close_producer, to_raw
 from daemon.log_budget import LogBudget
 from daemon.metrics import Metrics
 from daemon.outcome_metrics import count_outcome, model_info, state_gauges
-from daemon.processor import Owed, Processor, RawRecord
+from daemon.processor import Processor, RawRecord
 from daemon.publisher import log_held_back, publish
 from daemon.reloader import ModelReloader
 from daemon.systemd import Notifier
@@ -86,9 +86,6 @@ class Service:
         # the partitions again, what this instance holds may not match the committed offsets: no
         # checkpoint is written, so the one on disk stays one the streams can be restored from.
         self._rebalancing = False
-        # Alerts of revoked partitions, resolved as handed over: sent unless the partition comes back with
-        # its snapshot (then its alerts go on here).
-        self._handed_over: dict[int, list[Owed]] = {}
 
     @property
     def ready(self) -> bool:
@@ -280,16 +277,8 @@ class Service:
             event: Rebalance = self.listener.events.get()
             if event.kind == "assigned":
                 self.assigned |= event.partitions
-                resumed = self._resume(set(event.partitions))
-                rewound |= resumed
+                rewound |= self._resume(set(event.partitions))
                 self._rebalancing = False
-                # Partitions that moved, or came back without their snapshot, start cold wherever they are
-                # now, so nobody would end their alerts: they end here. The others' alerts go on.
-                for p, alerts in self._handed_over.items():
-                    if p not in resumed:
-                        self.processor.owe(alerts)
-                self.checkpoints.forget(set(self._handed_over) - resumed)
-                self._handed_over = {}
             else:
                 self._rebalancing = True
                 self.assigned -= event.partitions
@@ -305,10 +294,7 @@ class Service:
                     # Another instance reports these partitions' lag now; a stale series would add to it.
                     with contextlib.suppress(KeyError):
                         self.metrics.lag.remove(self.config.kafka.readings_topic, str(p))
-                evicted, ended = self.processor.evict_partitions(set(event.partitions))
-                if event.kind == "revoked":
-                    for p, alerts in ended.items():
-                        self._handed_over.setdefault(p, []).extend(alerts)
+                evicted = self.processor.evict_partitions(set(event.partitions))
                 self.metrics.evicted.inc(evicted)
             log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
             self.metrics.ready.set(1 if self.ready else 0)

@@ -194,17 +194,3 @@ def test_fault_alerts_a_reload_ended_are_not_brought_back_by_an_older_checkpoint
     assert list(same.runtimes["m"].kinds["fault"].states) == ["s"]  # the same model takes its alert back
     assert after.runtimes["m"].kinds["fault"].states == {}
     assert after.runtimes["m"].engine.table.slots.get("s") is not None  # the stream's state does come back
-
-
-def test_a_partition_handed_over_is_never_restored_from_what_this_instance_held(tmp_path: Path) -> None:
-    """Its alerts were resolved as handed over. Neither its parked snapshot nor its entry in the file may
-    bring them back, even after a crash before the next checkpoint: the file is rewritten without it."""
-    checkpoints = Checkpoints(_config(tmp_path / "m.onnx", tmp_path))
-    assert checkpoints.path is not None
-    checkpoints.write(_checkpoint({0: 50, 1: 70}))
-    checkpoints.park(_checkpoint({1: 90}))
-    checkpoints.forget({1})
-    on_disk = load(checkpoints.path)
-    assert on_disk is not None and on_disk.offsets == {0: 50}
-    plan = checkpoints.plan({0, 1}, {0: 60, 1: 90}, {0: 0, 1: 0}, max_replay=1_000_000)
-    assert [parts for _, parts in plan] == [{0}]  # partition 1 starts cold
