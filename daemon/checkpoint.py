@@ -96,18 +96,27 @@ def _snapshot(rt: ModelRuntime, partitions: set[int]) -> ModelSnapshot:
 def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) -> int:
     """Puts back the streams of ``partitions`` for every model whose state layout is unchanged.
 
-    Returns how many streams were restored; the caller seeks each partition to its checkpoint offset.
+    Alerts the snapshot holds as firing under a model whose score meant something else (another state
+    layout, or a fault score made differently) cannot go on: they are resolved as ``model_reload`` with
+    the next poll, as a reload resolves its own. Returns how many streams were restored; the caller
+    seeks each partition to its checkpoint offset.
     """
     processor.watermark = max(processor.watermark, checkpoint.watermark)
     restored = 0
     for name, snap in checkpoint.models.items():
         rt = processor.runtimes.get(name)
-        if rt is None or snap.layout != str(state_layout(rt.engine.info)):
+        keep = [i for i, p in enumerate(snap.partitions) if p in partitions]
+        if rt is None:
+            log.warning(
+                "checkpoint state of a model no longer configured is not restored", extra={"model": name}
+            )
+            continue
+        if snap.layout != str(state_layout(rt.engine.info)):
             log.warning(
                 "checkpoint state of a model that changed shape is not restored", extra={"model": name}
             )
+            _end_alerts(rt, snap, keep, set(snap.alerts))
             continue
-        keep = [i for i, p in enumerate(snap.partitions) if p in partitions]
         if not keep:
             continue
         streams = [snap.streams[i] for i in keep]
@@ -117,17 +126,27 @@ def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) 
         table.slots.last_ts[slots] = [snap.last_ts[i] for i in keep]
         table.slots.partition[slots] = [snap.partitions[i] for i in keep]
         wanted = set(streams)
-        # A reload since may have ended the fault alerts (model_reload): they stay ended.
         same_faults = snap.fault_score in (None, list(fault_score(rt.engine.info)))
         for kind, states in snap.alerts.items():
             if kind in rt.kinds and (kind != "fault" or same_faults):
                 rt.kinds[kind].states.update({s: _alert_state(f) for s, f in states.items() if s in wanted})
+        if not same_faults:
+            _end_alerts(rt, snap, keep, {"fault"})
         rt.last_values.update(
             {s: (list(map(float, v)), run) for s, (v, run) in snap.carried.items() if s in wanted}
         )
         rt.since_score.update({s: n for s, n in snap.since_score.items() if s in wanted})
         restored += len(streams)
     return restored
+
+
+def _end_alerts(rt: ModelRuntime, snap: ModelSnapshot, rows: list[int], kinds: set[str]) -> None:
+    """Resolves (model_reload) the firing alerts of ``kinds`` the snapshot holds for these rows' streams."""
+    last_ts = {snap.streams[i]: snap.last_ts[i] for i in rows}
+    for kind in kinds:
+        for stream, fields in snap.alerts.get(kind, {}).items():
+            if stream in last_ts:
+                rt.end_restored(kind, stream, _alert_state(fields), last_ts[stream])
 
 
 def _alert_state(fields: dict[str, Any]) -> AlertState:

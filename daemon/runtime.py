@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from daemon.alerts import AlertPolicy, KindAlerts
+from daemon.alerts import AlertPolicy, AlertState, KindAlerts
 from daemon.config import ALERTING_DEFAULTS, AlertKindConfig, Config
 from daemon.engine import Engine, Reloaded, WaveResult
 from daemon.messages import alert_message, congestion_detail
@@ -119,6 +119,18 @@ class ModelRuntime:
             return None
         no_channels = np.zeros(len(info.features), dtype=np.float32)
         return alert_message(event, stream, self.name, info, no_channels, self._alerting(kind).top_channels)
+
+    def end_restored(self, kind: str, stream: str, state: AlertState, ts: float) -> None:
+        """Ends an alert a checkpoint held under a model whose score meant something else: resolved as
+        ``model_reload`` with the next poll, as the alerts a reload ends are. A kind the model no longer
+        has is left as it is: there is no policy to resolve it with."""
+        alerts = self.kinds.get(kind)
+        if alerts is None or stream in alerts.states:
+            return
+        alerts.states[stream] = state
+        message = self._end(kind, alerts, stream, ts, "model_reload", self.engine.info)
+        if message is not None:
+            self.owed.append(message)
 
     def last_ts(self, stream: str) -> float | None:
         slot = self.engine.table.slots.get(stream)

@@ -331,6 +331,7 @@ class Service:
                 committed[tp.partition] = self.consumer.committed(tp, timeout_ms=left_ms())
                 self.notifier.watchdog()
             starts = self.consumer.beginning_offsets(tps, timeout_ms=left_ms())
+            self.notifier.watchdog()
             earliest = {tp.partition: o for tp, o in starts.items()}
         except KafkaError as exc:
             raise BrokerError(

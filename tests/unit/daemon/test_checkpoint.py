@@ -171,9 +171,13 @@ def test_parked_snapshot_expires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert checkpoints.plan({1}, {1: 100}, {1: 0}, max_replay=1_000_000) == []
 
 
-def test_fault_alerts_a_reload_ended_are_not_brought_back_by_an_older_checkpoint(tmp_path: Path) -> None:
+def test_fault_alerts_a_checkpoint_holds_under_another_fault_score_are_ended_not_restored(
+    tmp_path: Path,
+) -> None:
     """A reload to a model whose fault score is made differently, with the same state layout, ends the
-    alerts the old score raised (model_reload). A checkpoint taken before it must not restore them."""
+    alerts the old score raised (model_reload). A snapshot taken before it (parked at a revoke, or the
+    file before a crash) must not bring them back, and must not leave them open either: the reload did
+    not see the streams it held."""
     live = tmp_path / "live.onnx"
     export = model_exporter(live)
     export(replace(PLAIN_SCORE, peak_half_life=50.0), "1")
@@ -185,7 +189,7 @@ def test_fault_alerts_a_reload_ended_are_not_brought_back_by_an_older_checkpoint
                   Source("r", 0, t))
         for t in range(3)
     ]  # fmt: skip
-    assert len({a["id"] for a in before.process(wild).alerts if a["state"] == "firing"}) == 1  # may escalate
+    [fired] = {a["id"] for a in before.process(wild).alerts if a["state"] == "firing"}  # it may escalate
     snapshot = take(before, "r", {0: 3})
     export(replace(PLAIN_SCORE, peak_half_life=100.0), "2")  # same layout, another peak gate
     after = Processor(config, {"m": HostEngine(live, 4)})
@@ -194,3 +198,15 @@ def test_fault_alerts_a_reload_ended_are_not_brought_back_by_an_older_checkpoint
     assert list(same.runtimes["m"].kinds["fault"].states) == ["s"]  # the same model takes its alert back
     assert after.runtimes["m"].kinds["fault"].states == {}
     assert after.runtimes["m"].engine.table.slots.get("s") is not None  # the stream's state does come back
+    assert same.runtimes["m"].owed == []
+    ended = after.process([]).alerts  # with the next poll, records or not
+    assert [(a["id"], a["state"], a["resolution"]) for a in ended] == [(fired, "resolved", "model_reload")]
+    # A snapshot under another state layout restores nothing, and ends what it held as firing the same way
+    other = model_exporter(tmp_path / "other.onnx")
+    other(PLAIN_SCORE, "3")  # no peak gate: one state column fewer
+    config_other = parse_config(
+        {**data, "models": [{"name": "m", "path": str(tmp_path / "other.onnx")}]}, Path("."), env={}
+    )
+    reshaped = Processor(config_other, {"m": HostEngine(tmp_path / "other.onnx", 4)})
+    assert restore(reshaped, snapshot, {0}) == 0
+    assert [(a["id"], a["resolution"]) for a in reshaped.process([]).alerts] == [(fired, "model_reload")]
