@@ -67,7 +67,8 @@ class Service:
         self.stop_requested = threading.Event()
         self.reloader = ModelReloader(config, processor, metrics, lambda: model_info(metrics, processor))
         self.assigned: set[int] = set()
-        self.processed = 0  # records handled and done with (committed, or left to a rebalance), at least
+        # records handled and done with: committed, or left to a rebalance (one read again counts again)
+        self.processed = 0
         self._unacked: list[Any] = []  # futures of records published since the last commit
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self._uncommitted_count = 0
