@@ -170,7 +170,7 @@ class Processor:
 
     @property
     def owes_alerts(self) -> bool:
-        """Whether a model reload ended alerts whose resolutions are not sent yet."""
+        """Whether a model reload (or a restore under another model) ended alerts not resolved yet."""
         return any(rt.owed for rt in self.runtimes.values())
 
     @property

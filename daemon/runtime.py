@@ -61,7 +61,8 @@ class ModelRuntime:
         self.kinds = self._alert_kinds()
         self.last_values: dict[str, tuple[list[float], int]] = {}  # for carrying missing channels
         self.since_score: dict[str, int] = {}
-        self.owed: list[dict[str, Any]] = []  # resolved alerts a reload ended, sent with the next poll
+        # resolved alerts a reload (or a restore under another model) ended, sent with the next poll
+        self.owed: list[dict[str, Any]] = []
 
     def _alert_kinds(self) -> dict[str, KindAlerts]:
         """Fault alerts always; congestion alerts when the model has a congestion head."""

@@ -142,7 +142,7 @@ class Service:
                     if tp.partition not in rewound
                     for m in messages
                 ]
-                # Resolutions a model reload owes go out at once, not with whatever record comes next.
+                # Resolutions a reload or a restore owes go out at once, not with whatever record comes next.
                 if records or self.processor.owes_alerts:
                     self.handle(records)
                 log_held_back(self._log_budget)
