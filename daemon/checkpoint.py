@@ -46,8 +46,13 @@ class ModelSnapshot:
     alerts: dict[str, dict[str, dict[str, Any]]]  # kind -> stream -> AlertState fields
     carried: dict[str, tuple[list[float], int]]  # stream -> (last vector, readings carried in a row)
     since_score: dict[str, int]
-    # What the fault alerts followed (runtime.fault_score); None in checkpoints written before it was kept
+    # What the fault alerts followed (runtime.fault_score), the model version that raised the alerts and
+    # each kind's threshold, to resolve alerts that cannot go on under another model; None in
+    # checkpoints written before they were kept
     fault_score: list[Any] | None = None
+    version: str | None = None
+    trained_name: str | None = None
+    thresholds: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,9 @@ def _snapshot(rt: ModelRuntime, partitions: set[int]) -> ModelSnapshot:
         carried={s: (list(v), run) for s, (v, run) in rt.last_values.items()},
         since_score=dict(rt.since_score),
         fault_score=list(fault_score(rt.engine.info)),
+        version=rt.engine.info.version,
+        trained_name=rt.engine.info.name,
+        thresholds={kind: alerts.policy.threshold for kind, alerts in rt.kinds.items()},
     )
 
 
@@ -115,7 +123,7 @@ def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) 
             log.warning(
                 "checkpoint state of a model that changed shape is not restored", extra={"model": name}
             )
-            _end_alerts(rt, snap, keep, set(snap.alerts))
+            _end_alerts(rt, snap, keep, sorted(snap.alerts))
             continue
         if not keep:
             continue
@@ -130,8 +138,8 @@ def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) 
         for kind, states in snap.alerts.items():
             if kind in rt.kinds and (kind != "fault" or same_faults):
                 rt.kinds[kind].states.update({s: _alert_state(f) for s, f in states.items() if s in wanted})
-        if not same_faults:
-            _end_alerts(rt, snap, keep, {"fault"})
+        ended = sorted(set(snap.alerts) - set(rt.kinds)) + ([] if same_faults else ["fault"])
+        _end_alerts(rt, snap, keep, ended)
         rt.last_values.update(
             {s: (list(map(float, v)), run) for s, (v, run) in snap.carried.items() if s in wanted}
         )
@@ -140,13 +148,18 @@ def restore(processor: Processor, checkpoint: Checkpoint, partitions: set[int]) 
     return restored
 
 
-def _end_alerts(rt: ModelRuntime, snap: ModelSnapshot, rows: list[int], kinds: set[str]) -> None:
+def _end_alerts(rt: ModelRuntime, snap: ModelSnapshot, rows: list[int], kinds: list[str]) -> None:
     """Resolves (model_reload) the firing alerts of ``kinds`` the snapshot holds for these rows' streams."""
     last_ts = {snap.streams[i]: snap.last_ts[i] for i in rows}
+    now = rt.engine.info
+    made_by = dataclasses.replace(
+        now, version=snap.version or now.version, name=snap.trained_name or now.name
+    )
     for kind in kinds:
+        threshold = (snap.thresholds or {}).get(kind)
         for stream, fields in snap.alerts.get(kind, {}).items():
             if stream in last_ts:
-                rt.end_restored(kind, stream, _alert_state(fields), last_ts[stream])
+                rt.end_restored(kind, stream, _alert_state(fields), last_ts[stream], made_by, threshold)
 
 
 def _alert_state(fields: dict[str, Any]) -> AlertState:

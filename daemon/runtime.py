@@ -121,15 +121,28 @@ class ModelRuntime:
         no_channels = np.zeros(len(info.features), dtype=np.float32)
         return alert_message(event, stream, self.name, info, no_channels, self._alerting(kind).top_channels)
 
-    def end_restored(self, kind: str, stream: str, state: AlertState, ts: float) -> None:
+    def end_restored(
+        self,
+        kind: str,
+        stream: str,
+        state: AlertState,
+        ts: float,
+        made_by: ModelInfo,
+        threshold: float | None,
+    ) -> None:
         """Ends an alert a checkpoint held under a model whose score meant something else: resolved as
-        ``model_reload`` with the next poll, as the alerts a reload ends are. A kind the model no longer
-        has is left as it is: there is no policy to resolve it with."""
+        ``model_reload`` with the next poll, as a reload resolves the alerts it ends, in the name of the
+        model version that raised it (``made_by``). A kind this model lacks is resolved under the
+        ``threshold`` it had then; without one (a checkpoint from before it was kept), it is left."""
         alerts = self.kinds.get(kind)
-        if alerts is None or stream in alerts.states:
+        if alerts is None:
+            if threshold is None:
+                return
+            alerts = KindAlerts(policy_for(kind, self._alerting(kind), threshold))
+        if stream in alerts.states:  # live here already: its own alert goes on
             return
         alerts.states[stream] = state
-        message = self._end(kind, alerts, stream, ts, "model_reload", self.engine.info)
+        message = self._end(kind, alerts, stream, ts, "model_reload", made_by)
         if message is not None:
             self.owed.append(message)
 

@@ -190,7 +190,9 @@ def test_fault_alerts_a_checkpoint_holds_under_another_fault_score_are_ended_not
         for t in range(3)
     ]  # fmt: skip
     [fired] = {a["id"] for a in before.process(wild).alerts if a["state"] == "firing"}  # it may escalate
-    snapshot = take(before, "r", {0: 3})
+    save(take(before, "r", {0: 3}), tmp_path / "m.ckpt.npz")  # as a crash would leave it
+    snapshot = load(tmp_path / "m.ckpt.npz")
+    assert snapshot is not None
     export(replace(PLAIN_SCORE, peak_half_life=100.0), "2")  # same layout, another peak gate
     after = Processor(config, {"m": HostEngine(live, 4)})
     for processor in (same, after):
@@ -201,6 +203,7 @@ def test_fault_alerts_a_checkpoint_holds_under_another_fault_score_are_ended_not
     assert same.runtimes["m"].owed == []
     ended = after.process([]).alerts  # with the next poll, records or not
     assert [(a["id"], a["state"], a["resolution"]) for a in ended] == [(fired, "resolved", "model_reload")]
+    assert ended[0]["model"]["version"] == "1"  # the version that raised it
     # A snapshot under another state layout restores nothing, and ends what it held as firing the same way
     other = model_exporter(tmp_path / "other.onnx")
     other(PLAIN_SCORE, "3")  # no peak gate: one state column fewer

@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from daemon.alerts import KindAlerts
+from daemon.checkpoint import load, restore, save, take
 from daemon.config import parse_config
 from daemon.engine import HostEngine
 from daemon.errors import ModelError
@@ -164,3 +165,24 @@ def test_a_per_stream_limit_under_the_models_fires_too(tmp_path: Path) -> None:
     )
     fired = [(a["stream"], a["limit"]) for a in out.alerts if a["kind"] == "congestion"]
     assert fired == [("lane-small-1", 10.0)]  # the forecast, 12, is over 10 and under 20
+
+
+def test_a_checkpoint_taken_with_the_head_ends_its_alerts_under_a_model_without(tmp_path: Path) -> None:
+    """A snapshot (parked at a revoke, or the file a crash leaves) taken under a model with a congestion
+    head and restored under one without: the alerts it held as firing are resolved as model_reload, in
+    the name of the version that raised them, as a reload resolves its own."""
+    live = tmp_path / "live.onnx"
+    untrained_model(live, ("occupancy",), congestion_limit=20.0)
+    before = _processor(live, fire_after=1)
+    out = before.process(_records("lane-1", "occupancy", [25.0, 26.0])).alerts
+    [fired] = {a["id"] for a in out if a["kind"] == "congestion" and a["state"] == "firing"}
+    path = tmp_path / "m.ckpt.npz"
+    save(take(before, "readings", {0: 2}), path)
+    untrained_model(live, ("occupancy",), version="2")  # same channels and state, no congestion head
+    after = _processor(live, fire_after=1)
+    snapshot = load(path)
+    assert snapshot is not None and restore(after, snapshot, {0}) == 1
+    resolved = [a for a in after.process([]).alerts if a["kind"] == "congestion"]
+    assert [(a["id"], a["state"], a["resolution"], a["model"]["version"]) for a in resolved] == [
+        (fired, "resolved", "model_reload", "1")
+    ]
