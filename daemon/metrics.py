@@ -148,6 +148,11 @@ class Metrics:
         self.checkpoints = Counter(
             "faultcast_checkpoints_written", "State checkpoints written after a commit", registry=r
         )
+        self.checkpoint_failures = Counter(
+            "faultcast_checkpoint_failures",
+            "State checkpoints that could not be written (scoring goes on; a restart would start cold)",
+            registry=r,
+        )
         self.restored = Counter(
             "faultcast_streams_restored", "Streams resumed from a checkpoint on assignment", registry=r
         )

@@ -232,7 +232,17 @@ class Service:
             return
         if not self.checkpoints.due(force):
             return
-        self.checkpoints.write(take(self.processor, self.config.kafka.readings_topic, offsets))
+        try:
+            self.checkpoints.write(take(self.processor, self.config.kafka.readings_topic, offsets))
+        except OSError as exc:
+            # A checkpoint only spares a restart its cold start; scoring goes on without it, and the file
+            # on disk stays the last whole one (writes are atomic).
+            log.error(
+                "checkpoint not written; fix the folder, or a restart starts cold",
+                extra={"path": str(self.checkpoints.path), "error": str(exc)},
+            )
+            self.metrics.checkpoint_failures.inc()
+            return
         self._checkpointed = offsets
         self.metrics.checkpoints.inc()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -506,3 +507,30 @@ def test_alerts_a_model_reload_ends_are_resolved_without_waiting_for_another_rec
     assert service.checkpoints.path is not None
     snapshot = load(service.checkpoints.path).models["m"]
     assert snapshot.alerts == {"fault": {}} and snapshot.streams == ["m-1"]
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_stop_scoring(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """A checkpoint only spares a restart its cold start: when the folder goes away, the daemon says so
+    and goes on scoring and committing."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+
+    def lose_folder() -> None:
+        shutil.rmtree(folder)
+        folder.write_text("")  # a file where the folder was: no write there can succeed, root or not
+
+    consumer = _Scripted(
+        [{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}, {READINGS_0: [_message(3, 73.0)]}],
+        on_poll={2: lose_folder},
+    )
+    service, registry, _ = _service(
+        machine_model.model_path, consumer, kafka={"commit_interval_ms": 0}, state=_checkpointing(folder)
+    )
+    _start(consumer, 0)
+    service.run()
+    assert consumer.group == {READINGS_0: 4} and service.processed == 4
+    assert registry.get_sample_value("faultcast_checkpoints_written_total") == 1  # before the loss
+    failures = registry.get_sample_value("faultcast_checkpoint_failures_total")
+    assert failures is not None and failures >= 1
