@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from daemon.alerts import AlertPolicy, AlertState, KindAlerts
+from daemon.alerts import AlertEvent, AlertPolicy, AlertState, KindAlerts, expire
 from daemon.config import ALERTING_DEFAULTS, AlertKindConfig, Config
 from daemon.engine import Engine, Reloaded, WaveResult
 from daemon.messages import alert_message, congestion_detail
@@ -116,8 +116,10 @@ class ModelRuntime:
     ) -> dict[str, Any] | None:
         """Drops ``stream``'s state under ``kind``; the resolved alert owed if its alert was firing."""
         event = alerts.expire(stream, ts, resolution)
-        if event is None:
-            return None
+        return None if event is None else self._resolved(kind, event, stream, info)
+
+    def _resolved(self, kind: str, event: AlertEvent, stream: str, info: ModelInfo) -> dict[str, Any]:
+        """The message of an alert ended without a reading of its own (so no channel shares)."""
         no_channels = np.zeros(len(info.features), dtype=np.float32)
         return alert_message(event, stream, self.name, info, no_channels, self._alerting(kind).top_channels)
 
@@ -135,16 +137,17 @@ class ModelRuntime:
         model version that raised it (``made_by``). A kind this model lacks is resolved under the
         ``threshold`` it had then; without one (a checkpoint from before it was kept), it is left."""
         alerts = self.kinds.get(kind)
-        if alerts is None:
-            if threshold is None:
+        if alerts is not None:
+            if stream in alerts.states:  # live here already: its own alert goes on
                 return
-            alerts = KindAlerts(policy_for(kind, self._alerting(kind), threshold))
-        if stream in alerts.states:  # live here already: its own alert goes on
+            policy = alerts.policy_of(stream)
+        elif threshold is not None:
+            policy = policy_for(kind, self._alerting(kind), threshold)
+        else:
             return
-        alerts.states[stream] = state
-        message = self._end(kind, alerts, stream, ts, "model_reload", made_by)
-        if message is not None:
-            self.owed.append(message)
+        event = expire(policy, state, ts, "model_reload")
+        if event is not None:
+            self.owed.append(self._resolved(kind, event, stream, made_by))
 
     def last_ts(self, stream: str) -> float | None:
         slot = self.engine.table.slots.get(stream)
