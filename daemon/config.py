@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from daemon.config_parse import build, require
+from daemon.client_options import check_client, check_names, read_secrets
+from daemon.config_parse import FieldError, build, require
 from daemon.errors import ConfigError
-
-# faultcast sets these itself: at-least-once delivery and the partition assignment depend on them.
-_RESERVED_CLIENT_KEYS = frozenset(
-    {
-        "bootstrap_servers", "group_id", "client_id", "enable_auto_commit", "key_deserializer",
-        "value_deserializer", "key_serializer", "value_serializer", "acks", "auto_offset_reset",
-        "max_poll_records", "retries", "enable_idempotence", "max_in_flight_requests_per_connection",
-        "delivery_timeout_ms",
-    }
-)  # fmt: skip
-_CLIENT_KEYS = (
-    frozenset(KafkaConsumer.DEFAULT_CONFIG)
-    | frozenset(KafkaProducer.DEFAULT_CONFIG)
-    | frozenset(KafkaAdminClient.DEFAULT_CONFIG)
-)
 
 
 @dataclass(frozen=True)
@@ -44,21 +29,14 @@ class KafkaConfig:
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     commit_interval_ms: int = 200
     client: dict[str, Any] = field(default_factory=dict)
+    # client options read from files at start (systemd credentials), so that secrets stay out of this file
+    client_secrets: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        reserved = sorted(_RESERVED_CLIENT_KEYS & set(self.client))
-        if reserved:
-            raise ValueError(f"client.{reserved[0]} is set by faultcast itself; remove it from kafka.client")
-        unknown = sorted(set(self.client) - _CLIENT_KEYS)
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(_CLIENT_KEYS), n=1)
-            hint = (
-                f"did you mean '{close[0]}'?"
-                if close
-                else "see kafka-python's KafkaConsumer/KafkaProducer docs for names such as "
-                "security_protocol, ssl_cafile"
-            )
-            raise ValueError(f"client.{unknown[0]} is not a kafka-python client option; {hint}")
+        check_client(self.client)
+        check_names(self.client_secrets, "client_secrets")
+        for name in self.client_secrets:
+            require(name not in self.client, f"client_secrets.{name}", "is set in kafka.client too; keep one")
         require(self.scores_every >= 1, "scores_every", "must be >= 1 (1: every reading's score)")
         require(self.topic_partitions >= 1, "topic_partitions", "must be >= 1")
         require(
@@ -262,9 +240,40 @@ def parse_config(data: Any, base_dir: Path, env: dict[str, str] | None = None) -
     environ = os.environ if env is None else env
     bootstrap = environ.get("KAFKA_BOOTSTRAP")
     kafka = replace(config.kafka, bootstrap_servers=bootstrap) if bootstrap else config.kafka
+    if kafka.client_secrets:
+        try:
+            secrets = read_secrets(kafka.client_secrets, base_dir)
+        except FieldError as exc:
+            raise ConfigError(f"config key 'kafka.{exc.key}': {exc.message}") from exc
+        # checked as the other client options; the file names are not needed again
+        kafka = replace(kafka, client={**kafka.client, **secrets}, client_secrets={})
     folder = config.state.checkpoint_dir or environ.get("STATE_DIRECTORY")
     state = replace(config.state, checkpoint_dir=str((base_dir / folder).resolve()) if folder else None)
     return replace(config, models=models, kafka=kafka, state=state)
+
+
+class _RepeatedKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error: PyYAML would keep the last
+    one, and a second ``kafka:`` block would silently replace the whole first one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may override what it merges
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            with contextlib.suppress(TypeError):  # an unhashable key: the safe loader's own error says so
+                if key in first:
+                    raise _RepeatedKey(
+                        f"key {key!r} is given twice, on lines {first[key]} and {line}; keep one"
+                    )
+                first[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
@@ -276,7 +285,7 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
             f"{path}: cannot read the config file ({exc.strerror}); pass --config PATH"
         ) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:

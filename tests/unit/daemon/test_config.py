@@ -99,14 +99,63 @@ def test_model_entries_need_streams_and_unique_names() -> None:
 def test_client_options_pass_through_but_cannot_override_delivery_settings() -> None:
     config = parse_config({**MODELS, "kafka": {"client": {"security_protocol": "SSL"}}}, Path("."), env={})
     assert config.kafka.client == {"security_protocol": "SSL"}
-    with pytest.raises(ConfigError, match=r"client.enable_auto_commit is set by faultcast itself"):
+    with pytest.raises(ConfigError, match=r"client.enable_auto_commit': is set by faultcast itself"):
         parse_config({**MODELS, "kafka": {"client": {"enable_auto_commit": True}}}, Path("."), env={})
-    with pytest.raises(ConfigError, match=r"client.retries is set by faultcast itself"):
+    with pytest.raises(ConfigError, match=r"client.retries': is set by faultcast itself"):
         parse_config({**MODELS, "kafka": {"client": {"retries": 0}}}, Path("."), env={})
-    with pytest.raises(ConfigError, match=r"client.securty_protocol is not a kafka-python client option"):
+    with pytest.raises(ConfigError, match=r"client.securty_protocol': is not a kafka-python client option"):
         parse_config({**MODELS, "kafka": {"client": {"securty_protocol": "SSL"}}}, Path("."), env={})
     with pytest.raises(ConfigError, match=r"did you mean 'sasl_mechanism'"):
         parse_config({**MODELS, "kafka": {"client": {"sasl_mechanisms": "PLAIN"}}}, Path("."), env={})
+
+
+def test_client_option_values_are_checked_at_start() -> None:
+    def client(options: dict[str, object]) -> dict[str, object]:
+        return {**MODELS, "kafka": {"client": options}}
+
+    config = parse_config(client({"session_timeout_ms": 10_000, "group_instance_id": "a"}), Path("."), env={})
+    assert config.kafka.client == {"session_timeout_ms": 10_000, "group_instance_id": "a"}
+    cases = {
+        "session_timeout_ms": ("x", r"session_timeout_ms': must be a whole number, not 'x'"),
+        "ssl_check_hostname": ("yes", r"ssl_check_hostname': must be true or false"),
+        "receive_buffer_bytes": (1.5, r"receive_buffer_bytes': must be a whole number"),
+        # kafka-python turns TLS on only for the exact names: a misspelt one would connect in plain text
+        "security_protocol": ("SASL_SSLX", r"security_protocol': must be one of PLAINTEXT, SSL, SASL_PLAIN"),
+        "sasl_mechanism": ("SCRAM-SHA-1", r"sasl_mechanism': must be one of PLAIN, SCRAM-SHA-256"),
+        "ssl_context": ("x", r"ssl_context': takes a Python object, which config.yaml cannot give"),
+    }
+    for name, (value, message) in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            parse_config(client({name: value}), Path("."), env={})
+
+
+def test_client_secrets_are_read_from_their_files(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text("s3cret\n", encoding="utf-8")
+    secrets = {"sasl_plain_password": "password"}  # relative to the config file's folder
+    kafka = {"client": {"sasl_mechanism": "PLAIN"}, "client_secrets": secrets}
+    config = parse_config({**MODELS, "kafka": kafka}, tmp_path, env={})
+    assert config.kafka.client == {"sasl_mechanism": "PLAIN", "sasl_plain_password": "s3cret"}
+    missing = {"client_secrets": {"ssl_password": "gone"}}
+    with pytest.raises(
+        ConfigError, match=r"client_secrets.ssl_password': cannot read .*gone .*LoadCredential"
+    ):
+        parse_config({**MODELS, "kafka": missing}, tmp_path, env={})
+    twice = {"client": {"sasl_plain_password": "x"}, "client_secrets": secrets}
+    with pytest.raises(ConfigError, match=r"client_secrets.sasl_plain_password': is set in kafka.client too"):
+        parse_config({**MODELS, "kafka": twice}, tmp_path, env={})
+    with pytest.raises(ConfigError, match=r"client_secrets.group_id': is set by faultcast itself"):
+        parse_config({**MODELS, "kafka": {"client_secrets": {"group_id": "password"}}}, tmp_path, env={})
+
+
+def test_a_key_given_twice_in_the_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "models:\n  - {name: m, path: m.onnx}\nkafka:\n  bootstrap_servers: k:9092\nkafka:\n  group_id: g\n",
+        encoding="utf-8",
+    )
+    # YAML parsers keep the last one: the first kafka block, servers and all, would be gone without a word
+    with pytest.raises(ConfigError, match=r"key 'kafka' is given twice, on lines 3 and 5; keep one"):
+        load_config(path, env={})
 
 
 def test_kafka_bootstrap_environment_wins_and_paths_resolve_against_the_file(tmp_path: Path) -> None:
