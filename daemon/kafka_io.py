@@ -17,11 +17,12 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from daemon.config import Config, KafkaConfig
 from daemon.errors import BrokerError
 from daemon.processor import RawRecord
-from daemon.records import Rejection, Source
+from daemon.records import Source
 
 log = logging.getLogger("faultcast.kafka")
 TOPIC_WAIT_S = 30.0
 CLOSE_TIMEOUT_S = 30.0  # what closing a replay's producer waits for records left unacknowledged by an error
+SEND_BLOCK_MS = 10_000
 SENDER_STOP_S = 5.0  # a forced stop only wakes the sender's thread up: it ends at once
 
 
@@ -108,7 +109,9 @@ def make_consumer(config: Config, listener: HandOffListener) -> KafkaConsumer:
             auto_offset_reset=k.auto_offset_reset,
             max_poll_records=config.batching.max_poll_records,
             client_id="faultcast",
-            **_options(KafkaConsumer, k),
+            # Readings of an aborted transaction were never meant to happen; kafka-python reads them by
+            # default. kafka.client may set read_uncommitted.
+            **{"isolation_level": "read_committed", **_options(KafkaConsumer, k)},
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from exc
@@ -123,7 +126,9 @@ def make_producer(config: KafkaConfig) -> KafkaProducer:
             acks="all",
             linger_ms=5,
             client_id="faultcast",
-            **_options(KafkaProducer, config),
+            # How long send() may wait for a topic's metadata (a topic deleted while running): well under
+            # the watchdog's 60 s, so that the daemon ends with its own error.
+            **{"max_block_ms": SEND_BLOCK_MS, **_options(KafkaProducer, config)},
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from exc
@@ -153,20 +158,6 @@ def to_raw(message: Any) -> RawRecord:
     return RawRecord(
         message.key, message.value, Source(message.topic, message.partition, message.offset, ts), headers
     )
-
-
-def dead_letter_headers(record: RawRecord, rejection: Rejection) -> list[tuple[str, bytes]]:
-    """The original headers plus Kafka Connect-style ``errors.*`` context."""
-    src = record.source
-    extra = {
-        "errors.reason": rejection.reason,
-        "errors.exception.message": rejection.detail,
-        "errors.topic": src.topic,
-        "errors.partition": str(src.partition),
-        "errors.offset": str(src.offset),
-        "errors.stage": rejection.stage,
-    }
-    return [*record.headers, *((k, v.encode("utf-8")) for k, v in extra.items())]
 
 
 def encode_json(body: dict[str, Any]) -> bytes:

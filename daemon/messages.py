@@ -9,7 +9,7 @@ import numpy as np
 
 from daemon.alerts import AlertEvent, SourceKey
 from daemon.model_file import CongestionInfo, ModelInfo
-from daemon.records import format_timestamp
+from daemon.records import MAX_TS, format_timestamp
 
 # Fixed namespace: the same (stream, kind, first offending offset) yields the same id in every run, so a
 # replay after a crash re-emits ids consumers have seen. A stream lives on one partition, so its offsets
@@ -66,7 +66,8 @@ def congestion_detail(
         "limit": round(limit, 6),
         "current": round(current, 6),
         "time_to_limit_s": None if eta is None else round(eta, 3),
-        "expected_at": None if eta is None else format_timestamp(ts + eta),
+        # past year 9999 (a stamp near the end of the range) it cannot be written, and is not useful
+        "expected_at": None if eta is None or ts + eta > MAX_TS else format_timestamp(ts + eta),
     }
 
 

@@ -26,7 +26,7 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     source: Source
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()  # kafka-python gives a null header value as None
 
 
 @dataclass(slots=True)
@@ -128,8 +128,10 @@ class Processor:
         self.max_gap = state.idle_ttl_s if state.max_gap_s is None else min(state.max_gap_s, state.idle_ttl_s)
         self.carry_limit = config.records.carry_missing_for
 
-    def process(self, records: list[RawRecord]) -> Outcome:
-        """Scores one poll's records in order; alerts come out in the order their readings came in."""
+    def process(self, records: list[RawRecord], read_at: float | None = None) -> Outcome:
+        """Scores one poll's records in order; alerts come out in the order their readings came in.
+
+        ``read_at`` (the wall clock when they were read) bounds the timestamps of records without one."""
         out = Outcome()
         for rt in self.runtimes.values():
             out.alerts += rt.owed
@@ -138,7 +140,7 @@ class Processor:
         limits = self.config.records
         timestamp = cached_timestamps()
         decoded = [
-            decode(r.key, r.value, r.source, limits.max_bytes, limits.max_future_s, timestamp)
+            decode(r.key, r.value, r.source, limits.max_bytes, limits.max_future_s, timestamp, read_at)
             for r in records
         ]
         where = self._locate(list(dict.fromkeys(d.stream for d in decoded if isinstance(d, Reading))))

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from daemon.config import KafkaConfig
-from daemon.kafka_io import dead_letter_headers, encode_json
+from daemon.dead_letter import dead_letter
+from daemon.errors import BrokerError
+from daemon.kafka_io import encode_json
 from daemon.log_budget import LogBudget
 from daemon.messages import score_message
 from daemon.model_file import ModelInfo
@@ -32,19 +35,14 @@ def publish(
     Every alert is logged. Rejected records and dropped readings are logged within ``budget`` per reason;
     ``log_held_back`` reports the rest."""
     futures = []
+    max_bytes = int(k.client.get("max_request_size", KafkaProducer.DEFAULT_CONFIG["max_request_size"]))
     for record, rejection in outcome.rejected:
         if budget.allow(f"rejected:{rejection.reason}"):
             where = _where(record.source)
             fields = {"reason": rejection.reason, "detail": rejection.detail, "stream": rejection.stream}
             log.warning("record rejected", extra={**fields, **where})
-        futures.append(
-            producer.send(
-                k.dead_letter_topic,
-                key=record.key,
-                value=record.value,
-                headers=dead_letter_headers(record, rejection),
-            )
-        )
+        letter = dead_letter(record, rejection, max_bytes)
+        futures.append(_send(producer, k.dead_letter_topic, letter.key, letter.value, letter.headers))
     for drop in outcome.dropped:
         if budget.allow(f"dropped:{drop.reason}"):
             log.info(
@@ -62,7 +60,7 @@ def publish(
                 "offset": alert["source"]["offset"],
             },
         )
-        futures.append(producer.send(k.alerts_topic, key=alert["stream"].encode(), value=encode_json(alert)))
+        futures.append(_send(producer, k.alerts_topic, alert["stream"].encode(), encode_json(alert)))
         if on_alert is not None:
             on_alert(alert)
     if k.scores_topic:
@@ -72,10 +70,26 @@ def publish(
                     continue
                 s = wave.row(i)
                 message = score_message(s.stream, s.ts, s.score, s.model, infos[s.model], s.forecast, s.fault)
-                futures.append(
-                    producer.send(k.scores_topic, key=s.stream.encode(), value=encode_json(message))
-                )
+                futures.append(_send(producer, k.scores_topic, s.stream.encode(), encode_json(message)))
     return futures
+
+
+def _send(
+    producer: KafkaProducer,
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> Any:
+    """``producer.send``; what it refuses at once (a topic whose metadata does not come within
+    max_block_ms, a record over the size limits) is a BrokerError: nothing of this poll is committed."""
+    try:
+        return producer.send(topic, key=key, value=value, headers=headers)
+    except KafkaError as exc:
+        raise BrokerError(
+            f"publishing to Kafka topic {topic!r} failed: {exc!r}; records are not committed and will be "
+            "read again after restart"
+        ) from exc
 
 
 def _where(source: Source) -> dict[str, Any]:

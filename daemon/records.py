@@ -44,7 +44,7 @@ class Rejection:
 
 
 # Years 1970-9999: what every timestamp must lie in to be formatted back into an alert.
-_MAX_TS = 253402300799.0
+MAX_TS = 253402300799.0
 
 
 def _finite(raw: Any) -> float | None:
@@ -61,7 +61,7 @@ def _finite(raw: Any) -> float | None:
 def parse_timestamp(raw: Any) -> float | None:
     """Epoch seconds from an ISO-8601 string (naive means UTC) or a number of epoch seconds."""
     if type(raw) is float:  # the common case, checked first
-        return raw if 0.0 <= raw <= _MAX_TS else None
+        return raw if 0.0 <= raw <= MAX_TS else None
     if isinstance(raw, str):
         try:
             parsed = datetime.fromisoformat(raw)
@@ -75,7 +75,7 @@ def parse_timestamp(raw: Any) -> float | None:
             return None
     else:
         ts = _finite(raw)
-    return ts if ts is not None and 0.0 <= ts <= _MAX_TS else None
+    return ts if ts is not None and 0.0 <= ts <= MAX_TS else None
 
 
 def format_timestamp(ts: float) -> str:
@@ -124,11 +124,13 @@ def decode(
     max_bytes: int,
     max_future_s: float = 86400.0,
     timestamp: Callable[[Any], float | None] = parse_timestamp,
+    read_at: float | None = None,
 ) -> Reading | Rejection:
     """Checks one record's structure; channel values are checked later against the stream's model.
 
-    A reading stamped more than ``max_future_s`` after its Kafka record was written is rejected: one
-    bad clock would otherwise push event time ahead for every stream (idle eviction runs on it).
+    A reading stamped more than ``max_future_s`` after its Kafka record was written (or, for a record
+    without a timestamp, after ``read_at``, when it was read) is rejected: one bad clock would otherwise
+    push event time ahead for every stream (idle eviction runs on it).
     """
     if value is None:
         return Rejection("empty_value", "record has no value (tombstone)", source)
@@ -157,11 +159,12 @@ def decode(
     ts = timestamp(body.get("ts"))
     if ts is None:
         return Rejection("bad_timestamp", _timestamp_problem(body.get("ts")), source, stream)
-    if source.record_ts is not None and ts > source.record_ts + max_future_s:
-        ahead = ts - source.record_ts
-        return Rejection(
-            "future_timestamp", f"ts is {ahead:.0f}s after the record was written", source, stream
+    written = source.record_ts if source.record_ts is not None else read_at
+    if written is not None and ts > written + max_future_s:
+        when = (
+            "the record was written" if source.record_ts is not None else "it was read (no record timestamp)"
         )
+        return Rejection("future_timestamp", f"ts is {ts - written:.0f}s after {when}", source, stream)
     values = body.get("values")
     if not isinstance(values, dict) or not values:
         return Rejection("missing_values", "'values' must be a non-empty object", source, stream)
@@ -178,7 +181,7 @@ def _timestamp_problem(raw: Any) -> str:
                 return f"ts {shown} is epoch seconds as a string; send them as a JSON number, or ISO-8601"
         except ValueError:
             pass
-    elif number is not None and _MAX_TS < number <= _MAX_TS * 1000:
+    elif number is not None and MAX_TS < number <= MAX_TS * 1000:
         return f"ts {shown} looks like epoch milliseconds; send epoch seconds (or ISO-8601)"
     return f"ts {shown} is not ISO-8601 or epoch seconds in 1970-9999"
 
@@ -225,7 +228,7 @@ def to_vector(
             matched += name in values  # a null: sent, but without a value
             continue
         else:  # bool, str, list, object
-            detail = f"channel {name!r} is {raw!r}"
+            detail = f"channel {name!r} is {repr(raw)[:40]}"
             return Rejection("non_numeric", detail, reading.source, reading.stream, "validate")
         if not -3.0e38 <= value <= 3.0e38:  # NaN fails both comparisons
             shown = repr(raw)[:40]

@@ -161,7 +161,7 @@ class Service:
 
     def handle(self, records: list[RawRecord]) -> None:
         """Scores one poll and publishes its results; offsets are committed later, once those are acked."""
-        outcome = self.processor.process(records)
+        outcome = self.processor.process(records, read_at=time.time())
         infos = {name: rt.engine.info for name, rt in self.processor.runtimes.items()}
         sent = publish(self.producer, self.config.kafka, outcome, infos, self._log_budget, self.on_alert)
         self._unacked.extend(sent)

@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from daemon.messages import congestion_detail
+from daemon.model_file import CongestionInfo
 from daemon.records import (
     Reading,
     Rejection,
@@ -77,6 +79,21 @@ def test_reading_stamped_far_after_its_record_is_rejected() -> None:
     assert isinstance(result, Rejection) and result.reason == "future_timestamp"
     late = json.dumps({"stream": "s", "ts": 1_600_000_000.0, "values": {"a": 1}}).encode()
     assert isinstance(decode(b"s", late, src, max_bytes=1024, max_future_s=86400), Reading)
+    # A record without a timestamp (-1 on the wire) is held to when it was read instead: unchecked, one
+    # reading stamped in year 9999 would move event time past every stream's idle limit.
+    unstamped = Source("readings", 0, 43)
+    result = decode(b"s", ahead, unstamped, 1024, 86400, read_at=1_700_000_000.0)
+    assert isinstance(result, Rejection) and result.reason == "future_timestamp"
+    assert result.detail == "ts is 172800s after it was read (no record timestamp)"
+    assert isinstance(decode(b"s", late, unstamped, 1024, 86400, read_at=1_700_000_000.0), Reading)
+
+
+def test_a_limit_expected_past_year_9999_has_no_date() -> None:
+    head = CongestionInfo(channel=0, quantiles=(0.9,), warn=0, limit=20.0, horizon_s=1800.0)
+    end = parse_timestamp("9999-12-31T23:50:00Z")
+    assert end is not None
+    detail = congestion_detail(head, np.array([30.0]), 10.0, end, 20.0)
+    assert detail["time_to_limit_s"] == 900.0 and detail["expected_at"] is None
 
 
 def test_deeply_nested_json_is_rejected_not_raised() -> None:
