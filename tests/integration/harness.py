@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from daemon.app import build_service
 from daemon.config import Config, parse_config
 from daemon.service import Service
+from tests.support import REPO
 
 
 def daemon_config(
@@ -44,7 +48,42 @@ def daemon_config(
     return parse_config(data, Path("."), env={})
 
 
-def run_daemon(config: Config, produce: list[tuple[bytes | None, bytes]], timeout: float = 180) -> Service:
+@dataclass(frozen=True)
+class Unchecked:
+    """A record as other clients (Java's, librdkafka) may write it and kafka-python's send() refuses: no
+    key and no value, null header values, no timestamp (-1)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int | None = None
+
+
+def _send_unchecked(producer: KafkaProducer, bootstrap: str, topic: str, record: Unchecked) -> None:
+    """Appends ``record`` to partition 0 past send()'s checks: the bytes reach the broker as they are.
+
+    kafka-python cannot write a null header value at all; Java's client, from the broker's own jars, does."""
+    if any(value is None for _, value in record.headers):
+        producer.flush()  # what came before goes first
+        fields = [record.key, record.value, *(part for header in record.headers for part in header)]
+        line = "\t".join("\\N" if f is None else f if isinstance(f, str) else f.decode() for f in fields)
+        libs = REPO / ".cache" / "kafka" / "libs"
+        source = Path(__file__).parent / "java" / "ProduceRaw.java"
+        subprocess.run(
+            ["java", "-cp", f"{libs}/*", str(source), bootstrap, topic],
+            input=line + "\n", text=True, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        return
+    producer.partitions_for(topic)  # the metadata send() would have waited for
+    producer._accumulator.append(
+        TopicPartition(topic, 0), record.timestamp_ms, record.key, record.value, list(record.headers)
+    )
+    producer._sender.wakeup()
+
+
+def run_daemon(
+    config: Config, produce: Sequence[tuple[bytes | None, bytes] | Unchecked], timeout: float = 180
+) -> Service:
     """Starts the daemon, publishes ``produce`` to its readings topic, and stops it once all are committed."""
     service = build_service(config, CollectorRegistry())
     failures: list[BaseException] = []
@@ -59,8 +98,11 @@ def run_daemon(config: Config, produce: list[tuple[bytes | None, bytes]], timeou
     worker.start()
     try:
         producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all", linger_ms=5)
-        for key, value in produce:
-            producer.send(config.kafka.readings_topic, key=key, value=value)
+        for record in produce:
+            if isinstance(record, Unchecked):
+                _send_unchecked(producer, config.kafka.bootstrap_servers, config.kafka.readings_topic, record)
+            else:
+                producer.send(config.kafka.readings_topic, key=record[0], value=record[1])
         producer.flush()
         producer.close()
         deadline = time.monotonic() + timeout
