@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import cast
+from typing import cast, get_args
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -13,10 +13,18 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from daemon import __version__
+from daemon.processor import DropReason
+from daemon.records import RejectReason
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 _STEP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Up to 30 minutes: how far behind a restart after an outage, or a backlog, puts the readings scored.
+_LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+)  # fmt: skip
+RESET_REASONS = ("gap", "non_finite", "model_reload")
+RELOAD_RESULTS = ("kept_state", "reset_state", "unchanged", "failed")
+ALERT_STATES = ("firing", "resolved")
 
 
 # How prometheus_client writes bucket bounds, typed.
@@ -173,4 +181,12 @@ class Metrics:
             registry=r,
         )
         self.model_info = Info("faultcast_model", "Loaded models", ["model"], registry=r)
+        # Every series a counter will have is exported from the start, at 0: Prometheus's rate() and
+        # increase() take a series' first sample as its start, so a first increment would not show.
+        for reason in get_args(RejectReason):
+            self.rejected.labels(reason=reason)
+        for reason in get_args(DropReason):
+            self.dropped.labels(reason=reason)
+        for reason in RESET_REASONS:
+            self.stream_resets.labels(reason=reason)
         Info("faultcast_build", "faultcast build", registry=r).info({"version": __version__})

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from daemon.metrics import Metrics
+from daemon.metrics import ALERT_STATES, RELOAD_RESULTS, Metrics
 from daemon.processor import Outcome, Processor
 
 
@@ -60,8 +60,19 @@ def state_gauges(m: Metrics, processor: Processor) -> None:
 
 
 def model_info(m: Metrics, processor: Processor) -> None:
-    """Each model's version, trained name, file hash and channels."""
+    """Each model's version, trained name, file hash and channels; and its series of every counter and
+    histogram, at 0 until they count (see Metrics)."""
     for name, runtime in processor.runtimes.items():
+        m.scored.labels(model=name)
+        m.batch_size.labels(model=name)
+        m.step_seconds.labels(model=name)
+        for result in RELOAD_RESULTS:
+            m.reloads.labels(model=name, result=result)
+        for kind, alerts in runtime.kinds.items():
+            policies = [alerts.policy, *(policy for _, policy in alerts.overrides)]
+            for severity in {severity for policy in policies for severity, _ in policy.severities}:
+                for state in ALERT_STATES:
+                    m.alerts.labels(kind=kind, severity=severity, state=state)
         info = runtime.engine.info
         m.model_info.labels(model=name).info(
             {

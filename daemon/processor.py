@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -89,11 +89,14 @@ class Pending:
     resets: list[bool] = field(default_factory=list)  # start the stream cold (gap or idle beyond the TTL)
 
 
+DropReason = Literal["duplicate_timestamp", "out_of_order"]
+
+
 @dataclass(frozen=True)
 class Drop:
     """A valid reading that is not scored: its timestamp is not after the stream's last one."""
 
-    reason: str  # duplicate_timestamp | out_of_order
+    reason: DropReason
     stream: str
     ts: float
     source: Source
@@ -212,7 +215,7 @@ class Processor:
         previous = last_seen.get(stream, last_ts)
         ts = decoded.ts
         if previous is not None and ts <= previous:
-            reason = "duplicate_timestamp" if ts == previous else "out_of_order"
+            reason: DropReason = "duplicate_timestamp" if ts == previous else "out_of_order"
             out.dropped.append(Drop(reason, stream, ts, record.source))
             return
         out.unknown_channels += unknown

@@ -30,11 +30,18 @@ class Reading:
     source: Source
 
 
+RejectReason = Literal[
+    "empty_value", "too_large", "missing_key", "bad_key", "malformed_json", "not_an_object",
+    "missing_stream", "stream_mismatch", "bad_timestamp", "future_timestamp", "missing_values",
+    "missing_channel", "non_numeric", "non_finite", "unknown_stream", "non_finite_score",
+]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Rejection:
     """A record that cannot be scored; it goes to the dead-letter topic with ``reason``."""
 
-    reason: str
+    reason: RejectReason
     detail: str
     source: Source
     stream: str | None = None

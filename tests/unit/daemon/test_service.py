@@ -148,6 +148,32 @@ def test_gauges_are_reported_before_any_record_arrives(machine_model: TrainRepor
     assert info.labels["model"] == "m" and info.labels["trained_name"] == "machine-temperature"
 
 
+def test_every_counter_series_is_exported_at_zero_before_it_counts(machine_model: TrainReport) -> None:
+    # Prometheus's increase() takes a series' first sample as its start: a series that appeared at its
+    # first increment would hide that increment (a rare fault alert, the first dead letter).
+    _, registry, _ = _service(machine_model.model_path)
+    zero = {
+        ("faultcast_records_rejected_total", (("reason", "malformed_json"),)),
+        ("faultcast_records_rejected_total", (("reason", "non_finite_score"),)),
+        ("faultcast_readings_dropped_total", (("reason", "out_of_order"),)),
+        ("faultcast_stream_resets_total", (("reason", "model_reload"),)),
+        ("faultcast_readings_scored_total", (("model", "m"),)),
+        ("faultcast_inference_batch_size_count", (("model", "m"),)),
+        ("faultcast_model_reloads_total", (("model", "m"), ("result", "failed"))),
+        ("faultcast_alerts_total", (("kind", "fault"), ("severity", "critical"), ("state", "firing"))),
+        ("faultcast_alerts_total", (("kind", "fault"), ("severity", "warning"), ("state", "resolved"))),
+    }
+    for name, labels in zero:
+        assert registry.get_sample_value(name, dict(labels)) == 0, (name, labels)
+    # The demo model has no congestion head: no congestion series.
+    assert (
+        registry.get_sample_value(
+            "faultcast_alerts_total", {"kind": "congestion", "severity": "warning", "state": "firing"}
+        )
+        is None
+    )
+
+
 def test_a_stream_restarted_cold_after_an_overflow_is_counted_as_a_reset(machine_model: TrainReport) -> None:
     service, registry, producer = _service(machine_model.model_path)
     records = [
