@@ -85,8 +85,9 @@ class BatchingConfig:
     max_poll_records: int = 5000
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.max_poll_records < 1 or self.max_wait_ms < 0:
-            raise ValueError("max_batch and max_poll_records must be >= 1 and max_wait_ms >= 0")
+        require(self.max_batch >= 1, "max_batch", "must be >= 1 (readings per ONNX call)")
+        require(self.max_poll_records >= 1, "max_poll_records", "must be >= 1")
+        require(self.max_wait_ms >= 0, "max_wait_ms", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,12 @@ class ModelReloader:
             stats = self._stat_models()
             if stats != self._model_files:
                 self._model_files = stats
+                log.info("model file changed; reloading")
                 self.requested.set()
         if not self.requested.is_set():
             return
         self.requested.clear()
+        log.info("reloading models", extra={"models": [m.name for m in self.config.models]})
         for model in self.config.models:
             runtime = self.processor.runtimes[model.name]
             try:
@@ -68,6 +70,7 @@ class ModelReloader:
                 continue
             self.metrics.reload_failing.labels(model=model.name).set(0)
             if reloaded is None:
+                log.info("model unchanged; the loaded version keeps running", extra={"model": model.name})
                 self.metrics.reloads.labels(model=model.name, result="unchanged").inc()
                 continue
             result = "kept_state" if reloaded.kept_state else "reset_state"

@@ -77,6 +77,7 @@ class Service:
         self.http_server: ThreadingHTTPServer | None = None
         self._announced_ready = threading.Event()
         self._joined = False  # the consumer group assigned this instance its share (maybe none) once
+        self._status = ""  # the share systemd was last told of
         self._last_turn = time.monotonic()
         self._log_budget = LogBudget()
         model_info(metrics, processor)
@@ -191,6 +192,7 @@ class Service:
         interval = self.config.kafka.commit_interval_ms / 1000.0
         if not force and time.monotonic() - self._last_commit < interval:
             return
+        self.notifier.watchdog()  # the flush and the commit may each block for their whole timeout
         self._flush()
         for future in self._unacked:
             if future.failed():
@@ -199,6 +201,7 @@ class Service:
                     "and will be read again after restart"
                 )
         self._unacked = []
+        self.notifier.watchdog()
         result = self._commit(self._uncommitted) if self._uncommitted else "committed"
         if result == "retry":
             return
@@ -307,16 +310,18 @@ class Service:
                         self.metrics.lag.remove(self.config.kafka.readings_topic, str(p))
                 evicted = self.processor.evict_partitions(set(event.partitions))
                 self.metrics.evicted.inc(evicted)
-            log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
+            if event.partitions:  # kafka-python reports an empty revoke at each join
+                log.info("partitions " + event.kind, extra={"partitions": sorted(event.partitions)})
             self.metrics.ready.set(1 if self.ready else 0)
+            share = f"scoring partitions {sorted(self.assigned)}" if self.ready else "standby, no partitions"
             if event.kind == "assigned" and not self._joined:
                 # Ready for systemd once the group has given this instance its share, even none: a standby
                 # is healthy (and its start must not time out); /healthz and faultcast_ready say which.
-                share = (
-                    f"scoring partitions {sorted(self.assigned)}" if self.ready else "standby, no partitions"
-                )
                 self.notifier.ready(share)
-                self._joined = True
+                self._joined, self._status = True, share
+            elif self._joined and share != self._status:
+                self.notifier.status(share)  # what `systemctl status` shows follows the group
+                self._status = share
             if self.ready and not self._announced_ready.is_set():
                 self._announced_ready.set()
             state_gauges(self.metrics, self.processor)  # streams were dropped or restored

@@ -14,7 +14,10 @@ class Notifier:
         # An abstract socket is written with a leading '@' and addressed with a leading NUL byte.
         self._address = "\0" + address[1:] if address.startswith("@") else address
         watchdog_usec = int(env.get("WATCHDOG_USEC", "0") or 0)
-        self._watchdog_every = watchdog_usec / 2e6 if watchdog_usec else None  # ping at half the timeout
+        # Once a second at most (half the timeout if that is shorter): the loop also pings before each
+        # call that may block for long (a flush, a commit), and a ping held back by a longer throttle
+        # would leave a turn starting just before it the whole timeout less that throttle.
+        self._watchdog_every = min(1.0, watchdog_usec / 2e6) if watchdog_usec else None
         self._last_ping = float("-inf")
 
     def notify(self, message: str) -> None:
@@ -25,6 +28,9 @@ class Notifier:
 
     def ready(self, status: str) -> None:
         self.notify(f"READY=1\nSTATUS={status}")
+
+    def status(self, status: str) -> None:
+        self.notify(f"STATUS={status}")
 
     def stopping(self) -> None:
         self.notify("STOPPING=1")

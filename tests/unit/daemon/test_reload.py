@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.config import parse_config
@@ -74,7 +76,9 @@ class _NoKafka:
     """The reload path touches neither consumer nor producer."""
 
 
-def test_service_reloads_on_file_change_and_counts_failures(tmp_path: Path) -> None:
+def test_service_reloads_on_file_change_and_counts_failures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     live = write_model(tmp_path / "live.onnx", seed=1)
     config = parse_config(
         {"models": [{"name": "m", "path": str(live)}], "reload": {"watch_interval_s": 1e-9}},
@@ -106,6 +110,14 @@ def test_service_reloads_on_file_change_and_counts_failures(tmp_path: Path) -> N
     service.reloader.requested.set()  # SIGHUP with an unchanged (still broken) file: one more failed attempt
     service.reloader.check()
     assert registry.get_sample_value("faultcast_model_reloads_total", {"model": "m", "result": "failed"}) == 2
+    write_model(live, hidden=16, seed=4, version="3")
+    service.reloader.check()
+    service.reloader.requested.set()  # SIGHUP with nothing new: the operator still hears what came of it
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="faultcast.reload"):
+        service.reloader.check()
+    said = [(r.getMessage(), getattr(r, "model", None)) for r in caplog.records]
+    assert said == [("reloading models", None), ("model unchanged; the loaded version keeps running", "m")]
 
 
 def test_a_fault_score_made_differently_resolves_the_alerts_it_raised(tmp_path: Path) -> None:

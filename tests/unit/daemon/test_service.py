@@ -270,6 +270,20 @@ def test_a_standby_with_no_partitions_tells_systemd_it_is_ready_once(
     assert registry.get_sample_value("faultcast_ready") == 0.0  # /healthz still says not ready
 
 
+def test_systemd_hears_of_each_change_in_the_instances_share(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """kafka-python may first assign nothing (the topic's metadata is not in yet), then the partition."""
+    with _systemd(tmp_path) as (env, receiver):
+        service, _, _ = _service(machine_model.model_path, _Consumer([{}]), env=env)
+        service.listener.on_partitions_assigned(set())
+        service.listener.on_partitions_revoked(set())
+        service.listener.on_partitions_assigned({TopicPartition("faultcast.readings", 0)})
+        service.run()
+        messages = [receiver.recv(4096).decode(), receiver.recv(4096).decode()]
+    assert messages == ["READY=1\nSTATUS=standby, no partitions", "STATUS=scoring partitions [0]"]
+
+
 def test_rejected_records_are_logged_within_a_budget_and_the_rest_counted(
     machine_model: TrainReport, caplog: pytest.LogCaptureFixture
 ) -> None:
