@@ -38,6 +38,30 @@ def _kv(value: Any) -> str:
     return text if plain else json.dumps(text)
 
 
+# What kafka-python says only at INFO, though it means readings were never scored.
+_SKIPPED = "Fetch offset %s is out of range for topic-partition %s"
+
+
+class _SkippedRecords(logging.Filter):
+    """Passes what kafka-python's fetcher logs at ``level`` or above, and its out-of-range line as a
+    warning: records the group had not read yet were deleted (retention, or deleteRecords), and it
+    jumps over them by ``kafka.auto_offset_reset``, a loss the operator must hear of."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _SKIPPED:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = (
+                "readings skipped: " + _SKIPPED + ": records the group had not read were deleted "
+                "(retention) and are never scored; the consumer goes on where kafka.auto_offset_reset "
+                "says (earliest: the oldest record left)"
+            )
+        return record.levelno >= self.level
+
+
 def setup(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(fmt == "json"))
@@ -45,4 +69,12 @@ def setup(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    quiet_kafka(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def quiet_kafka(level: int) -> None:
+    """kafka-python logs at ``level`` and above only, but for its line on skipped records (a warning)."""
+    logging.getLogger("kafka").setLevel(level)
+    fetcher = logging.getLogger("kafka.consumer.fetcher")
+    fetcher.setLevel(logging.INFO)  # for the one INFO line _SkippedRecords turns into a warning
+    fetcher.filters[:] = [_SkippedRecords(level)]

@@ -57,7 +57,7 @@ def publish(
                 "state": alert["state"],
                 "severity": alert["severity"],
                 "stream": alert["stream"],
-                "offset": alert["source"]["offset"],
+                **{k: alert["source"][k] for k in ("topic", "partition", "offset")},
             },
         )
         futures.append(_send(producer, k.alerts_topic, alert["stream"].encode(), encode_json(alert)))

@@ -13,7 +13,13 @@ from http.server import ThreadingHTTPServer
 from typing import Any, Literal
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
+from kafka.errors import (
+    CommitFailedError,
+    CorruptRecordError,
+    KafkaError,
+    KafkaTimeoutError,
+    RebalanceInProgressError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from daemon.checkpoint import Checkpoints, restore, take
@@ -134,7 +140,7 @@ class Service:
                 self.notifier.watchdog()
                 self.reloader.check()
                 # Until partitions are assigned the poll drives the group join: give it room to finish.
-                polled = self.consumer.poll(timeout_ms=timeout_ms if self.ready else max(timeout_ms, 2000))
+                polled = self._poll(timeout_ms if self.ready else max(timeout_ms, 2000))
                 rewound = self._apply_rebalances()
                 # A partition just rewound to its checkpoint is read again from there, this poll included.
                 records = [
@@ -159,6 +165,19 @@ class Service:
                 self.close(flush_on_close)
             finally:
                 gc.unfreeze()  # back to the collector, for whatever the process does next (tests, exit)
+
+    def _poll(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+        try:
+            return self.consumer.poll(timeout_ms=timeout_ms)  # type: ignore[no-any-return]
+        except CorruptRecordError as exc:
+            # kafka-python fails on the same record at every poll, and after every restart: only the
+            # operator can move the group past it.
+            k = self.config.kafka
+            raise BrokerError(
+                f"a record on {k.readings_topic} breaks Kafka's record format and cannot be read ({exc!r}); "
+                f"with faultcast stopped, move group {k.group_id} past it with kafka-consumer-groups.sh "
+                "--reset-offsets (docs/operations.md#unreadable-records)"
+            ) from exc
 
     def handle(self, records: list[RawRecord]) -> None:
         """Scores one poll and publishes its results; offsets are committed later, once those are acked."""

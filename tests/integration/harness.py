@@ -82,9 +82,13 @@ def _send_unchecked(producer: KafkaProducer, bootstrap: str, topic: str, record:
 
 
 def run_daemon(
-    config: Config, produce: Sequence[tuple[bytes | None, bytes] | Unchecked], timeout: float = 180
+    config: Config,
+    produce: Sequence[tuple[bytes | None, bytes] | Unchecked],
+    timeout: float = 180,
+    expect: int | None = None,
 ) -> Service:
-    """Starts the daemon, publishes ``produce`` to its readings topic, and stops it once all are committed."""
+    """Starts the daemon, publishes ``produce`` to its readings topic, and stops it once all (or
+    ``expect`` records, where records were there before) are committed."""
     service = build_service(config, CollectorRegistry())
     failures: list[BaseException] = []
 
@@ -106,9 +110,10 @@ def run_daemon(
         producer.flush()
         producer.close()
         deadline = time.monotonic() + timeout
-        while not service.wait_processed(len(produce), timeout=1.0):
+        count = len(produce) if expect is None else expect
+        while not service.wait_processed(count, timeout=1.0):
             assert not failures, f"the daemon stopped with {failures[0]!r}"
-            assert time.monotonic() < deadline, f"daemon committed {service.processed}/{len(produce)}"
+            assert time.monotonic() < deadline, f"daemon committed {service.processed}/{count}"
     finally:
         service.stop_requested.set()
         worker.join(timeout=60)

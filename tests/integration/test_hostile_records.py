@@ -1,13 +1,18 @@
 """Records Kafka carries but a well-behaved producer would not write, through the real broker: each
-dead-lettered as a record Kafka takes, with the good readings around it scored, and the daemon running on."""
+dead-lettered as a record Kafka takes, with the good readings around it scored, and the daemon running on;
+and records deleted before the daemon read them, reported."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
-from daemon.kafka_io import encode_json
+from daemon.kafka_io import encode_json, ensure_topics
+from daemon.logs import quiet_kafka
 from daemon.replay import reading_message
 from tests.integration.harness import Unchecked, daemon_config, read_all, run_daemon
 from tests.support import MACHINE_TEMPERATURE
@@ -19,14 +24,18 @@ pytestmark = pytest.mark.integration
 PAD = 1_048_000  # with its key and headers, just under what the broker takes in one record
 
 
+def _readings(stream: str, count: int) -> list[dict[str, object]]:
+    series = load_nab_csv(MACHINE_TEMPERATURE, "temp_c")
+    return [
+        reading_message(stream, float(series.ts[t]), series.channels, series.values[t].tolist())
+        for t in range(3000, 3000 + count)
+    ]
+
+
 def test_records_kafka_would_refuse_to_take_back_are_dead_lettered(
     kafka_bootstrap: str, machine_model: TrainReport
 ) -> None:
-    series = load_nab_csv(MACHINE_TEMPERATURE, "temp_c")
-    readings = [
-        reading_message("m-1", float(series.ts[t]), series.channels, series.values[t].tolist())
-        for t in range(3000, 3012)
-    ]
+    readings = _readings("m-1", 12)
     good = [(b"m-1", encode_json(reading)) for reading in readings]
     year_9999 = {"stream": "m-2", "ts": 253402200000.0, "values": {"temp_c": 70.0}}
     hostile: list[tuple[Unchecked, str]] = [
@@ -59,3 +68,34 @@ def test_records_kafka_would_refuse_to_take_back_are_dead_lettered(
     assert [(s["stream"], s["ts"]) for s in scores] == [("m-1", r["ts"]) for r in readings], (
         "every good reading is scored, in order, and the year-9999 one is not"
     )
+
+
+def test_readings_deleted_before_they_were_read_are_reported(
+    kafka_bootstrap: str, machine_model: TrainReport, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retention deleted records the group had not read yet: kafka-python skips them, saying so at INFO
+    only. faultcast's log makes it a warning that names the partition and the offset."""
+    config = daemon_config(kafka_bootstrap, machine_model.model_path, scores=True)
+    ensure_topics(config.kafka)
+    readings = _readings("m-1", 20)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for reading in readings:
+        producer.send(config.kafka.readings_topic, key=b"m-1", value=encode_json(reading))
+    producer.close()
+    partition = TopicPartition(config.kafka.readings_topic, 0)
+    group = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=config.kafka.group_id)
+    group.commit({partition: OffsetAndMetadata(5, "", -1)})  # the group had read 5 readings
+    group.close()
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.delete_records({partition: 15})  # retention takes the next 10 before the daemon is back
+    admin.close()
+
+    quiet_kafka(logging.WARNING)
+    with caplog.at_level(logging.WARNING, logger="kafka"):
+        run_daemon(config, [], expect=5)
+    [line] = [r for r in caplog.records if r.getMessage().startswith("readings skipped")]
+    assert line.levelno == logging.WARNING
+    assert "Fetch offset 5 is out of range" in line.getMessage() and "partition=0" in line.getMessage()
+    assert config.kafka.scores_topic is not None
+    scores = [json.loads(r.value)["ts"] for r in read_all(kafka_bootstrap, config.kafka.scores_topic)]
+    assert scores == [r["ts"] for r in readings[15:]]

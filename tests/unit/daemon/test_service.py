@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from daemon.checkpoint import load
@@ -312,6 +312,16 @@ def test_an_instance_that_gets_partitions_tells_systemd_so_after_the_first_empty
         service.listener.on_partitions_assigned({TopicPartition("faultcast.readings", 0)})
         service.run()
         assert receiver.recv(4096).decode() == "READY=1\nSTATUS=scoring partitions [0]"
+
+
+def test_a_record_the_client_cannot_parse_ends_the_run_with_what_to_do(machine_model: TrainReport) -> None:
+    class Corrupt(_Consumer):
+        def poll(self, timeout_ms: int) -> dict[Any, Any]:
+            raise CorruptRecordError("Record for partition 0 at offset 7 failed crc check")
+
+    service, _, _ = _service(machine_model.model_path, Corrupt())
+    with pytest.raises(BrokerError, match=r"offset 7 failed crc check.*move group faultcast past it"):
+        service.run()
 
 
 def test_an_error_of_its_own_is_not_hidden_behind_a_wait_on_the_broker(machine_model: TrainReport) -> None:
