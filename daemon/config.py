@@ -13,6 +13,7 @@ import yaml
 from daemon.client_options import check_client, check_names, read_secrets
 from daemon.config_parse import FieldError, build, require
 from daemon.errors import ConfigError
+from daemon.routing import shadowed
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,12 @@ class Config:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"models: model names must be unique; {repeated[0]!r} is used more than once")
+        for name, takers in shadowed([(m.name, m.streams) for m in self.models]):
+            raise ValueError(
+                f"models: model {name!r} would never score a stream: the models listed before it "
+                f"({', '.join(repr(t) for t in takers)}) match every stream its patterns match, and the "
+                "first match wins; list the more specific model first"
+            )
 
 
 def parse_config(data: Any, base_dir: Path, env: dict[str, str] | None = None) -> Config:

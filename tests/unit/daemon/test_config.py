@@ -96,6 +96,20 @@ def test_model_entries_need_streams_and_unique_names() -> None:
         parse_config({"models": twice}, Path("."), env={})
 
 
+def test_a_model_whose_streams_an_earlier_one_takes_is_refused() -> None:
+    models = [
+        {"name": "lines", "path": "a.onnx", "streams": ["lane-*", "buffer-*"]},
+        {"name": "lane-7", "path": "b.onnx", "streams": ["lane-7", "buffer-7?"]},
+    ]
+    with pytest.raises(ConfigError, match=r"model 'lane-7' would never score a stream: .*\('lines'\)"):
+        parse_config({"models": models}, Path("."), env={})
+    # listed first, the specific model takes its streams and the general one the rest
+    assert parse_config({"models": models[::-1]}, Path("."), env={}).models[0].name == "lane-7"
+    # one pattern of its own that can win is enough
+    models[1]["streams"] = ["lane-7", "oven-*"]
+    assert len(parse_config({"models": models}, Path("."), env={}).models) == 2
+
+
 def test_client_options_pass_through_but_cannot_override_delivery_settings() -> None:
     config = parse_config({**MODELS, "kafka": {"client": {"security_protocol": "SSL"}}}, Path("."), env={})
     assert config.kafka.client == {"security_protocol": "SSL"}
