@@ -11,7 +11,7 @@ from pathlib import Path
 from daemon import __version__
 from daemon.cli_args import bounded
 from daemon.cli_train import add_train_commands
-from daemon.errors import FaultcastError, UsageError
+from daemon.errors import FaultcastError, FencedError, UsageError
 
 log = logging.getLogger("faultcast")
 
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except FaultcastError as exc:
         print(f"faultcast: error: {exc}", file=sys.stderr)
-        return 2
+        # systemd's unit does not restart on 3 (RestartPreventExitStatus): a restart would fence the other
+        return 3 if isinstance(exc, FencedError) else 2
 
 
 if __name__ == "__main__":

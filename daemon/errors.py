@@ -6,6 +6,7 @@ FaultcastError
  ├── DataError      a recorded series to train or evaluate on is unreadable, malformed or too short
  ├── UsageError     a command-line option is out of range or lacks one it needs
  ├── BrokerError    Kafka cannot be reached or refused a request
+ │    └── FencedError  another running instance uses this one's kafka.client.group_instance_id
  └── DeviceError    the configured device (GPU) cannot be used
 """
 
@@ -32,6 +33,11 @@ class UsageError(FaultcastError):
 
 class BrokerError(FaultcastError):
     """Kafka could not be reached or rejected a request."""
+
+
+class FencedError(BrokerError):
+    """Another running consumer took this instance's static group membership (the same
+    group_instance_id); restarting would only take it back and fence the other."""
 
 
 class DeviceError(FaultcastError):

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,21 @@ class HandOffListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         self.events.put(Rebalance("lost", frozenset(tp.partition for tp in lost)))
+
+
+class FenceWatch(logging.Handler):
+    """Notices that the group fenced this consumer's static membership (another consumer joined with the
+    same group_instance_id): kafka-python only logs it, from its heartbeat thread or a failed join, and
+    then polls on, busy, as if it still held its partitions."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.fenced = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "fenced" in text.lower() or "FencedInstanceId" in text:
+            self.fenced.set()
 
 
 def _options(client: type, config: KafkaConfig) -> dict[str, Any]:

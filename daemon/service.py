@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import (
     CommitFailedError,
     CorruptRecordError,
+    FencedInstanceIdError,
     KafkaError,
     KafkaTimeoutError,
     RebalanceInProgressError,
@@ -24,8 +25,8 @@ from kafka.structs import OffsetAndMetadata
 
 from daemon.checkpoint import Checkpoints, restore, take
 from daemon.config import Config
-from daemon.errors import BrokerError
-from daemon.kafka_io import HandOffListener, Rebalance, close_producer, to_raw
+from daemon.errors import BrokerError, FencedError
+from daemon.kafka_io import FenceWatch, HandOffListener, Rebalance, close_producer, to_raw
 from daemon.log_budget import LogBudget
 from daemon.metrics import Metrics
 from daemon.outcome_metrics import count_outcome, model_info, state_gauges
@@ -94,6 +95,8 @@ class Service:
         # the partitions again, what this instance holds may not match the committed offsets: no
         # checkpoint is written, so the one on disk stays one the streams can be restored from.
         self._rebalancing = False
+        self._fence = FenceWatch()
+        logging.getLogger("kafka.coordinator").addHandler(self._fence)
 
     @property
     def ready(self) -> bool:
@@ -141,6 +144,8 @@ class Service:
                 self.reloader.check()
                 # Until partitions are assigned the poll drives the group join: give it room to finish.
                 polled = self._poll(timeout_ms if self.ready else max(timeout_ms, 2000))
+                if self._fence.fenced.is_set():
+                    raise self._fenced()
                 rewound = self._apply_rebalances()
                 # A partition just rewound to its checkpoint is read again from there, this poll included.
                 records = [
@@ -178,6 +183,15 @@ class Service:
                 f"with faultcast stopped, move group {k.group_id} past it with kafka-consumer-groups.sh "
                 "--reset-offsets (docs/operations.md#unreadable-records)"
             ) from exc
+
+    def _fenced(self) -> FencedError:
+        k = self.config.kafka
+        return FencedError(
+            f"consumer group {k.group_id} gave this instance's membership (kafka.client.group_instance_id "
+            f"{k.client.get('group_instance_id')!r}) to another running consumer with the same id; give "
+            "each instance its own id (e.g. its host name). Not restarted (exit 3): a restart would fence "
+            "the other"
+        )
 
     def handle(self, records: list[RawRecord]) -> None:
         """Scores one poll and publishes its results; offsets are committed later, once those are acked."""
@@ -287,6 +301,8 @@ class Service:
             # The group is rebalancing; poll() completes it, then the commit is retried.
             log.info("offset commit deferred: group rebalancing")
             return "retry"
+        except FencedInstanceIdError as exc:
+            raise self._fenced() from exc
         except CommitFailedError as exc:
             log.warning(
                 "offset commit refused: the group went on without this instance; its records are read "
@@ -309,8 +325,9 @@ class Service:
         while not self.listener.events.empty():
             event: Rebalance = self.listener.events.get()
             if event.kind == "assigned":
-                self.assigned |= event.partitions
+                # /healthz says ready once the streams are restored (the lookups may take a while)
                 rewound |= self._resume(set(event.partitions))
+                self.assigned |= event.partitions
                 self._rebalancing = False
             else:
                 self._rebalancing = True
@@ -415,6 +432,7 @@ class Service:
                 flushed = True
         finally:
             log_held_back(self._log_budget, final=True)
+            logging.getLogger("kafka.coordinator").removeHandler(self._fence)
             self.consumer.close()
             # Unflushed, what is still buffered is not waited for (it was not committed, and is read again).
             close_producer(self.producer, FLUSH_TIMEOUT_S if flushed else 0)

@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.cli import main
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, FencedError
 from daemon.http_server import serve
 from daemon.model_file import read_model
-from tests.support import MACHINE_TEMPERATURE, OCCUPANCY
+from tests.support import MACHINE_TEMPERATURE, OCCUPANCY, REPO
 from train.pipeline import TrainReport
 from train.series import load_nab_csv
 
@@ -59,7 +59,7 @@ def test_check_names_every_missing_model_and_an_unwritable_checkpoint_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config.yaml"
-    text = "models: [{name: press, path: a.onnx}, {name: pump, path: b.onnx}]\n"
+    text = "models: [{name: press, path: a.onnx, streams: [press-*]}, {name: pump, path: b.onnx}]\n"
     status, _, err = _check(config, text, capsys)
     assert status == 2
     assert "models[0] 'press'" in err and "models[1] 'pump'" in err and "faultcast demo" in err
@@ -247,3 +247,16 @@ def test_replay_refuses_an_unusable_topic_in_one_line(
 ) -> None:
     assert main(["replay", "--csv", str(tmp_path / "x.csv"), "--stream", "s", "--topic", ""]) == 2
     assert "replay: --topic '': readings_topic must be a topic name" in capsys.readouterr().err
+
+
+def test_a_fenced_run_exits_3_which_the_unit_does_not_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fenced(_config: object) -> None:
+        raise FencedError("another running consumer has group_instance_id 'plant-a'")
+
+    monkeypatch.setattr("daemon.config.load_config", fenced)
+    assert main(["run", "--config", str(tmp_path / "config.yaml")]) == 3
+    assert "faultcast: error: another running consumer" in capsys.readouterr().err
+    unit = (REPO / "deploy" / "faultcast.service").read_text()
+    assert "\nRestartPreventExitStatus=3\n" in unit

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, CorruptRecordError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, CorruptRecordError, FencedInstanceIdError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from daemon.checkpoint import load
 from daemon.config import parse_config
 from daemon.engine import HostEngine
-from daemon.errors import BrokerError
+from daemon.errors import BrokerError, FencedError
 from daemon.kafka_io import HandOffListener
 from daemon.metrics import Metrics
 from daemon.processor import Processor, RawRecord
@@ -321,6 +321,31 @@ def test_a_record_the_client_cannot_parse_ends_the_run_with_what_to_do(machine_m
 
     service, _, _ = _service(machine_model.model_path, Corrupt())
     with pytest.raises(BrokerError, match=r"offset 7 failed crc check.*move group faultcast past it"):
+        service.run()
+
+
+def test_an_instance_fenced_by_another_with_its_static_id_stops_for_good(machine_model: TrainReport) -> None:
+    """kafka-python only logs a fence seen by its heartbeat, then polls on as if it held its partitions."""
+
+    class Fenced(_Consumer):
+        def poll(self, timeout_ms: int) -> dict[Any, Any]:
+            logging.getLogger("kafka.coordinator.heartbeat").error(
+                "Heartbeat thread caught fenced group_instance_id %s error", "plant-a"
+            )
+            return {}
+
+    client = {"client": {"group_instance_id": "plant-a"}}
+    service, _, _ = _service(machine_model.model_path, Fenced([{}, {}]), kafka=client)
+    with pytest.raises(FencedError, match=r"group_instance_id 'plant-a'\) to another running consumer"):
+        service.run()
+
+    class FencedAtCommit(_Consumer):
+        def commit(self, offsets: Any, timeout_ms: int | None = None) -> None:
+            raise FencedInstanceIdError()
+
+    service, _, _ = _service(machine_model.model_path, FencedAtCommit(), kafka=client)
+    service.handle([RawRecord(b"m-1", b"{", Source("faultcast.readings", 0, 0))])
+    with pytest.raises(FencedError):
         service.run()
 
 
