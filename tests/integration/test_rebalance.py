@@ -10,11 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from daemon.app import build_service
 from daemon.config import Config
+from daemon.errors import FencedError
 from daemon.service import Service
 from tests.integration.failure_replay import Uninterrupted, alerts_of, config_for
 from tests.integration.harness import read_all
@@ -107,3 +108,28 @@ def test_a_joining_instance_loses_nothing_and_the_staying_streams_stay_warm(
     assert moved and stayed, "the rebalance split the partitions"
     for stream in stayed:
         assert alerts.get(stream, []) == expected[stream], stream
+
+
+def test_an_instance_whose_static_id_another_takes_stops_for_good(
+    kafka_bootstrap: str, machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """Two processes started with one config.yaml, and so one group_instance_id: the broker gives the
+    membership to the newer one, and the older must stop (exit 3) rather than spin or fence it back."""
+    base = config_for(kafka_bootstrap, machine_model.model_path, None)
+    static = {"group_instance_id": "plant-a", "session_timeout_ms": 10_000, "heartbeat_interval_ms": 500}
+    config = replace(base, kafka=replace(base.kafka, client=static))
+    first = Running(config)
+    assert first.service.wait_ready(timeout=60)
+    second = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=config.kafka.group_id, **static)
+    try:
+        second.subscribe([config.kafka.readings_topic])
+        deadline = time.monotonic() + 60
+        while not second.assignment():
+            assert time.monotonic() < deadline, "the second member was never given the partitions"
+            second.poll(timeout_ms=500)
+        first.thread.join(timeout=60)
+    finally:
+        second.close()
+    assert not first.thread.is_alive(), "the fenced instance went on"
+    assert [type(e) for e in first.failures] == [FencedError]
+    assert "group_instance_id 'plant-a'" in str(first.failures[0])
