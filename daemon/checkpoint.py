@@ -61,9 +61,15 @@ class Checkpoint:
     offsets: dict[int, int]  # partition -> next offset to read
     watermark: float
     models: dict[str, ModelSnapshot]
+    # partition -> the metadata of the offset commit the state goes on from (each run of the daemon tags
+    # its commits); the group's commit must still carry it, or another instance has read the partition
+    # since. None in checkpoints written before it was kept.
+    commits: dict[int, str] | None = None
 
 
-def take(processor: Processor, topic: str, offsets: dict[int, int]) -> Checkpoint:
+def take(
+    processor: Processor, topic: str, offsets: dict[int, int], commits: dict[int, str] | None = None
+) -> Checkpoint:
     """A snapshot of the live streams of the partitions in ``offsets``; call it only between two polls
     (nothing half-processed)."""
     return Checkpoint(
@@ -71,6 +77,7 @@ def take(processor: Processor, topic: str, offsets: dict[int, int]) -> Checkpoin
         dict(offsets),
         processor.watermark,
         {name: _snapshot(rt, set(offsets)) for name, rt in processor.runtimes.items()},
+        None if commits is None else {p: commits[p] for p in offsets if p in commits},
     )
 
 
@@ -174,6 +181,7 @@ def save(checkpoint: Checkpoint, path: Path) -> None:
         "topic": checkpoint.topic,
         "offsets": {str(p): o for p, o in checkpoint.offsets.items()},
         "watermark": checkpoint.watermark,
+        "commits": None if checkpoint.commits is None else {str(p): t for p, t in checkpoint.commits.items()},
         "models": {
             name: {k: v for k, v in dataclasses.asdict(snap).items() if k != "rows"}
             for name, snap in checkpoint.models.items()
@@ -207,8 +215,13 @@ def load(path: Path) -> Checkpoint | None:
                 name: ModelSnapshot(**{**fields, "rows": data[f"rows/{name}"]})
                 for name, fields in meta["models"].items()
             }
+        commits = meta.get("commits")
         return Checkpoint(
-            meta["topic"], {int(p): int(o) for p, o in meta["offsets"].items()}, meta["watermark"], models
+            meta["topic"],
+            {int(p): int(o) for p, o in meta["offsets"].items()},
+            meta["watermark"],
+            models,
+            None if commits is None else {int(p): str(t) for p, t in commits.items()},
         )
     except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as exc:
         log.warning("checkpoint unreadable; streams start cold", extra={"path": str(path), "error": str(exc)})
@@ -269,17 +282,28 @@ class Checkpoints:
         committed: dict[int, int | None],
         earliest: dict[int, int],
         max_replay: int,
+        tags: dict[int, str] | None = None,
     ) -> list[tuple[Checkpoint, set[int]]]:
-        """Which checkpoint restores which of ``partitions``; the others start cold at their commit."""
+        """Which checkpoint restores which of ``partitions``; the others start cold at their commit.
+
+        ``tags``: the metadata of each partition's committed offset. A checkpoint goes on only from the
+        commit it was taken after: a later one by another instance means that instance scored the
+        records since, and raised their alerts, so replaying them here would raise them again."""
         on_disk = load(self.path) if self.path is not None else None
         self._drop_expired()
         chosen: dict[int, Checkpoint] = {}
         for p in partitions:
             entry, done = self._parked.pop(p, None), committed.get(p)
             parked = entry[1] if entry is not None else None
-            if parked is not None and _replayable(parked.offsets[p], done, earliest.get(p, 0), max_replay):
+            if (
+                parked is not None
+                and _ours(parked, p, tags)
+                and _replayable(parked.offsets[p], done, earliest.get(p, 0), max_replay)
+            ):
                 chosen[p] = parked
-            elif on_disk is not None and p in on_disk.offsets and done is not None:
+            elif (
+                on_disk is not None and p in on_disk.offsets and done is not None and _ours(on_disk, p, tags)
+            ):
                 offset = on_disk.offsets[p]
                 if offset <= done and _replayable(offset, done, earliest.get(p, 0), max_replay):
                     chosen[p] = on_disk
@@ -287,6 +311,14 @@ class Checkpoints:
         for p, checkpoint in chosen.items():
             groups.setdefault(id(checkpoint), (checkpoint, set()))[1].add(p)
         return list(groups.values())
+
+
+def _ours(checkpoint: Checkpoint, partition: int, tags: dict[int, str] | None) -> bool:
+    """Whether the group's last commit on ``partition`` is the one ``checkpoint`` goes on from (not
+    known for checkpoints that do not keep it, or without the commits' tags: taken to be)."""
+    if checkpoint.commits is None or tags is None:
+        return True
+    return checkpoint.commits.get(partition) == tags.get(partition)
 
 
 def _replayable(offset: int, committed: int | None, earliest: int, max_replay: int) -> bool:

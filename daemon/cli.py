@@ -97,6 +97,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.config, args.exit_when_done)
 
 
+def _cmd_leave(args: argparse.Namespace) -> int:
+    from daemon.config import load_config
+    from daemon.kafka_io import leave_group
+
+    print(leave_group(load_config(args.config).kafka))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     p = argparse.ArgumentParser(
@@ -118,6 +126,17 @@ def parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="validate the config and load the models, then exit"
     )
     run.set_defaults(func=_cmd_run)
+
+    leave = sub.add_parser(
+        "leave",
+        help="take a stopped instance's static membership out of its group",
+        description="For an instance with kafka.client.group_instance_id stopped for good: its partitions "
+        "move to the other members now, not after kafka.client.session_timeout_ms.",
+    )
+    leave.add_argument(
+        "--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)"
+    )
+    leave.set_defaults(func=_cmd_leave)
 
     add_train_commands(sub)
 

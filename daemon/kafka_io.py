@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.admin import MemberToRemove, NewTopic
+from kafka.errors import KafkaError, KafkaTimeoutError, NoError, TopicAlreadyExistsError, UnknownMemberIdError
 
 from daemon.config import Config, KafkaConfig
-from daemon.errors import BrokerError
+from daemon.errors import BrokerError, UsageError
 from daemon.processor import RawRecord
 from daemon.records import Source
 
@@ -76,13 +76,9 @@ def _servers(config: KafkaConfig) -> list[str]:
     return [s.strip() for s in config.bootstrap_servers.split(",") if s.strip()]
 
 
-def ensure_topics(config: KafkaConfig) -> None:
-    """Creates the topics faultcast reads and writes if missing (single-node friendly defaults)."""
-    names = [config.readings_topic, config.alerts_topic, config.dead_letter_topic]
-    if config.scores_topic:
-        names.append(config.scores_topic)
+def _admin(config: KafkaConfig) -> KafkaAdminClient:
     try:
-        admin = KafkaAdminClient(
+        return KafkaAdminClient(
             bootstrap_servers=_servers(config),
             client_id="faultcast-admin",
             **_options(KafkaAdminClient, config),
@@ -93,6 +89,14 @@ def ensure_topics(config: KafkaConfig) -> None:
             "(kafka.bootstrap_servers, `replay --bootstrap`, or KAFKA_BOOTSTRAP) and that the broker runs "
             "(scripts/kafka/broker.sh start)"
         ) from exc
+
+
+def ensure_topics(config: KafkaConfig) -> None:
+    """Creates the topics faultcast reads and writes if missing (single-node friendly defaults)."""
+    names = [config.readings_topic, config.alerts_topic, config.dead_letter_topic]
+    if config.scores_topic:
+        names.append(config.scores_topic)
+    admin = _admin(config)
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
@@ -113,6 +117,31 @@ def ensure_topics(config: KafkaConfig) -> None:
             time.sleep(0.1)
     finally:
         admin.close()
+
+
+def leave_group(config: KafkaConfig) -> str:
+    """Takes this instance's static membership (kafka.client.group_instance_id) out of its group, so that
+    its partitions move at once instead of after the session timeout: for an instance stopped for good.
+    Returns what happened, in words."""
+    instance = config.client.get("group_instance_id")
+    if not instance:
+        raise UsageError(
+            "faultcast leave: kafka.client.group_instance_id is not set; an instance without one leaves "
+            "its group by itself when it stops"
+        )
+    admin = _admin(config)
+    try:
+        member = MemberToRemove(group_instance_id=instance, reason="faultcast leave")
+        [error] = admin.remove_group_members(config.group_id, [member]).values()
+    except KafkaError as exc:
+        raise BrokerError(f"cannot remove {instance!r} from group {config.group_id}: {exc}") from exc
+    finally:
+        admin.close()
+    if error is UnknownMemberIdError:
+        return f"{instance!r} is not a member of group {config.group_id} (it left, or its session ended)"
+    if error is not NoError:
+        raise BrokerError(f"cannot remove {instance!r} from group {config.group_id}: {error.__name__}")
+    return f"{instance!r} left group {config.group_id}; its partitions go to the other members now"
 
 
 def make_consumer(config: Config, listener: HandOffListener) -> KafkaConsumer:

@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from typing import Any, Literal
@@ -91,6 +92,10 @@ class Service:
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
         self._checkpointed: dict[int, int] | None = {}  # the offsets on disk; None: state moved since
+        # This run's offset commits carry its tag; each partition's state goes on from the commit whose
+        # tag it keeps here, which a checkpoint records (Checkpoints.plan).
+        self._tag = uuid.uuid4().hex
+        self._commit_tags: dict[int, str] = {}
         # From a rebalance's start (a revoke, a loss, or a commit the group refused) until it has assigned
         # the partitions again, what this instance holds may not match the committed offsets: no
         # checkpoint is written, so the one on disk stays one the streams can be restored from.
@@ -203,7 +208,7 @@ class Service:
         for r in records:
             last[(r.source.topic, r.source.partition)] = r.source.offset
         for (topic, partition), offset in last.items():
-            self._uncommitted[TopicPartition(topic, partition)] = OffsetAndMetadata(offset + 1, "", -1)
+            self._uncommitted[TopicPartition(topic, partition)] = OffsetAndMetadata(offset + 1, self._tag, -1)
             self.positions[partition] = offset + 1
         self._uncommitted_count += len(records)
         if outcome.alerts and not records:
@@ -269,7 +274,9 @@ class Service:
         if not self.checkpoints.due(force):
             return
         try:
-            self.checkpoints.write(take(self.processor, self.config.kafka.readings_topic, offsets))
+            self.checkpoints.write(
+                take(self.processor, self.config.kafka.readings_topic, offsets, self._commit_tags)
+            )
         except OSError as exc:
             # A checkpoint only spares a restart its cold start; scoring goes on without it, and the file
             # on disk stays the last whole one (writes are atomic).
@@ -317,6 +324,7 @@ class Service:
                 return "retry"
             raise BrokerError(f"offset commit failed: {exc}") from exc
         self.metrics.commits.inc()
+        self._commit_tags.update((tp.partition, self._tag) for tp in offsets)
         return "committed"
 
     def _apply_rebalances(self) -> set[int]:
@@ -338,9 +346,11 @@ class Service:
                 }
                 if event.kind == "revoked":  # lost partitions' state may be stale: it is dropped
                     offsets = {p: self.positions[p] for p in event.partitions if p in self.positions}
-                    self.checkpoints.park(take(self.processor, self.config.kafka.readings_topic, offsets))
+                    topic = self.config.kafka.readings_topic
+                    self.checkpoints.park(take(self.processor, topic, offsets, self._commit_tags))
                 for p in event.partitions:
                     self.positions.pop(p, None)
+                    self._commit_tags.pop(p, None)
                     # Another instance reports these partitions' lag now; a stale series would add to it.
                     with contextlib.suppress(KeyError):
                         self.metrics.lag.remove(self.config.kafka.readings_topic, str(p))
@@ -378,9 +388,13 @@ class Service:
             return max(0, int((deadline - time.monotonic()) * 1000))
 
         try:
-            committed = {}
+            committed: dict[int, int | None] = {}
+            tags: dict[int, str] = {}
             for tp in tps:
-                committed[tp.partition] = self.consumer.committed(tp, timeout_ms=left_ms())
+                found = self.consumer.committed(tp, metadata=True, timeout_ms=left_ms())
+                committed[tp.partition] = None if found is None else found.offset
+                if found is not None:
+                    tags[tp.partition] = found.metadata or ""
                 self.notifier.watchdog()
             starts = self.consumer.beginning_offsets(tps, timeout_ms=left_ms())
             self.notifier.watchdog()
@@ -393,7 +407,12 @@ class Service:
                 "Nothing is lost: after a restart the streams are restored and read again from their "
                 "checkpoint"
             ) from exc
-        plan = self.checkpoints.plan(partitions, committed, earliest, self.config.state.checkpoint_max_replay)
+        # whether restored or started cold, these partitions' state goes on from the group's commit
+        for p in partitions:
+            self._commit_tags.pop(p, None)
+        self._commit_tags.update(tags)
+        max_replay = self.config.state.checkpoint_max_replay
+        plan = self.checkpoints.plan(partitions, committed, earliest, max_replay, tags)
         for checkpoint, parts in plan:
             restored = restore(self.processor, checkpoint, parts)
             for p in parts:
@@ -404,7 +423,7 @@ class Service:
                 if done is None or offset > done:
                     # A snapshot taken at a revoke, past the commit: the records between were scored here
                     # and their alerts published, so it is this instance that commits them.
-                    self._uncommitted[TopicPartition(topic, p)] = OffsetAndMetadata(offset, "", -1)
+                    self._uncommitted[TopicPartition(topic, p)] = OffsetAndMetadata(offset, self._tag, -1)
             self.metrics.restored.inc(restored)
             log.info("streams restored", extra={"partitions": sorted(parts), "streams": restored})
         return {p for _, parts in plan for p in parts}

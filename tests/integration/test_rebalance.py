@@ -10,12 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from daemon.app import build_service
 from daemon.config import Config
 from daemon.errors import FencedError
+from daemon.kafka_io import leave_group
 from daemon.service import Service
 from tests.integration.failure_replay import Uninterrupted, alerts_of, config_for
 from tests.integration.harness import read_all
@@ -133,3 +134,29 @@ def test_an_instance_whose_static_id_another_takes_stops_for_good(
     assert not first.thread.is_alive(), "the fenced instance went on"
     assert [type(e) for e in first.failures] == [FencedError]
     assert "group_instance_id 'plant-a'" in str(first.failures[0])
+
+
+def test_a_static_member_stopped_for_good_is_taken_out_of_its_group(
+    kafka_bootstrap: str, machine_model: TrainReport
+) -> None:
+    """A static member does not leave its group when it stops (so that a restart gets its partitions back
+    at once); `faultcast leave` takes it out, so the partitions move now rather than at its session's end."""
+    base = config_for(kafka_bootstrap, machine_model.model_path, None)
+    static = {"group_instance_id": "plant-b", "session_timeout_ms": 60_000}
+    config = replace(base, kafka=replace(base.kafka, client=static))
+    daemon = Running(config)
+    assert daemon.service.wait_ready(timeout=60)
+    daemon.stop()
+
+    def members() -> list[str | None]:
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            group = admin.describe_groups([config.kafka.group_id])[config.kafka.group_id]
+            return [m["group_instance_id"] for m in group["members"]]
+        finally:
+            admin.close()
+
+    assert members() == ["plant-b"], "stopped, it is still a member until its session times out"
+    assert "'plant-b' left group" in leave_group(config.kafka)
+    assert members() == []
+    assert "is not a member" in leave_group(config.kafka)

@@ -260,3 +260,10 @@ def test_a_fenced_run_exits_3_which_the_unit_does_not_restart(
     assert "faultcast: error: another running consumer" in capsys.readouterr().err
     unit = (REPO / "deploy" / "faultcast.service").read_text()
     assert "\nRestartPreventExitStatus=3\n" in unit
+
+
+def test_leave_needs_a_static_member(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("models: [{name: m, path: m.onnx}]\n")
+    assert main(["leave", "--config", str(config)]) == 2
+    assert "kafka.client.group_instance_id is not set" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, CorruptRecordError, FencedInstanceIdError, KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 from daemon.checkpoint import load
@@ -378,6 +379,7 @@ class _Scripted(_Consumer):
         self.outage = False
         self.owned: set[TopicPartition] = set()
         self.group: dict[TopicPartition, int] = {}  # committed offsets
+        self.tags: dict[TopicPartition, str] = {}  # and their metadata
         self.seeks: list[tuple[TopicPartition, int]] = []
 
     def poll(self, timeout_ms: int) -> dict[Any, Any]:
@@ -392,6 +394,7 @@ class _Scripted(_Consumer):
             raise CommitFailedError("the group has already rebalanced")
         super().commit(offsets, timeout_ms)
         self.group.update({tp: o.offset for tp, o in offsets.items()})
+        self.tags.update({tp: o.metadata for tp, o in offsets.items()})
 
     def assignment(self) -> set[Any]:
         return set(self.owned)
@@ -401,9 +404,12 @@ class _Scripted(_Consumer):
         if self.outage:
             raise KafkaTimeoutError(f"Failed to get offsets in {timeout_ms} ms")
 
-    def committed(self, tp: Any, timeout_ms: int | None = None) -> int | None:
+    def committed(self, tp: Any, metadata: bool = False, timeout_ms: int | None = None) -> Any:
         self._lookup(timeout_ms)
-        return self.group.get(tp)
+        found = self.group.get(tp)
+        if found is None or not metadata:
+            return found
+        return OffsetAndMetadata(found, self.tags[tp], -1)
 
     def beginning_offsets(self, tps: Any, timeout_ms: int | None = None) -> dict[Any, int]:
         self._lookup(timeout_ms)
@@ -435,6 +441,40 @@ def _start(consumer: _Scripted, *partitions: int) -> None:
 
 def _checkpointing(tmp_path: Path) -> dict[str, Any]:
     return {"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 1e-9}
+
+
+def test_a_checkpoint_is_not_restored_once_another_instance_has_committed_after_it(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """The partition went to another instance, which scored on and committed; this instance's old
+    checkpoint is still within the replay limit. Restored, it would score those records again and raise
+    their alerts a second time, late; the commit's tag says someone else went on from it."""
+
+    def first_run() -> _Scripted:
+        consumer = _Scripted([{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}])
+        _service(
+            machine_model.model_path,
+            consumer,
+            kafka={"commit_interval_ms": 0},
+            state=_checkpointing(tmp_path),
+        )
+        _start(consumer, 0)
+        assert consumer.service is not None
+        consumer.service.run()
+        return consumer
+
+    def restart(group: dict[TopicPartition, int], tags: dict[TopicPartition, str]) -> float | None:
+        consumer = _Scripted([])
+        consumer.group, consumer.tags = dict(group), dict(tags)
+        _, registry, _ = _service(machine_model.model_path, consumer, state=_checkpointing(tmp_path))
+        _start(consumer, 0)
+        assert consumer.service is not None
+        consumer.service.run()
+        return registry.get_sample_value("faultcast_streams_restored_total")
+
+    ours = first_run()
+    assert restart(ours.group, ours.tags) == 1  # nobody else committed: the restart restores it
+    assert restart({READINGS_0: 5}, {READINGS_0: "another-instance"}) == 0
 
 
 def test_a_refused_commit_leaves_the_checkpoint_of_the_last_commit_on_disk(
