@@ -314,11 +314,14 @@ class Checkpoints:
 
 
 def _ours(checkpoint: Checkpoint, partition: int, tags: dict[int, str] | None) -> bool:
-    """Whether the group's last commit on ``partition`` is the one ``checkpoint`` goes on from (not
-    known for checkpoints that do not keep it, or without the commits' tags: taken to be)."""
-    if checkpoint.commits is None or tags is None:
+    """Whether the group's last commit on ``partition`` is the one ``checkpoint`` goes on from. Where the
+    checkpoint does not know (written before tags were kept, or before this run had looked the commit
+    up) it is taken to be; a commit without a tag (an older version's, or an operator's offset reset)
+    is no one's."""
+    if checkpoint.commits is None or partition not in checkpoint.commits or tags is None:
         return True
-    return checkpoint.commits.get(partition) == tags.get(partition)
+    expected = checkpoint.commits[partition]
+    return expected != "" and tags.get(partition) == expected
 
 
 def _replayable(offset: int, committed: int | None, earliest: int, max_replay: int) -> bool:

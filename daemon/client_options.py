@@ -89,6 +89,15 @@ def check_client(options: Mapping[str, Any]) -> None:
     check_names(options, "client")
     for name, value in options.items():
         where = f"client.{name}"
+        if value is None and _DEFAULTS[name] is None:
+            continue  # kafka-python's own default
+        if name == "api_version":
+            ok = isinstance(value, str) or (
+                isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            )
+            if not ok:
+                raise FieldError(where, f"must be a version such as [3, 9] or '3.9', not {value!r}")
+            continue
         kind = _expected(name)
         if kind is None:
             raise FieldError(where, "takes a Python object, which config.yaml cannot give; leave it out")

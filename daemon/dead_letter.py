@@ -47,7 +47,9 @@ def dead_letter(record: RawRecord, rejection: Rejection, max_bytes: int) -> Dead
     original = [(k, v) for k, v in record.headers if not k.startswith("errors.")]
     nulls = [k for k, v in original if v is None]
     if nulls:
-        errors["errors.original.null_headers"] = ",".join(nulls)
+        names = ",".join(nulls)
+        cut = names[:DETAIL_CHARS] + (f"... ({len(nulls)} in all)" if len(names) > DETAIL_CHARS else "")
+        errors["errors.original.null_headers"] = cut
     headers = [(k, v if v is not None else b"") for k, v in original]
     key, value = record.key, record.value
     if value is None:

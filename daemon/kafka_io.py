@@ -61,15 +61,19 @@ class FenceWatch(logging.Handler):
         self.fenced = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if "fenced" in text.lower() or "FencedInstanceId" in text:
+        # The format string and the error's name: a group or topic id in the arguments may say anything.
+        names = {str(a) for a in record.args} if isinstance(record.args, tuple) else set()
+        if "fenced" in str(record.msg).lower() or "FencedInstanceIdError" in names:
             self.fenced.set()
 
 
 def _options(client: type, config: KafkaConfig) -> dict[str, Any]:
     """The pass-through options this kind of client understands (config checked they exist somewhere)."""
     known = client.DEFAULT_CONFIG  # type: ignore[attr-defined]
-    return {k: v for k, v in config.client.items() if k in known}
+    options = {k: v for k, v in config.client.items() if k in known}
+    if isinstance(options.get("api_version"), list):  # YAML has no tuples
+        options["api_version"] = tuple(options["api_version"])
+    return options
 
 
 def _servers(config: KafkaConfig) -> list[str]:

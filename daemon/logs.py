@@ -55,9 +55,10 @@ class _SkippedRecords(logging.Filter):
         if record.msg == _SKIPPED:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.msg = (
-                "readings skipped: " + _SKIPPED + ": records the group had not read were deleted "
-                "(retention) and are never scored; the consumer goes on where kafka.auto_offset_reset "
-                "says (earliest: the oldest record left)"
+                "readings skipped or read again: " + _SKIPPED + ": the group's offset is before the "
+                "oldest record left (retention deleted records it had not read: they are never scored) "
+                "or past the newest (the topic was recreated or truncated); the consumer goes on where "
+                "kafka.auto_offset_reset says"
             )
         return record.levelno >= self.level
 

@@ -85,7 +85,7 @@ def _send(
     max_block_ms, a record over the size limits) is a BrokerError: nothing of this poll is committed."""
     try:
         return producer.send(topic, key=key, value=value, headers=headers)
-    except KafkaError as exc:
+    except (KafkaError, TypeError, ValueError) as exc:  # ValueError, TypeError: what send() refuses
         raise BrokerError(
             f"publishing to Kafka topic {topic!r} failed: {exc!r}; records are not committed and will be "
             "read again after restart"

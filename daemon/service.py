@@ -92,16 +92,20 @@ class Service:
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
         self._checkpointed: dict[int, int] | None = {}  # the offsets on disk; None: state moved since
-        # This run's offset commits carry its tag; each partition's state goes on from the commit whose
-        # tag it keeps here, which a checkpoint records (Checkpoints.plan).
-        self._tag = uuid.uuid4().hex
+        # Offset commits carry a tag in their metadata: this run's, or for a partition restored from a
+        # checkpoint the one its commits carried (a lineage through restarts). _commit_tags holds the
+        # tag of each partition's last commit as far as this run knows; a checkpoint keeps it, and is
+        # restored only while the group's commit still carries it (Checkpoints.plan).
+        self._run_tag = uuid.uuid4().hex
+        self._lineage: dict[int, str] = {}
         self._commit_tags: dict[int, str] = {}
         # From a rebalance's start (a revoke, a loss, or a commit the group refused) until it has assigned
         # the partitions again, what this instance holds may not match the committed offsets: no
         # checkpoint is written, so the one on disk stays one the streams can be restored from.
         self._rebalancing = False
         self._fence = FenceWatch()
-        logging.getLogger("kafka.coordinator").addHandler(self._fence)
+        if config.kafka.client.get("group_instance_id"):  # only a static member can be fenced
+            logging.getLogger("kafka.coordinator").addHandler(self._fence)
 
     @property
     def ready(self) -> bool:
@@ -179,6 +183,8 @@ class Service:
     def _poll(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
         try:
             return self.consumer.poll(timeout_ms=timeout_ms)  # type: ignore[no-any-return]
+        except FencedInstanceIdError as exc:  # a join or sync the group refused
+            raise self._fenced() from exc
         except CorruptRecordError as exc:
             # kafka-python fails on the same record at every poll, and after every restart: only the
             # operator can move the group past it.
@@ -208,7 +214,7 @@ class Service:
         for r in records:
             last[(r.source.topic, r.source.partition)] = r.source.offset
         for (topic, partition), offset in last.items():
-            self._uncommitted[TopicPartition(topic, partition)] = OffsetAndMetadata(offset + 1, self._tag, -1)
+            self._uncommitted[TopicPartition(topic, partition)] = self._offset(partition, offset + 1)
             self.positions[partition] = offset + 1
         self._uncommitted_count += len(records)
         if outcome.alerts and not records:
@@ -324,7 +330,7 @@ class Service:
                 return "retry"
             raise BrokerError(f"offset commit failed: {exc}") from exc
         self.metrics.commits.inc()
-        self._commit_tags.update((tp.partition, self._tag) for tp in offsets)
+        self._commit_tags.update((tp.partition, o.metadata) for tp, o in offsets.items())
         return "committed"
 
     def _apply_rebalances(self) -> set[int]:
@@ -351,6 +357,7 @@ class Service:
                 for p in event.partitions:
                     self.positions.pop(p, None)
                     self._commit_tags.pop(p, None)
+                    self._lineage.pop(p, None)
                     # Another instance reports these partitions' lag now; a stale series would add to it.
                     with contextlib.suppress(KeyError):
                         self.metrics.lag.remove(self.config.kafka.readings_topic, str(p))
@@ -407,15 +414,14 @@ class Service:
                 "Nothing is lost: after a restart the streams are restored and read again from their "
                 "checkpoint"
             ) from exc
-        # whether restored or started cold, these partitions' state goes on from the group's commit
-        for p in partitions:
-            self._commit_tags.pop(p, None)
         self._commit_tags.update(tags)
         max_replay = self.config.state.checkpoint_max_replay
         plan = self.checkpoints.plan(partitions, committed, earliest, max_replay, tags)
         for checkpoint, parts in plan:
             restored = restore(self.processor, checkpoint, parts)
             for p in parts:
+                if checkpoint.commits and checkpoint.commits.get(p):
+                    self._lineage[p] = checkpoint.commits[p]  # a crash before the next checkpoint finds it
                 offset = checkpoint.offsets[p]
                 self.consumer.seek(TopicPartition(topic, p), offset)
                 self.positions[p] = offset
@@ -423,10 +429,13 @@ class Service:
                 if done is None or offset > done:
                     # A snapshot taken at a revoke, past the commit: the records between were scored here
                     # and their alerts published, so it is this instance that commits them.
-                    self._uncommitted[TopicPartition(topic, p)] = OffsetAndMetadata(offset, self._tag, -1)
+                    self._uncommitted[TopicPartition(topic, p)] = self._offset(p, offset)
             self.metrics.restored.inc(restored)
             log.info("streams restored", extra={"partitions": sorted(parts), "streams": restored})
         return {p for _, parts in plan for p in parts}
+
+    def _offset(self, partition: int, offset: int) -> OffsetAndMetadata:
+        return OffsetAndMetadata(offset, self._lineage.get(partition, self._run_tag), -1)
 
     def _record_lag(self) -> None:
         """Consumer lag per partition, where it is known now. position() is not waited for: after a

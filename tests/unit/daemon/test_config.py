@@ -138,6 +138,13 @@ def test_client_option_values_are_checked_at_start() -> None:
         "sasl_mechanism": ("SCRAM-SHA-1", r"sasl_mechanism': must be one of PLAIN, SCRAM-SHA-256"),
         "ssl_context": ("x", r"ssl_context': takes a Python object, which config.yaml cannot give"),
     }
+    # kafka-python's own forms: a version as a string or (YAML has no tuples) a list; null for its default
+    fine = {"api_version": [3, 9], "compression_type": None, "group_instance_id": None}
+    assert parse_config(client(fine), Path("."), env={}).kafka.client == fine
+    assert (
+        parse_config(client({"api_version": "3.9"}), Path("."), env={}).kafka.client["api_version"] == "3.9"
+    )
+    cases["api_version"] = ([3, "x"], r"api_version': must be a version such as \[3, 9\] or '3.9'")
     for name, (value, message) in cases.items():
         with pytest.raises(ConfigError, match=message):
             parse_config(client({name: value}), Path("."), env={})

@@ -66,3 +66,11 @@ def test_what_does_not_fit_the_producer_limit_is_left_out_in_order() -> None:
 def test_the_error_message_is_cut_to_a_readable_length() -> None:
     letter = _letter(RawRecord(b"m-1", b"{", SOURCE), detail="z" * 10_000)
     assert _headers(letter)["errors.exception.message"] == b"z" * DETAIL_CHARS
+
+
+def test_the_names_of_many_null_headers_are_cut_too() -> None:
+    headers = tuple((f"h{i}", None) for i in range(60_000))
+    letter = _letter(RawRecord(b"m-1", b"{", SOURCE, headers))
+    named = _headers(letter)["errors.original.null_headers"]
+    assert named.startswith(b"h0,h1,") and named.endswith(b"... (60000 in all)")
+    assert len(named) < DETAIL_CHARS + 40

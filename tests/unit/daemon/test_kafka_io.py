@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from kafka import KafkaConsumer
 from kafka.errors import KafkaTimeoutError
 
-from daemon.kafka_io import SENDER_STOP_S, close_producer
+from daemon.config import parse_config
+from daemon.kafka_io import SENDER_STOP_S, _options, close_producer
 
 
 class _StuckSender:
@@ -38,3 +42,12 @@ def test_a_sender_that_will_not_stop_is_given_up_on_without_raising() -> None:
     close_producer(producer, 30.0)  # type: ignore[arg-type]
     assert producer.closes == [30.0, 0] and producer._sender.forced
     assert producer._sender.joined == [SENDER_STOP_S]  # waited on once, for a bounded time
+
+
+def test_a_version_given_as_a_yaml_list_reaches_kafka_python_as_a_tuple() -> None:
+    config = parse_config(
+        {"models": [{"name": "m", "path": "m.onnx"}], "kafka": {"client": {"api_version": [3, 9]}}},
+        Path("."),
+        env={},
+    )
+    assert _options(KafkaConsumer, config.kafka)["api_version"] == (3, 9)

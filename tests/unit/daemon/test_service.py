@@ -333,11 +333,22 @@ def test_an_instance_fenced_by_another_with_its_static_id_stops_for_good(machine
             logging.getLogger("kafka.coordinator.heartbeat").error(
                 "Heartbeat thread caught fenced group_instance_id %s error", "plant-a"
             )
-            return {}
+            return super().poll(timeout_ms)
 
+    # a dynamic member cannot be fenced: a line that only names a group called so is not a fence
+    service, _, _ = _service(machine_model.model_path, Fenced([{}, {}]))
+    service.run()
     client = {"client": {"group_instance_id": "plant-a"}}
     service, _, _ = _service(machine_model.model_path, Fenced([{}, {}]), kafka=client)
     with pytest.raises(FencedError, match=r"group_instance_id 'plant-a'\) to another running consumer"):
+        service.run()
+
+    class FencedAtJoin(_Consumer):
+        def poll(self, timeout_ms: int) -> dict[Any, Any]:
+            raise FencedInstanceIdError()
+
+    service, _, _ = _service(machine_model.model_path, FencedAtJoin(), kafka=client)
+    with pytest.raises(FencedError):
         service.run()
 
     class FencedAtCommit(_Consumer):
@@ -475,6 +486,47 @@ def test_a_checkpoint_is_not_restored_once_another_instance_has_committed_after_
     ours = first_run()
     assert restart(ours.group, ours.tags) == 1  # nobody else committed: the restart restores it
     assert restart({READINGS_0: 5}, {READINGS_0: "another-instance"}) == 0
+
+
+def test_a_crash_soon_after_a_restore_still_restores(machine_model: TrainReport, tmp_path: Path) -> None:
+    """A restored run commits the records it reads before its own first checkpoint: its commits go on
+    with the tag the checkpoint expects, so a crash before that checkpoint still finds it."""
+    state = {"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 3600.0}
+    group: dict[TopicPartition, int] = {}
+    tags: dict[TopicPartition, str] = {}
+    restored = []
+    for run, crash in enumerate([False, True, False]):
+        # the first poll applies the assignment (a partition rewound to a checkpoint drops that poll)
+        records = [_message(t, 70.0 + t) for t in range(3 * run, 3 * run + 3)]
+        consumer = _Scripted([{}, {READINGS_0: records}])
+        consumer.group, consumer.tags = group, tags
+        if crash:
+            consumer.on_poll = {3: lambda: (_ for _ in ()).throw(RuntimeError("killed"))}
+        service, registry, _ = _service(
+            machine_model.model_path, consumer, kafka={"commit_interval_ms": 0}, state=state
+        )
+        _start(consumer, 0)
+        with contextlib.suppress(RuntimeError) if crash else contextlib.nullcontext():
+            service.run()
+        restored.append(registry.get_sample_value("faultcast_streams_restored_total"))
+    assert group == {READINGS_0: 9}
+    # run 1 starts cold and leaves a checkpoint at 3; run 2 restores it, commits 6 and dies before
+    # writing its own; run 3 restores the one at 3 and reads 3-5 again
+    assert restored == [0, 1, 1]
+
+
+def test_a_partition_given_back_before_its_first_commit_resumes_without_checkpoint_files(
+    machine_model: TrainReport,
+) -> None:
+    """Without a checkpoint folder the commit of a partition is not looked up at its first assignment;
+    its parked snapshot must still be restored when an eager rebalance gives it straight back."""
+    consumer = _Scripted([{READINGS_0: [_message(t, 70.0 + t) for t in range(3)]}, {}])
+    consumer.group, consumer.tags = {READINGS_0: 0}, {READINGS_0: "previous-run"}
+    consumer.on_poll = {2: lambda: consumer.rebalance("revoked", {0})}
+    service, registry, _ = _service(machine_model.model_path, consumer, kafka={"commit_interval_ms": 60_000})
+    _start(consumer, 0)
+    service.run()
+    assert registry.get_sample_value("faultcast_streams_restored_total") == 1
 
 
 def test_a_refused_commit_leaves_the_checkpoint_of_the_last_commit_on_disk(
