@@ -295,9 +295,11 @@ class Checkpoints:
         for p in partitions:
             entry, done = self._parked.pop(p, None), committed.get(p)
             parked = entry[1] if entry is not None else None
+            # This instance never commits past what it read: a commit past the snapshot is another's.
             if (
                 parked is not None
-                and _ours(parked, p, tags)
+                and _ours(parked, p, tags, parked=True)
+                and (done is None or done <= parked.offsets[p])
                 and _replayable(parked.offsets[p], done, earliest.get(p, 0), max_replay)
             ):
                 chosen[p] = parked
@@ -313,15 +315,16 @@ class Checkpoints:
         return list(groups.values())
 
 
-def _ours(checkpoint: Checkpoint, partition: int, tags: dict[int, str] | None) -> bool:
+def _ours(checkpoint: Checkpoint, partition: int, tags: dict[int, str] | None, parked: bool = False) -> bool:
     """Whether the group's last commit on ``partition`` is the one ``checkpoint`` goes on from. Where the
     checkpoint does not know (written before tags were kept, or before this run had looked the commit
-    up) it is taken to be; a commit without a tag (an older version's, or an operator's offset reset)
-    is no one's."""
+    up) it is taken to be. A commit without a tag (an older version's, or an operator's offset reset,
+    which needs the group empty) is no one's, but for a snapshot this run parked: no reset can have come
+    while it was a member."""
     if checkpoint.commits is None or partition not in checkpoint.commits or tags is None:
         return True
     expected = checkpoint.commits[partition]
-    return expected != "" and tags.get(partition) == expected
+    return (expected != "" or parked) and tags.get(partition) == expected
 
 
 def _replayable(offset: int, committed: int | None, earliest: int, max_replay: int) -> bool:

@@ -92,13 +92,14 @@ class Service:
         self.positions: dict[int, int] = {}  # partition -> next offset, for what was processed
         self.checkpoints = Checkpoints(config)
         self._checkpointed: dict[int, int] | None = {}  # the offsets on disk; None: state moved since
-        # Offset commits carry a tag in their metadata: this run's, or for a partition restored from a
-        # checkpoint the one its commits carried (a lineage through restarts). _commit_tags holds the
-        # tag of each partition's last commit as far as this run knows; a checkpoint keeps it, and is
-        # restored only while the group's commit still carries it (Checkpoints.plan).
+        # This run's offset commits carry its tag in their metadata. _commit_tags holds the tag of each
+        # partition's last commit as far as this run knows (its own, or the one looked up when the
+        # partition came); a checkpoint keeps it, and is restored only while the group's commit still
+        # carries it (Checkpoints.plan). A commit that changes a partition's tag is followed by a
+        # checkpoint at once: until then the one on disk expects the old tag, and a crash starts cold.
         self._run_tag = uuid.uuid4().hex
-        self._lineage: dict[int, str] = {}
         self._commit_tags: dict[int, str] = {}
+        self._retagged = False
         # From a rebalance's start (a revoke, a loss, or a commit the group refused) until it has assigned
         # the partitions again, what this instance holds may not match the committed offsets: no
         # checkpoint is written, so the one on disk stays one the streams can be restored from.
@@ -277,7 +278,7 @@ class Service:
         offsets = {p: o for p, o in self.positions.items() if p in self.assigned}
         if self._uncommitted_count or self._uncommitted or self._rebalancing or offsets == self._checkpointed:
             return
-        if not self.checkpoints.due(force):
+        if not self.checkpoints.due(force or self._retagged):
             return
         try:
             self.checkpoints.write(
@@ -292,7 +293,7 @@ class Service:
             )
             self.metrics.checkpoint_failures.inc()
             return
-        self._checkpointed = offsets
+        self._checkpointed, self._retagged = offsets, False
         self.metrics.checkpoints.inc()
 
     def wait_ready(self, timeout: float) -> bool:
@@ -330,7 +331,9 @@ class Service:
                 return "retry"
             raise BrokerError(f"offset commit failed: {exc}") from exc
         self.metrics.commits.inc()
-        self._commit_tags.update((tp.partition, o.metadata) for tp, o in offsets.items())
+        tags = {tp.partition: o.metadata for tp, o in offsets.items()}
+        self._retagged |= any(self._commit_tags.get(p) != tag for p, tag in tags.items())
+        self._commit_tags.update(tags)
         return "committed"
 
     def _apply_rebalances(self) -> set[int]:
@@ -357,7 +360,6 @@ class Service:
                 for p in event.partitions:
                     self.positions.pop(p, None)
                     self._commit_tags.pop(p, None)
-                    self._lineage.pop(p, None)
                     # Another instance reports these partitions' lag now; a stale series would add to it.
                     with contextlib.suppress(KeyError):
                         self.metrics.lag.remove(self.config.kafka.readings_topic, str(p))
@@ -420,8 +422,6 @@ class Service:
         for checkpoint, parts in plan:
             restored = restore(self.processor, checkpoint, parts)
             for p in parts:
-                if checkpoint.commits and checkpoint.commits.get(p):
-                    self._lineage[p] = checkpoint.commits[p]  # a crash before the next checkpoint finds it
                 offset = checkpoint.offsets[p]
                 self.consumer.seek(TopicPartition(topic, p), offset)
                 self.positions[p] = offset
@@ -435,7 +435,7 @@ class Service:
         return {p for _, parts in plan for p in parts}
 
     def _offset(self, partition: int, offset: int) -> OffsetAndMetadata:
-        return OffsetAndMetadata(offset, self._lineage.get(partition, self._run_tag), -1)
+        return OffsetAndMetadata(offset, self._run_tag, -1)
 
     def _record_lag(self) -> None:
         """Consumer lag per partition, where it is known now. position() is not waited for: after a

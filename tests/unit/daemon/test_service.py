@@ -489,8 +489,8 @@ def test_a_checkpoint_is_not_restored_once_another_instance_has_committed_after_
 
 
 def test_a_crash_soon_after_a_restore_still_restores(machine_model: TrainReport, tmp_path: Path) -> None:
-    """A restored run commits the records it reads before its own first checkpoint: its commits go on
-    with the tag the checkpoint expects, so a crash before that checkpoint still finds it."""
+    """A restored run's first commit carries its own tag, which the checkpoint on disk does not expect:
+    a checkpoint follows that commit at once, so a crash before the next interval still finds one."""
     state = {"checkpoint_dir": str(tmp_path), "checkpoint_interval_s": 3600.0}
     group: dict[TopicPartition, int] = {}
     tags: dict[TopicPartition, str] = {}
@@ -510,9 +510,72 @@ def test_a_crash_soon_after_a_restore_still_restores(machine_model: TrainReport,
             service.run()
         restored.append(registry.get_sample_value("faultcast_streams_restored_total"))
     assert group == {READINGS_0: 9}
-    # run 1 starts cold and leaves a checkpoint at 3; run 2 restores it, commits 6 and dies before
-    # writing its own; run 3 restores the one at 3 and reads 3-5 again
+    # run 1 starts cold and leaves a checkpoint at 3; run 2 restores it, commits 6, writes the
+    # checkpoint of that commit at once and dies; run 3 restores that one
     assert restored == [0, 1, 1]
+    assert [offset for tp, offset in consumer.seeks] == [6]
+
+
+def _member(
+    model: Path,
+    group: tuple[dict[TopicPartition, int], dict[TopicPartition, str]],
+    polls: list[dict[Any, Any]],
+    folder: Path | None,
+    commit_ms: int,
+) -> tuple[_Scripted, Service, CollectorRegistry]:
+    """One instance of a consumer group whose committed offsets and tags are ``group``."""
+    consumer = _Scripted(polls)
+    consumer.group, consumer.tags = group
+    state = {} if folder is None else _checkpointing(folder)
+    service, registry, _ = _service(model, consumer, kafka={"commit_interval_ms": commit_ms}, state=state)
+    return consumer, service, registry
+
+
+def _readings(first: int, end: int) -> dict[Any, Any]:
+    return {READINGS_0: [_message(t, 70.0 + t) for t in range(first, end)]}
+
+
+def test_an_instance_never_restores_over_another_ones_later_commits(
+    machine_model: TrainReport, tmp_path: Path
+) -> None:
+    """Found by review: a snapshot parked before this instance's first commit of a partition expects the
+    tag another instance committed with, and that tag must not become one this instance commits under,
+    or the other instance's old checkpoint would match this one's commits."""
+    model, group = machine_model.model_path, ({}, {})
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    b, service_b, _ = _member(model, group, [_readings(0, 3)], tmp_path / "b", 0)
+    _start(b, 0)
+    service_b.run()  # B commits 3 and leaves a checkpoint at 3
+    a, service_a, _ = _member(model, group, [_readings(3, 6), {}, _readings(6, 9)], tmp_path / "a", 3_600_000)
+    a.on_poll = {2: lambda: a.rebalance("revoked", {0})}  # an eager rebalance gives it straight back
+    _start(a, 0)
+    service_a.run()
+    assert group[0] == {READINGS_0: 9}
+    b, service_b, registry_b = _member(model, group, [{}], tmp_path / "b", 0)
+    _start(b, 0)
+    service_b.run()  # B again: its checkpoint at 3 is from before A's commits
+    assert registry_b.get_sample_value("faultcast_streams_restored_total") == 0
+
+
+def test_a_parked_snapshot_is_not_restored_once_another_instance_committed_past_it(
+    machine_model: TrainReport,
+) -> None:
+    """Found by review: without checkpoint files the tag at the first assignment is not looked up; a
+    commit past the snapshot still tells that another instance read on."""
+    model, group = machine_model.model_path, ({READINGS_0: 0}, {READINGS_0: "previous-run"})
+
+    def taken_then_given_back() -> None:
+        a.rebalance("revoked", None)  # A parks its snapshot at 3, uncommitted
+        b, service_b, _ = _member(model, group, [_readings(0, 6)], None, 0)
+        _start(b, 0)
+        service_b.run()  # B reads 0-5 and commits 6
+        a.rebalance(None, {0})
+
+    a, service_a, registry = _member(model, group, [_readings(0, 3), {}, {}], None, 3_600_000)
+    a.on_poll = {2: taken_then_given_back}
+    _start(a, 0)
+    service_a.run()
+    assert registry.get_sample_value("faultcast_streams_restored_total") == 0
 
 
 def test_a_partition_given_back_before_its_first_commit_resumes_without_checkpoint_files(
