@@ -105,6 +105,12 @@ def _cmd_leave(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     p = argparse.ArgumentParser(
@@ -119,9 +125,7 @@ def parser() -> argparse.ArgumentParser:
         description="Consume readings, score them, publish "
         "alerts, serve /metrics and /healthz. Stops cleanly on SIGTERM or SIGINT.",
     )
-    run.add_argument(
-        "--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)"
-    )
+    _config_option(run)
     run.add_argument(
         "--check", action="store_true", help="validate the config and load the models, then exit"
     )
@@ -133,9 +137,7 @@ def parser() -> argparse.ArgumentParser:
         description="For an instance with kafka.client.group_instance_id stopped for good: its partitions "
         "move to the other members now, not after kafka.client.session_timeout_ms.",
     )
-    leave.add_argument(
-        "--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)"
-    )
+    _config_option(leave)
     leave.set_defaults(func=_cmd_leave)
 
     add_train_commands(sub)
@@ -190,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
         "machine-temperature series and a freeway lane's occupancy fast, run the daemon and print its "
         "fault and congestion alerts.",
     )
-    demo.add_argument("--config", type=Path, default=Path("config.yaml"))
+    _config_option(demo)
     demo.add_argument(
         "--exit-when-done", action="store_true", help="stop once every replayed reading is scored"
     )
