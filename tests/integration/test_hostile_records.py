@@ -99,3 +99,34 @@ def test_readings_deleted_before_they_were_read_are_reported(
     assert config.kafka.scores_topic is not None
     scores = [json.loads(r.value)["ts"] for r in read_all(kafka_bootstrap, config.kafka.scores_topic)]
     assert scores == [r["ts"] for r in readings[15:]]
+
+
+def test_readings_of_an_aborted_transaction_are_not_scored(
+    kafka_bootstrap: str, machine_model: TrainReport
+) -> None:
+    """A producer that aborts a transaction never meant those readings; kafka-python reads them unless
+    told otherwise (faultcast's consumer reads committed records only)."""
+    config = daemon_config(kafka_bootstrap, machine_model.model_path, scores=True)
+    ensure_topics(config.kafka)
+    readings = _readings("m-1", 15)
+    topic = config.kafka.readings_topic
+    plain = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for reading in readings[:5]:
+        plain.send(topic, key=b"m-1", value=encode_json(reading))
+    plain.flush()
+    aborted = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"tx-{config.kafka.group_id}")
+    aborted.init_transactions()
+    aborted.begin_transaction()
+    for reading in readings[5:10]:
+        aborted.send(topic, key=b"m-1", value=encode_json(reading))
+    aborted.flush()
+    aborted.abort_transaction()
+    aborted.close()
+    for reading in readings[10:]:
+        plain.send(topic, key=b"m-1", value=encode_json(reading))
+    plain.close()
+
+    run_daemon(config, [], expect=10)
+    assert config.kafka.scores_topic is not None
+    scores = [json.loads(r.value)["ts"] for r in read_all(kafka_bootstrap, config.kafka.scores_topic)]
+    assert scores == [r["ts"] for r in readings[:5] + readings[10:]]
