@@ -47,6 +47,8 @@ COMMIT_TIMEOUT_MS = 10_000
 # outage kafka-python may take most of its reconnect backoff (30 s at most by default) to reach the broker
 # again; the watchdog is fed between lookups, and a longer outage ends the run with its own error.
 RESUME_TIMEOUT_S = 40.0
+# A first assignment that takes longer than this is worth a line in the log (what it waits for).
+WAIT_NOTICE_S = 10.0
 # /healthz calls a loop that has not come round for this long stalled, as the unit's WatchdogSec does: a
 # poll, a wave, a flush and a commit (bounded above) and a checkpoint each take well under it.
 STALL_AFTER_S = 60.0
@@ -146,9 +148,18 @@ class Service:
         # before the first records arrive, so that a quiet restart still reports them
         state_gauges(self.metrics, self.processor)
         flush_on_close = True
+        waiting_since: float | None = time.monotonic()
         try:
             while not self.stop_requested.is_set():
                 self._last_turn = time.monotonic()
+                if waiting_since is not None and self._last_turn - waiting_since > WAIT_NOTICE_S:
+                    if not self._joined:
+                        log.info(
+                            "waiting for the consumer group to assign partitions; a member that stopped "
+                            "without leaving (killed, or a static member) holds them until its session "
+                            "times out (kafka.client.session_timeout_ms, 45 s by default)"
+                        )
+                    waiting_since = None
                 self.metrics.last_wave.set_to_current_time()
                 self.notifier.watchdog()
                 self.reloader.check()

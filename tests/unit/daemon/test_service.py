@@ -285,6 +285,19 @@ def test_systemd_hears_of_each_change_in_the_instances_share(
     assert messages == ["READY=1\nSTATUS=standby, no partitions", "STATUS=scoring partitions [0]"]
 
 
+def test_a_long_wait_for_partitions_says_once_what_it_waits_for(
+    machine_model: TrainReport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a kill the group waits out the dead member's session (45 s) before it assigns anything."""
+    clock = iter(range(0, 10_000, 4))
+    monkeypatch.setattr("daemon.service.time.monotonic", lambda: float(next(clock)))
+    service, _, _ = _service(machine_model.model_path, _Consumer([{}] * 8))
+    with caplog.at_level(logging.INFO, logger="faultcast.service"):
+        service.run()
+    waits = [r for r in caplog.records if r.getMessage().startswith("waiting for the consumer group")]
+    assert len(waits) == 1 and "session_timeout_ms" in waits[0].getMessage()
+
+
 def test_rejected_records_are_logged_within_a_budget_and_the_rest_counted(
     machine_model: TrainReport, caplog: pytest.LogCaptureFixture
 ) -> None:
