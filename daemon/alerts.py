@@ -20,6 +20,7 @@ from fnmatch import fnmatchcase
 from typing import Literal
 
 Phase = Literal["idle", "pending", "firing"]
+EventState = Literal["firing", "resolved"]
 SourceKey = tuple[str, int, int]  # topic, partition, offset
 
 
@@ -74,7 +75,7 @@ class AlertState:
 @dataclass(frozen=True)
 class AlertEvent:
     kind: str
-    state: Literal["firing", "resolved"]
+    state: EventState
     severity: str
     score: float
     peak: float
@@ -138,9 +139,7 @@ def _step_firing(
     )
 
 
-def _event(
-    policy: AlertPolicy, state: AlertState, obs: Observation, kind: Literal["firing", "resolved"]
-) -> AlertEvent:
+def _event(policy: AlertPolicy, state: AlertState, obs: Observation, kind: EventState) -> AlertEvent:
     assert state.first_source is not None  # set whenever the phase leaves idle
     return AlertEvent(
         kind=policy.kind,

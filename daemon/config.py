@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 
 from daemon.client_options import check_client, check_names, read_secrets
-from daemon.config_parse import FieldError, build, require
+from daemon.config_parse import FieldError, build, field_error, require
 from daemon.errors import ConfigError
 from daemon.routing import shadowed
 
@@ -252,7 +252,7 @@ def parse_config(data: Any, base_dir: Path, env: dict[str, str] | None = None) -
         try:
             secrets = read_secrets(kafka.client_secrets, base_dir)
         except FieldError as exc:
-            raise ConfigError(f"config key 'kafka.{exc.key}': {exc.message}") from exc
+            raise field_error(exc, "kafka") from exc
         # checked as the other client options; the file names are not needed again
         kafka = replace(kafka, client={**kafka.client, **secrets}, client_secrets={})
     folder = config.state.checkpoint_dir or environ.get("STATE_DIRECTORY")

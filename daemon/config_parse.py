@@ -22,6 +22,11 @@ class FieldError(ValueError):
         self.key, self.message = key, message
 
 
+def field_error(exc: FieldError, path: str) -> ConfigError:
+    """The ConfigError for a FieldError raised under the config key ``path``."""
+    return ConfigError(f"{_where(_join(path, exc.key))}: {exc.message}")
+
+
 def require(ok: bool, key: str, message: str) -> None:
     """Raises FieldError(key, message) unless ``ok``: for ``__post_init__`` checks."""
     if not ok:
@@ -52,7 +57,7 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
     try:
         return cls(**values)
     except FieldError as exc:  # __post_init__ checks of one field
-        raise ConfigError(f"{_where(_join(path, exc.key))}: {exc.message}") from exc
+        raise field_error(exc, path) from exc
     except ValueError as exc:  # __post_init__ cross-field checks
         raise ConfigError(f"{_where(path)}: {exc}") from exc
 

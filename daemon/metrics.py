@@ -24,7 +24,6 @@ _LATENCY_BUCKETS = (
 )  # fmt: skip
 RESET_REASONS = ("gap", "non_finite", "model_reload")
 RELOAD_RESULTS = ("kept_state", "reset_state", "unchanged", "failed")
-ALERT_STATES = ("firing", "resolved")
 
 
 # How prometheus_client writes bucket bounds, typed.

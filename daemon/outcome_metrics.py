@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import collections
 import time
+from typing import get_args
 
 import numpy as np
 
-from daemon.metrics import ALERT_STATES, RELOAD_RESULTS, Metrics
+from daemon.alerts import EventState
+from daemon.metrics import RELOAD_RESULTS, Metrics
 from daemon.processor import Outcome, Processor
 
 
@@ -71,7 +73,7 @@ def model_info(m: Metrics, processor: Processor) -> None:
         for kind, alerts in runtime.kinds.items():
             policies = [alerts.policy, *(policy for _, policy in alerts.overrides)]
             for severity in {severity for policy in policies for severity, _ in policy.severities}:
-                for state in ALERT_STATES:
+                for state in get_args(EventState):
                     m.alerts.labels(kind=kind, severity=severity, state=state)
         info = runtime.engine.info
         m.model_info.labels(model=name).info(

@@ -226,7 +226,7 @@ class Service:
         for r in records:
             last[(r.source.topic, r.source.partition)] = r.source.offset
         for (topic, partition), offset in last.items():
-            self._uncommitted[TopicPartition(topic, partition)] = self._offset(partition, offset + 1)
+            self._uncommitted[TopicPartition(topic, partition)] = self._offset(offset + 1)
             self.positions[partition] = offset + 1
         self._uncommitted_count += len(records)
         if outcome.alerts and not records:
@@ -440,12 +440,13 @@ class Service:
                 if done is None or offset > done:
                     # A snapshot taken at a revoke, past the commit: the records between were scored here
                     # and their alerts published, so it is this instance that commits them.
-                    self._uncommitted[TopicPartition(topic, p)] = self._offset(p, offset)
+                    self._uncommitted[TopicPartition(topic, p)] = self._offset(offset)
             self.metrics.restored.inc(restored)
             log.info("streams restored", extra={"partitions": sorted(parts), "streams": restored})
         return {p for _, parts in plan for p in parts}
 
-    def _offset(self, partition: int, offset: int) -> OffsetAndMetadata:
+    def _offset(self, offset: int) -> OffsetAndMetadata:
+        """``offset`` as this run commits it, tagged (see _commit_tags)."""
         return OffsetAndMetadata(offset, self._run_tag, -1)
 
     def _record_lag(self) -> None:
@@ -463,7 +464,8 @@ class Service:
                 )
 
     def close(self, flush: bool = True) -> None:
-        """Flushes what was produced, leaves the group (so partitions move at once) and closes clients."""
+        """Flushes what was produced, leaves the group (so partitions move at once; a static member stays
+        in it until its session ends, see `faultcast leave`) and closes clients."""
         flushed = False
         try:
             if flush:
