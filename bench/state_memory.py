@@ -81,6 +81,8 @@ def main() -> None:
         f"resident size added {added / 2**20:,.1f} MiB  raw state {raw / 2**20:,.1f} MiB  "
         f"ratio {added / raw:.2f}  per-stream constant {(added - raw) / live:,.0f} B"
     )
+    # What the slot map holds by its own count, to tell it from what the process keeps besides.
+    print(f"slot map {table.slots.nbytes / 2**20:,.1f} MiB = {table.slots.nbytes / live:,.0f} B per stream")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from daemon import state_table
 from daemon.batching import waves
 from daemon.engine import diverged_rows
 from daemon.state_table import SlotMap, StateTable
@@ -119,3 +121,51 @@ def test_diverged_rows_are_those_with_any_non_finite_output_but_the_shares() -> 
     state[6, 100] = 3.0e38  # large but finite
     out = diverged_rows({"score": score, "contrib": contrib, "next_state": state})
     assert np.flatnonzero(out).tolist() == [1, 2, 3, 4]
+
+
+def _agrees_with_a_dict(slot_map: SlotMap, names: list[str], rounds: int, seed: int) -> None:
+    """Random waves, releases and lookups; the map answers as a dict from id to slot would."""
+    rng = np.random.default_rng(seed)
+    model: dict[str, int] = {}
+    for _ in range(rounds):
+        wave = list(dict.fromkeys(rng.choice(names, size=len(names) // 2).tolist()))
+        slots, fresh = slot_map.assign(wave)
+        for stream, slot, new in zip(wave, slots.tolist(), fresh.tolist(), strict=True):
+            assert new == (stream not in model)
+            assert model.setdefault(stream, slot) == slot
+        gone = [s for s in model if rng.random() < 0.4]
+        np.testing.assert_array_equal(slot_map.release(gone), [model.pop(s) for s in gone])
+        probe = list(dict.fromkeys(rng.choice(names, size=len(names) // 2).tolist()))
+        np.testing.assert_array_equal(slot_map.find(probe), [model.get(s, -1) for s in probe])
+        assert slot_map.streams() == model and len(slot_map) == len(model)
+
+
+def test_ids_whose_hashes_collide_are_told_apart_by_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_table, "_hashes", lambda streams: np.full(len(streams), 7, dtype=np.uint32))
+    names = [f"m{i}" for i in range(150)] + ["", "é", "e\u0301", "m1\x00", "m1 ", "M1", "長い名前" * 20]
+    _agrees_with_a_dict(SlotMap(4), names, rounds=12, seed=5)
+
+
+def test_ids_released_and_replaced_for_ever_keep_the_map_small() -> None:
+    """Streams that come and go (idle eviction) leave no growing garbage: released ids' bytes and index
+    marks are reclaimed, so what the map holds follows the live streams, not all streams ever seen."""
+    slot_map = SlotMap(1024)
+    live = [f"first-{i}" for i in range(1000)]
+    slot_map.assign(live)
+    held = slot_map.nbytes
+    for generation in range(60):
+        slot_map.release(live[:500])
+        live = live[500:] + [f"gen-{generation}-{i}" for i in range(500)]
+        slot_map.assign(live[500:])
+        np.testing.assert_array_equal(
+            np.sort(slot_map.find(live)), np.sort(list(slot_map.streams().values()))
+        )
+    assert sorted(slot_map.streams()) == sorted(live) and slot_map.capacity == 1024
+    assert slot_map.nbytes <= held + 16_000  # 30,000 ids came and went, about 360 kB of them
+
+
+def test_offsets_widen_when_the_id_buffer_outgrows_four_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_table, "NARROW_OFFSETS", 100)
+    slot_map = SlotMap(2)
+    _agrees_with_a_dict(slot_map, [f"machine-{i:05d}" for i in range(400)], rounds=8, seed=9)
+    assert slot_map._start.dtype == np.int64  # the 4-byte offsets could not address the buffer
