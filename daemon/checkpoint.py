@@ -83,11 +83,7 @@ def take(
 
 def _snapshot(rt: ModelRuntime, partitions: set[int]) -> ModelSnapshot:
     table = rt.engine.table
-    named = {
-        s: slot for s, slot in table.slots.streams().items() if table.slots.partition[slot] in partitions
-    }
-    streams = list(named)
-    slots = np.fromiter((named[s] for s in streams), dtype=np.int64, count=len(streams))
+    streams, slots = table.slots.on_partitions(partitions)
     return ModelSnapshot(
         layout=str(state_layout(rt.engine.info)),
         sha256=rt.engine.info.sha256,

@@ -168,7 +168,7 @@ class Processor:
         """
         count = 0
         for rt in self.runtimes.values():
-            streams = rt.engine.table.slots.on_partitions(partitions)
+            streams, _ = rt.engine.table.slots.on_partitions(partitions)
             rt.evict(streams, self.watermark, resolve=False)
             count += len(streams)
         return count

@@ -105,9 +105,10 @@ class ModelRuntime:
         return reloaded
 
     def _resolve_all(self, kind: str, alerts: KindAlerts, info: ModelInfo) -> list[dict[str, Any]]:
+        streams = list(alerts.states)
         ended = (
-            self._end(kind, alerts, stream, self.last_ts(stream) or 0.0, "model_reload", info)
-            for stream in list(alerts.states)
+            self._end(kind, alerts, stream, ts, "model_reload", info)
+            for stream, ts in zip(streams, self._last_ts(streams), strict=True)
         )
         return [message for message in ended if message is not None]
 
@@ -149,9 +150,12 @@ class ModelRuntime:
         if event is not None:
             self.owed.append(self._resolved(kind, event, stream, made_by))
 
-    def last_ts(self, stream: str) -> float | None:
-        slot = self.engine.table.slots.get(stream)
-        return None if slot is None else float(self.engine.table.slots.last_ts[slot])
+    def _last_ts(self, streams: list[str]) -> list[float]:
+        """Each stream's last scored timestamp; 0.0 for one without state."""
+        slot_map = self.engine.table.slots
+        slots = slot_map.find(streams)
+        known: list[float] = np.where(slots >= 0, slot_map.last_ts[slots], 0.0).tolist()
+        return known
 
     def evict(self, streams: list[str], ts: float, resolve: bool = True) -> list[dict[str, Any]]:
         """Forgets ``streams``; with ``resolve``, returns the resolved alerts owed for firing ones."""

@@ -30,10 +30,15 @@ def _pages(shape: int | tuple[int, ...], dtype: npt.DTypeLike, fill: float = 0) 
     """
     dims = (shape,) if isinstance(shape, int) else shape
     count = int(np.prod(dims))
-    array = np.frombuffer(mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize)), dtype=dtype, count=count)
+    array = np.frombuffer(_mapping(count * np.dtype(dtype).itemsize), dtype=dtype, count=count)
     if fill:
         array.fill(fill)
     return array.reshape(dims)
+
+
+def _mapping(size: int) -> mmap.mmap:
+    """``size`` zeroed bytes of anonymous memory, private to this process (a fork copies, never shares)."""
+    return mmap.mmap(-1, max(1, size), flags=mmap.MAP_PRIVATE)
 
 
 def _grown(array: npt.NDArray[Any], rows: int, fill: float = 0) -> npt.NDArray[Any]:
@@ -48,6 +53,11 @@ def _grown(array: npt.NDArray[Any], rows: int, fill: float = 0) -> npt.NDArray[A
 def _index_size(capacity: int) -> int:
     """Buckets for ``capacity`` slots: a power of two at least twice as many, so that probes stay short."""
     return 1 << max(3, (2 * capacity - 1).bit_length())
+
+
+def _utf8(stream: str) -> bytes:
+    """The id's bytes; lone surrogates (a str can hold them) pass through, so every id can be stored."""
+    return stream.encode("utf-8", "surrogatepass")
 
 
 def _hashes(streams: Sequence[str]) -> npt.NDArray[np.uint32]:
@@ -76,7 +86,7 @@ class SlotMap:
         # Where the id's bytes begin in the buffer: 4 bytes a stream until the buffer outgrows them.
         self._start: npt.NDArray[np.uint32 | np.int64] = _pages(capacity, np.uint32)
         self._size = _pages(capacity, np.int32)
-        self._ids = mmap.mmap(-1, 16 * capacity)  # the ids' UTF-8 bytes end to end
+        self._ids = _mapping(16 * capacity)  # the ids' UTF-8 bytes end to end
         self._widen_starts(len(self._ids))
         self._ids_end = 0
         self._garbage = 0  # bytes of released ids, dropped at the next compaction
@@ -97,9 +107,6 @@ class SlotMap:
         arrays = (self._used, self.last_ts, self.partition, self._hash, self._start, self._size, self._index)
         return sum(a.nbytes for a in arrays) + self._ids_end
 
-    def __contains__(self, stream: str) -> bool:
-        return self.get(stream) is not None
-
     def get(self, stream: str) -> int | None:
         slot = int(self.find([stream])[0])
         return None if slot < 0 else slot
@@ -107,7 +114,7 @@ class SlotMap:
     def find(self, streams: Sequence[str]) -> IntArray:
         """The slot of each of ``streams``, -1 for those without one."""
         found = np.full(len(streams), -1, dtype=np.int64)
-        if not streams or not self._count:
+        if len(streams) == 0 or not self._count:
             return found
         hashes, mask = _hashes(streams), len(self._index) - 1
         rows = np.arange(len(streams))
@@ -127,7 +134,7 @@ class SlotMap:
     def _same_ids(self, streams: Sequence[str], rows: IntArray, slots: IntArray) -> npt.NDArray[np.bool_]:
         """Whether each ``streams[rows[i]]`` is the id stored for ``slots[i]``."""
         ids, (starts, ends) = self._ids, self._spans(slots)
-        same = [ids[a:b] == streams[i].encode() for i, a, b in zip(rows.tolist(), starts, ends, strict=True)]
+        same = [ids[a:b] == _utf8(streams[i]) for i, a, b in zip(rows.tolist(), starts, ends, strict=True)]
         return np.array(same, dtype=bool)
 
     def streams(self) -> dict[str, int]:
@@ -168,13 +175,14 @@ class SlotMap:
         """Streams whose last reading is older than ``cutoff`` (event time)."""
         return self._named(np.flatnonzero((self.last_ts < cutoff) & self._used))
 
-    def on_partitions(self, partitions: set[int]) -> list[str]:
-        """Streams last seen on one of ``partitions``."""
-        return self._named(np.flatnonzero(np.isin(self.partition, list(partitions)) & self._used))
+    def on_partitions(self, partitions: set[int]) -> tuple[list[str], IntArray]:
+        """Streams last seen on one of ``partitions``, and their slots."""
+        slots = np.flatnonzero(np.isin(self.partition, list(partitions)) & self._used)
+        return self._named(slots), slots
 
     def _named(self, slots: IntArray) -> list[str]:
         ids, (starts, ends) = self._ids, self._spans(slots)
-        return [ids[a:b].decode() for a, b in zip(starts, ends, strict=True)]
+        return [ids[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends, strict=True)]
 
     def _spans(self, slots: IntArray) -> tuple[list[int], list[int]]:
         """Where the ids of ``slots`` begin and end in the buffer."""
@@ -212,7 +220,7 @@ class SlotMap:
 
     def _store(self, streams: list[str], slots: IntArray) -> None:
         """Writes the ids of new ``streams`` (their slots just taken) to the buffer and the index."""
-        encoded = [s.encode() for s in streams]
+        encoded = list(map(_utf8, streams))
         sizes = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         data = b"".join(encoded)
         if self._ids_end + len(data) > len(self._ids):
@@ -254,7 +262,7 @@ class SlotMap:
         size = len(self._ids)
         while size < 2 * used:
             size *= 2
-        old, ids = self._ids, mmap.mmap(-1, size)
+        old, ids = self._ids, _mapping(size)
         self._widen_starts(size)
         live = np.flatnonzero(self._used & (self._size > 0))
         end = 0
@@ -271,7 +279,7 @@ class SlotMap:
     def _widen_starts(self, size: int) -> None:
         """Offsets of 8 bytes once the buffer is too big for 4."""
         if size > NARROW_OFFSETS and self._start.dtype != np.int64:
-            self._start = self._start.astype(np.int64)
+            self._start = _grown(self._start.astype(np.int64), len(self._start))
 
     def _grow(self) -> None:
         old = self.capacity
