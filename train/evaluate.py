@@ -42,7 +42,7 @@ from train.train_spec import score_options
 
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
-    fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN)
+    fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN, seed=args.seed)
     score = score_options(args, "evaluate nab", NabOptions.range_tolerance)
     o = NabOptions(
         fit=fit,
@@ -62,7 +62,7 @@ def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
 
 
 def run_skab(args: argparse.Namespace, command: str, folder: Path) -> str:
-    o = SkabOptions(fit=FitConfig(epochs=args.epochs or 30, hidden=args.hidden or 32))
+    o = SkabOptions(fit=FitConfig(epochs=args.epochs or 30, hidden=args.hidden or 32, seed=args.seed))
     if args.setup == "brief":  # the anomaly-free run in fitting and validation, as first specified
         o = replace(o, fit_normal=True, val_normal=True, head_val=0, baseline=400)
     alerting = {**o.alerting, "fire_after": args.fire_after, "resolve_after": args.resolve_after}
@@ -145,7 +145,6 @@ def parser() -> argparse.ArgumentParser:
         "congestion", help="NAB realTraffic occupancy: congestion warnings against two baselines"
     )
     congestion.add_argument("--root", default="data/nab", help="the NAB folder (data/realTraffic/)")
-    congestion.add_argument("--seed", type=int, default=7)
     own = sub.add_parser(
         "spec", help="a trained model on your own labelled recordings (a dataset spec with anomaly labels)"
     )
@@ -172,6 +171,7 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--report", type=Path, help="write summary.md, PNGs, models and CSVs here")
         q.add_argument("--epochs", type=int)
         q.add_argument("--hidden", type=int)
+        q.add_argument("--seed", type=int, default=FitConfig.seed, help="training seed (default %(default)s)")
     for q in (nab, skab):
         q.add_argument("--smoothing", type=float)
     return p

@@ -174,9 +174,11 @@ def test_evaluate_nab_command_writes_a_report(tmp_path: Path, monkeypatch: pytes
     )
     monkeypatch.chdir(tmp_path)  # a report folder given relative to where the command runs, as the docs do
     argv = ["nab", "--root", str(NAB), "--spec", str(spec), "--report", "reports/r"]
-    assert main([*argv, "--epochs", "2", "--hidden", "8"]) == 0
+    assert main([*argv, "--epochs", "2", "--hidden", "8", "--seed", "11"]) == 0
     report = tmp_path / "reports" / "r"
-    assert "ARTime (subset-swept) | 66.50 | 57.80 | 72.40" in (report / "summary.md").read_text()
+    summary = (report / "summary.md").read_text()
+    assert "ARTime (subset-swept) | 66.50 | 57.80 | 72.40" in summary
+    assert "seed=11," in summary  # the seed the models were trained with
     assert (report / "nab_rogue_agent_key_hold.png").stat().st_size > 10_000
 
 
