@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,6 +197,9 @@ class CongestionAlertConfig(AlertKindConfig):
 class AlertingConfig:
     fault: AlertKindConfig = field(default_factory=AlertKindConfig)
     congestion: CongestionAlertConfig = field(default_factory=CongestionAlertConfig)
+
+
+ALERT_KINDS = tuple(f.name for f in fields(AlertingConfig))  # each has its own section and state machine
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,9 @@ class Metrics:
         self.alerts = Counter(
             "faultcast_alerts", "Alert messages published", ["kind", "severity", "state"], registry=r
         )
+        self.alerts_firing = Gauge(
+            "faultcast_alerts_firing", "Alerts firing now in this instance", ["model", "kind"], registry=r
+        )
         self.active_streams = Gauge(
             "faultcast_active_streams", "Streams with resident state", ["model"], registry=r
         )

@@ -10,6 +10,7 @@ from typing import get_args
 import numpy as np
 
 from daemon.alerts import EventState
+from daemon.config import ALERT_KINDS
 from daemon.metrics import RELOAD_RESULTS, Metrics
 from daemon.processor import Outcome, Processor
 
@@ -50,9 +51,14 @@ def count_outcome(m: Metrics, records: int, outcome: Outcome) -> None:
 
 
 def state_gauges(m: Metrics, processor: Processor) -> None:
-    """Streams and state bytes as they stand now."""
+    """Streams, firing alerts and state bytes as they stand now."""
     for model, count in processor.active_streams.items():
         m.active_streams.labels(model=model).set(count)
+    for model, runtime in processor.runtimes.items():
+        for kind in ALERT_KINDS:  # a kind a reload took away reads 0, not its last count
+            alerts = runtime.kinds.get(kind)
+            firing = 0 if alerts is None else sum(s.phase == "firing" for s in alerts.states.values())
+            m.alerts_firing.labels(model=model, kind=kind).set(firing)
     by_device: dict[str, int] = {}
     for runtime in processor.runtimes.values():
         table = runtime.engine.table

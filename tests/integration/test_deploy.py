@@ -393,6 +393,7 @@ def test_dashboard_structure() -> None:
         "faultcast_inference_batch_size_bucket",
         "faultcast_inference_duration_seconds_bucket",
         "faultcast_alerts_total",
+        "faultcast_alerts_firing",
         "faultcast_active_streams",
         "faultcast_state_bytes",
         "faultcast_consumer_lag_records",
@@ -451,6 +452,7 @@ def _populated_metrics() -> CollectorRegistry:
     m.step_seconds.labels("press").observe(0.004)
     m.latency.observe(0.2)
     m.alerts.labels("fault", "critical", "firing").inc()
+    m.alerts_firing.labels("press", "fault").set(1)
     m.active_streams.labels("press").set(12)
     m.state_bytes.labels("cpu").set(4096)
     m.stream_resets.labels("gap").inc()

@@ -718,12 +718,16 @@ def test_alerts_a_model_reload_ends_are_resolved_without_waiting_for_another_rec
     wild = [_message(t, 70.0 + 30 * (-1) ** t) for t in range(3)]
     consumer = _Scripted([{READINGS_0: wild}, {}])
 
+    firing_before_reload = []
+
     def replace_model() -> None:
+        firing_before_reload.append(registry.get_sample_value("faultcast_alerts_firing", fault))
         export(replace(plain, peak_half_life=50.0), "2")
         service.reloader.requested.set()  # SIGHUP
 
     consumer.on_poll = {2: replace_model}
-    service, _, producer = _service(
+    fault = {"model": "m", "kind": "fault"}
+    service, registry, producer = _service(
         live,
         consumer,
         alerting={"fault": {"fire_after": 1}},
@@ -747,6 +751,8 @@ def test_alerts_a_model_reload_ends_are_resolved_without_waiting_for_another_rec
     assert [(a["id"], a["resolution"]) for a in alerts if a["state"] == "resolved"] == [
         (fired, "model_reload")
     ]
+    assert firing_before_reload == [1.0] and registry.get_sample_value("faultcast_alerts_firing", fault) == 0
+    assert registry.get_sample_value("faultcast_alerts_firing", {"model": "m", "kind": "congestion"}) == 0
     assert service.checkpoints.path is not None
     snapshot = load(service.checkpoints.path).models["m"]
     assert snapshot.alerts == {"fault": {}} and snapshot.streams == ["m-1"]
