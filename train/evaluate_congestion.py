@@ -8,7 +8,7 @@ when the daemon's congestion alert is firing, the baselines when their forecast 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +208,8 @@ def congestion_summary(streams: Sequence[CongestionStream], o: CongestionOptions
         f"{spec.horizon} readings before it to its start, 0 when none; ahead: episodes warned before "
         "they started. MAE: the point forecast against the load at the horizon, on the readings every "
         "method has a forecast for.",
+        "",
+        "Training: " + ", ".join(f"{k}={v}" for k, v in asdict(o.fit).items()),
         "",
     ]
     rows: list[list[object]] = []

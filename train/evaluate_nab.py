@@ -216,7 +216,8 @@ def nab_summary(
             "## NAB: normalised scores, one threshold per profile swept over all files of the run",
             f"Command: `{command}`",
             f"{len(files)} files, one model each, fitted on the file's first rows only ({o.fit_on}); "
-            f"headline mapping `{o.mapping}`; {secs:.0f} s. Knobs: "
+            f"headline mapping `{o.mapping}`; {secs:.0f} s. Knobs (a file whose export fails the parity "
+            "check is trained again with the next seed: the table of files gives each one's): "
             + ", ".join(f"{k}={v}" for k, v in knobs.items()),
             rep.table(head, ours),
             f"Published ({rep.NAB_SOURCE}). Swept on realKnownCause alone, like this run (compare):",

@@ -229,7 +229,15 @@ def skab_summary(result: SkabResult, command: str) -> str:
     # A model trained before this run was fitted its own way: only the alerting knobs apply to it.
     knobs: dict[str, object] = {}
     if result.train.history:
-        knobs |= {**asdict(o.fit), "baseline": o.baseline, "smoothing": o.smoothing, "headroom": o.headroom}
+        # the seed that trained it: the next one when the first failed the export's parity check
+        seed = result.train.metadata["training"]["fit"]["seed"]
+        knobs |= {
+            **asdict(o.fit),
+            "seed": seed,
+            "baseline": o.baseline,
+            "smoothing": o.smoothing,
+            "headroom": o.headroom,
+        }
     knobs |= {
         "threshold_scale": o.threshold_scale,
         **{f"alerting.fault.{k}": v for k, v in o.alerting.items()},

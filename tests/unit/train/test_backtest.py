@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,11 @@ def test_skab_evaluation_pools_the_test_parts_of_every_valve1_file(tmp_path: Pat
     summary = skab_summary(result, "faultcast evaluate skab")
     assert "Readings the daemon path refused: 0; dropped: 0." in summary
     assert "Knobs: hidden=8" in summary  # trained in this run: its fitting knobs are listed
+    # a model retrained with the next seed after a parity failure names the seed that trained it
+    meta = result.train.metadata
+    retried = {**meta, "training": {**meta["training"], "fit": {**meta["training"]["fit"], "seed": 8}}}
+    summary = skab_summary(replace(result, train=replace(result.train, metadata=retried)), "faultcast")
+    assert "seed=8," in summary and "seed=7," not in summary
 
 
 @pytest.mark.skipif(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from train.evaluate_congestion import (
     METHODS,
     CongestionOptions,
     CongestionStream,
+    congestion_summary,
     evaluate_congestion,
     pooled,
     score_warnings,
@@ -68,6 +70,11 @@ def test_evaluation_runs_the_daemons_path(evaluated: list[CongestionStream], tmp
     np.testing.assert_allclose(stream.result.forecast, stepped.congestion, rtol=1e-6)
     # pointwise alerting: the daemon's congestion alert is on exactly where the median forecast is over
     assert np.array_equal(stream.warnings["faultcast"], stepped.congestion[:, 0] > stream.limit)
+
+
+def test_summary_names_the_training_seed(evaluated: list[CongestionStream]) -> None:
+    seeded = replace(CongestionOptions(), fit=replace(CongestionOptions().fit, seed=23))
+    assert "seed=23," in congestion_summary(evaluated, seeded, "faultcast evaluate congestion --seed 23")
 
 
 def test_warnings_beat_both_baselines(evaluated: list[CongestionStream]) -> None:
