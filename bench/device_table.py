@@ -6,7 +6,8 @@
 For each stream count, one wave advances every stream by one reading: prints milliseconds per wave of
 the host engine (numpy table, plain run) and of the device engine (torch table on --device, IOBinding),
 their ratio, and the state table's bytes (and, on CUDA, the GPU memory torch holds). Without a usable
-GPU the device engine runs as its CPU twin.
+GPU the device engine runs as its CPU twin. ``--table-only`` times the two tables' own work (assign,
+gather, scatter) without onnxruntime, and checks that both kept the same state.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from daemon.device_engine import DeviceEngine, DeviceStateTable, cuda_available
 from daemon.engine import Engine, HostEngine
+from daemon.state_table import StateTable
 from train.export import untrained_model
 
 FEATURES = 8
@@ -37,20 +39,50 @@ def per_wave_ms(engine: Engine, streams: list[str], x: np.ndarray, waves: int) -
     return 1000 * (time.perf_counter() - started) / waves
 
 
-def table_only(n: int, device: str, waves: int, width: int = 82) -> tuple[float, float]:
-    """Milliseconds per wave of the device table's own work (assign, gather, scatter) for ``n`` streams,
-    and the bytes the device holds: what a GPU host without onnxruntime-gpu can still measure."""
-    table = DeviceStateTable(width, n, device)
+def table_only(n: int, device: str, waves: int, width: int = 82) -> tuple[float, float, float]:
+    """Milliseconds per wave of the state table's own work (assign, gather, scatter) for ``n`` streams,
+    on the host table and on the device table, and the bytes the device table holds: what a GPU host
+    without onnxruntime-gpu can still measure."""
     streams = [f"s{i}" for i in range(n)]
+    host = StateTable(width, n)
+    host_next = np.ones((n, width), dtype=np.float32)
+    table = DeviceStateTable(width, n, device)
     next_state = torch.ones((n, width), dtype=torch.float32, device=device)
-    slots = table.assign(streams)
-    started = time.perf_counter()
-    for _ in range(waves):
+
+    def host_wave() -> None:
+        slots = host.assign(streams)
+        host.scatter(slots, host.gather(slots) + host_next)
+
+    def device_wave() -> None:
         slots = table.assign(streams)
         table.put(slots, table.rows(slots) + next_state)
+
+    timed = []
+    for wave in (host_wave, device_wave):
+        wave()  # warm-up: allocates the slots (and on a GPU loads the kernels)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(waves):
+            wave()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        timed.append(1000 * (time.perf_counter() - started) / waves)
+    # every wave added one to every row: the tables kept each stream's state through the waves
+    slots = host.assign(streams)
+    assert np.array_equal(table.gather(slots), host.gather(slots))
+    return timed[0], timed[1], float(table.nbytes)
+
+
+HEADER = f"{'streams':>8} {'host ms/wave':>13} {'device ms/wave':>15} {'host/device':>12} {'table MB':>9}"
+
+
+def row(n: int, host_ms: float, device_ms: float, nbytes: float, device: str) -> str:
+    line = f"{n:>8} {host_ms:>13.2f} {device_ms:>15.2f} {host_ms / device_ms:>12.2f} {nbytes / 1e6:>9.1f}"
     if device == "cuda":
-        torch.cuda.synchronize()
-    return 1000 * (time.perf_counter() - started) / waves, float(table.nbytes)
+        line += f"  GPU peak {torch.cuda.max_memory_allocated() / 1e6:.1f} MB"
+        torch.cuda.reset_peak_memory_stats()
+    return line
 
 
 def main() -> None:
@@ -65,17 +97,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.table_only:
+        print(f"state table alone on {args.device}; torch {torch.__version__}\n{HEADER}")
         for n in args.streams:
-            ms, nbytes = table_only(n, args.device, args.waves)
-            extra = (
-                f"  GPU allocated {torch.cuda.memory_allocated() / 1e6:.1f} MB"
-                if args.device == "cuda"
-                else ""
-            )
-            print(
-                f"{n:>8} streams: {ms:.3f} ms/wave (assign, gather, scatter), "
-                f"table {nbytes / 1e6:.1f} MB{extra}"
-            )
+            print(row(n, *table_only(n, args.device, args.waves), args.device), flush=True)
         return
     # The table's torch operations are memory copies; torch's own thread pool would only fight
     # onnxruntime's for the cores.
@@ -83,8 +107,7 @@ def main() -> None:
     path = untrained_model(
         Path(tempfile.mkdtemp()) / "bench.onnx", tuple(f"c{i}" for i in range(FEATURES)), 32
     )
-    print(f"device engine on {args.device}; GPU usable: {cuda_available()}")
-    print(f"{'streams':>8} {'host ms/wave':>13} {'device ms/wave':>15} {'host/device':>12} {'table MB':>9}")
+    print(f"device engine on {args.device}; GPU usable: {cuda_available()}\n{HEADER}")
     for n in args.streams:
         streams = [f"s{i}" for i in range(n)]
         x = np.random.default_rng(0).normal(70, 5, (n, FEATURES)).astype(np.float32)
@@ -92,11 +115,7 @@ def main() -> None:
         device = DeviceEngine(path, n, args.device)
         host_ms = per_wave_ms(host, streams, x, args.waves)
         device_ms = per_wave_ms(device, streams, x, args.waves)
-        ratio, megabytes = host_ms / device_ms, device.table.nbytes / 1e6
-        line = f"{n:>8} {host_ms:>13.2f} {device_ms:>15.2f} {ratio:>12.2f} {megabytes:>9.1f}"
-        if args.device == "cuda":
-            line += f"  GPU allocated {torch.cuda.memory_allocated() / 1e6:.1f} MB"
-        print(line, flush=True)
+        print(row(n, host_ms, device_ms, device.table.nbytes, args.device), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from daemon.checkpoint import restore, take
 from daemon.config import parse_config
-from daemon.device_engine import DeviceEngine, cuda_available
+from daemon.device_engine import DeviceEngine, DeviceStateTable, cuda_available
 from daemon.engine import HostEngine
 from daemon.errors import DeviceError
 from daemon.processor import Processor, RawRecord
 from daemon.records import Source
+from daemon.state_table import StateTable
 from train.export import untrained_model
 from train.pipeline import TrainReport
 
@@ -27,6 +29,38 @@ def _waves(rng: np.random.Generator) -> list[tuple[list[str], np.ndarray, np.nda
         x = (70 + rng.normal(0, 3, (20, 2))).astype(np.float32)
         out.append((streams, x, rng.random(20) < 0.1))
     return out
+
+
+# The table needs torch's device alone, not onnxruntime-gpu: a GPU host runs the "cuda" case.
+TABLE_DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", TABLE_DEVICES)
+def test_device_table_keeps_what_the_host_table_keeps(device: str) -> None:
+    """Growth, cold new and reused slots, eviction and a width change, against the host table."""
+    rng = np.random.default_rng(5)
+    host, table = StateTable(3, 2), DeviceStateTable(3, 2, device)
+    for round_ in range(30):
+        if round_ == 20:
+            host.reshape(5)
+            table.reshape(5)
+        streams = [f"s{i}" for i in rng.choice(50 + 10 * round_, size=25, replace=False)]
+        slots = host.assign(streams)
+        np.testing.assert_array_equal(table.assign(streams), slots)
+        np.testing.assert_array_equal(table.gather(slots), host.gather(slots))
+        state = rng.normal(size=(25, host.width)).astype(np.float32)
+        host.scatter(slots, state)
+        if round_ % 2:
+            table.scatter(slots, state)
+        else:  # the engine's own path: rows and state stay on the device
+            table.put(slots, table.rows(slots) * 0 + torch.from_numpy(state).to(device))
+        gone = streams[: round_ % 4]
+        host.evict(gone)
+        table.evict(gone)
+    assert str(table.data.device).startswith(device) and table.slots.capacity > 2
+    every = np.array(sorted(host.slots.streams().values()))
+    np.testing.assert_array_equal(table.gather(every), host.gather(every))
+    assert table.nbytes == host.nbytes
 
 
 @pytest.mark.parametrize(("congestion", "gate"), [(None, None), (75.0, None), (None, 5.0)])
