@@ -1,11 +1,13 @@
 """Step-engine throughput on CPU against baselines measured in the same run.
 
-    .venv/bin/python bench/step_engine.py [--streams 1000 10000 100000] [--waves 20]
+    .venv/bin/python bench/step_engine.py [--streams 1000 10000 100000] [--waves 20] [--season 48]
 
 Prints stream-steps/s of: the bare onnxruntime call on a batch with no state handling (ceiling), the
 engine's wave (gather, ONNX step, scatter), the wave plus the alert update as the daemon runs it, and a naive
 per-reading PyTorch loop keeping a dict of per-stream states; ratios against the first and the last;
-and the fraction of this machine's float32 matmul rate the engine's arithmetic reaches.
+and the fraction of this machine's float32 matmul rate the engine's arithmetic reaches. ``--season N``
+scores with the adaptive score, the peak gate and a season check of period N over 750 readings (what
+`evaluate nab` gives a file with a daily rhythm at N readings a day); without it the score is plain.
 """
 
 from __future__ import annotations
@@ -61,10 +63,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--waves", type=int, default=20)
+    parser.add_argument("--season", type=int, help="with a season check of this period (readings)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = Forecaster(ModelShape(FEATURES, HIDDEN)).eval()
-    params = ScoreParams((0.0,) * FEATURES, (1.0,) * FEATURES, (1.0,) * FEATURES)
+    season = {"adapt": 0.01, "peak_half_life": 50.0, "season": args.season, "season_memory": 750}
+    params = ScoreParams(
+        (0.0,) * FEATURES, (1.0,) * FEATURES, (1.0,) * FEATURES, **(season if args.season else {})
+    )
     proto = build_step_model(
         model, params, {"name": "bench", "version": "1", "features": [f"c{i}" for i in range(FEATURES)]}
     )

@@ -124,6 +124,11 @@ def add_train_commands(sub: Any) -> None:
         help="with --adapt and --peak-half-life: a reading outside the stream's range so far, widened by "
         "this share of it on each side, scores the cap (e.g. 0.05; default: off)",
     )
+    train.add_argument(
+        "--season",
+        help="with --adapt and --peak-half-life: compare the last period of readings (auto: the training "
+        "data's own period, or N readings) with every one of the stream's recent past; default: off",
+    )
     train.add_argument("--clock", action="store_true", help="time of day as an input (daily rhythms)")
     train.add_argument(
         "--congestion",

@@ -43,7 +43,7 @@ from train.train_spec import score_options
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN, seed=args.seed)
-    score = score_options(args, "evaluate nab", NabOptions.range_tolerance)
+    score = score_options(args, "evaluate nab", NabOptions.range_tolerance, NabOptions.season)
     o = NabOptions(
         fit=fit,
         smoothing=args.smoothing or NabOptions.smoothing,
@@ -131,6 +131,12 @@ def parser() -> argparse.ArgumentParser:
         "--range-tolerance",
         help="range check: a reading beyond the range so far by this share of it scores the cap (default "
         f"{NabOptions.range_tolerance} with --adapt and --peak-half-life on, else off); off: off",
+    )
+    nab.add_argument(
+        "--season",
+        help="season check: each period of readings against the stream's recent ones; auto (the default "
+        "with --adapt and --peak-half-life on): the period the file's fitted rows show, off where none; "
+        "off; or the period in readings",
     )
     skab = sub.add_parser("skab", help="SKAB valve1: one model, the daemon's alert state as the prediction")
     skab.add_argument("--root", default="../shared/data", help="the folder holding SKAB/ (GPL: not vendored)")

@@ -48,6 +48,10 @@ class NabOptions:
     # The range check's tolerance (ScoreParams.range_tolerance) is HTM's in NAB's numenta detector
     # (SPATIAL_TOLERANCE), taken as published rather than chosen here.
     range_tolerance: float | None = 0.05
+    # The season check (ScoreParams.season) on the period each file's fitted rows show, if any; its
+    # settings are fixed in train.score and train.season, not chosen on either category (realTraffic's
+    # files show no period a fit can see: docs/evaluation.md).
+    season: int | Literal["auto"] | None = "auto"
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ def nab_files(root: Path, spec_name: str, o: NabOptions, work: Path) -> list[Nab
             adapt=o.adapt,
             peak_half_life=o.peak_half_life,
             range_tolerance=o.range_tolerance,
+            season=o.season,
         )
         model = work / f"{series.name}.onnx"
         report = fit_retrying(lambda fit: train_series(series, tspec, fit, model, False), o.fit)  # noqa: B023
@@ -209,6 +214,7 @@ def nab_summary(
         "adapt": o.adapt,
         "peak_half_life": o.peak_half_life,
         "range_tolerance": o.range_tolerance,
+        "season": o.season,
     }
     knobs |= {f"alerting.fault.{k}": v for k, v in o.alerting.items()}
     return "\n\n".join(

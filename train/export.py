@@ -12,7 +12,7 @@ import onnx
 import torch
 
 from daemon.model_file import BASELINE_INPUT, FORMAT_VERSION, METADATA_KEY
-from train.export_score import adaptive, peak_gate, range_breaks, stream_scale
+from train.export_score import adaptive, peak_gate, range_breaks, season_check, stream_scale
 from train.model import DAY_S, Forecaster, ModelShape
 from train.onnx_graph import GraphBuilder
 from train.score import ScoreParams
@@ -76,6 +76,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         params.adapt is not None,
         params.peak_half_life is not None,
         params.range_tolerance is not None,
+        params.season_ring,
     )
     g = GraphBuilder()
     # How many readings form a stream's baseline is an input (the trained value is in the metadata), so
@@ -130,9 +131,16 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     peak_part: list[str] = []
     if params.peak_half_life is not None:
         # Alerts fire on the gated score and stay up while the ungated one stays high.
-        g.op("Squeeze", score, g.const([1], "ax", np.int64), out="hold_score")
+        hold = score
         score, new_peak = peak_gate(g, layout, score, params)
         peak_part = [new_peak]
+    season_part: list[str] = []
+    if params.season is not None:  # and so with the adaptive score and the gate
+        season, held, season_part = season_check(g, layout, z, params)
+        hold = g.op("Max", hold, held)
+        score = g.op("Max", score, season)
+    if params.peak_half_life is not None:
+        g.op("Squeeze", hold, g.const([1], "ax", np.int64), out="hold_score")
     range_part: list[str] = []
     if params.range_tolerance is not None:
         flag, range_part = range_breaks(g, layout, steps, settled, params)
@@ -169,6 +177,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         *adapt_part,
         *peak_part,
         *range_part,
+        *season_part,
         new_chan_level,
         axis=1,
         out="next_state",

@@ -1,5 +1,6 @@
 """The step graph's score stages after the smoothed error: each stream's own scale, the adaptive score,
-the peak gate and the range check, each the one-reading twin of its train.score reference."""
+the peak gate, the range check and the season check, each the one-reading twin of its train.score
+reference."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import onnx
 
 from train.onnx_graph import GraphBuilder
-from train.score import ScoreParams
+from train.score import SEASON_POINTS, ScoreParams
 from train.state_layout import StateLayout
 
 
@@ -88,3 +89,85 @@ def range_breaks(
     new_low = g.op("Where", fresh, "x", g.op("Min", low, "x"))
     new_high = g.op("Where", fresh, "x", g.op("Max", high, "x"))
     return flag, [new_low, new_high]
+
+
+def season_check(
+    g: GraphBuilder, layout: StateLayout, z: str, params: ScoreParams
+) -> tuple[str, str, list[str]]:
+    """The season check (see train.score.season_scores) of normalised readings ``z[B, F]``: its score
+    ``[B, 1]`` after its own peak gate (0 off a block's end), its score before the gate held until the
+    next block's end, and the new season state."""
+    assert params.adapt is not None
+    f, m, size = layout.features, SEASON_POINTS, params.season_ring
+    at = layout.season_at
+    phase = g.columns("state", at, at + 1)
+    acc = g.columns("state", at + 1, at + 1 + f)
+    blocks = g.columns("state", at + 1 + f, at + 2 + f)
+    ring_at = at + 2 + f
+    ring = g.op(
+        "Reshape", g.columns("state", ring_at, ring_at + f * size), g.const([-1, f, size], "shape", np.int64)
+    )
+    mean, var, seen, peak, held = (
+        g.columns("state", ring_at + f * size + i, ring_at + f * size + i + 1) for i in range(5)
+    )
+    moved_phase = g.op("Add", phase, g.const([1.0]))
+    moved_acc = g.op("Add", acc, z)
+    end = g.op("GreaterOrEqual", moved_phase, g.const([params.season_block - 0.5]))
+    block = g.op("Div", moved_acc, g.const([float(params.season_block)]))
+    ax2 = g.const([2], "ax", np.int64)
+    shifted = g.op(
+        "Concat",
+        g.op("Slice", ring, g.const([1], "s", np.int64), g.const([size], "e", np.int64), ax2),
+        g.op("Unsqueeze", block, ax2),
+        axis=2,
+    )
+    new_ring = g.op("Where", g.op("Unsqueeze", end, ax2), shifted, ring)
+    new_blocks = g.op(
+        "Where", end, g.op("Min", g.op("Add", blocks, g.const([1.0])), g.const([float(size)])), blocks
+    )
+    starts = np.arange(size - 2 * m + 1)
+    past = g.op(
+        "Gather", new_ring, g.const(starts[:, None] + np.arange(m)[None, :], "past", np.int64), axis=2
+    )
+    current = g.op(
+        "Unsqueeze",
+        g.op("Slice", new_ring, g.const([size - m], "s", np.int64), g.const([size], "e", np.int64), ax2),
+        ax2,
+    )
+    diff_sq = g.op("Mul", *(2 * [g.op("Sub", past, current)]))
+    gaps = g.op("Sqrt", g.op("ReduceMean", diff_sq, axes=[1, 3], keepdims=0))
+    kept = g.op(
+        "GreaterOrEqual",
+        g.const(starts[None, :].astype(np.float32)),
+        g.op("Sub", g.const([float(size)]), new_blocks),
+    )
+    d = g.op("ReduceMin", g.op("Where", kept, gaps, g.const([np.float32(3.0e38)])), axes=[1], keepdims=1)
+    scored = g.op("And", end, g.op("GreaterOrEqual", new_blocks, g.const([float(2 * m)])))
+    rate = g.const([params.adapt])
+    diff = g.op("Sub", d, mean)
+    std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
+    settled = g.op("And", scored, g.op("GreaterOrEqual", seen, g.const([float(params.adapt_warmup)])))
+    score = g.op(
+        "Where",
+        settled,
+        g.op("Min", g.op("Relu", g.op("Div", diff, std)), g.const([params.adapt_cap])),
+        g.const([0.0]),
+    )
+    moved_mean = g.op("Add", mean, g.op("Mul", rate, diff))
+    moved_var = g.op(
+        "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", diff, diff)))
+    )
+    moved_seen = g.op("Min", g.op("Add", seen, g.const([1.0])), g.const([float(params.adapt_warmup)]))
+    new_state = [
+        g.op("Where", end, g.const([0.0]), moved_phase),
+        g.op("Where", end, g.const(np.zeros(f)), moved_acc),
+        new_blocks,
+        g.op("Reshape", new_ring, g.const([-1, f * size], "shape", np.int64)),
+        g.op("Where", scored, moved_mean, mean),
+        g.op("Where", scored, moved_var, var),
+        g.op("Where", scored, moved_seen, seen),
+    ]
+    new_held = g.op("Where", settled, score, held)
+    gated = g.op("Where", g.op("Greater", score, peak), score, g.const([0.0]))
+    new_peak = g.op("Max", score, g.op("Mul", peak, g.const([params.peak_decay])))
+    return gated, new_held, [*new_state, new_peak, new_held]

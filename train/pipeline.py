@@ -21,7 +21,8 @@ from train.fault import BoolArray, fault_target
 from train.fault import calibrate as calibrate_fault
 from train.fit import FitConfig, Heads, fit
 from train.model import Forecaster, clock_inputs, model_inputs
-from train.score import ScoreParams, baseline_offsets, stream_scores
+from train.score import ScoreParams, ScoreSettingError, baseline_offsets, stream_scores
+from train.season import find_period
 from train.series import Series
 from train.train_spec import TrainSpec
 
@@ -172,17 +173,26 @@ def train_streams(
             pred = result.model(inputs.unsqueeze(0)).pred
         errors.append(z[start:] - pred[0, start - 1 : -1].numpy())
     resid_std = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
-    params = ScoreParams(
-        tuple(map(float, mean)),
-        tuple(map(float, std)),
-        tuple(map(float, resid_std)),
-        spec.smoothing,
-        spec.baseline,
-        spec.scale_floor,
-        spec.adapt,
-        peak_half_life=spec.peak_half_life,
-        range_tolerance=spec.range_tolerance,
-    )
+    # Every fitted stretch shows the rhythm: the training parts and the validation segments (a single
+    # series' segment is its whole fitted head); the longest is what the check may remember.
+    stretches = [_prepare(s.values, mean, std, spec.baseline) for s in train] + val_z
+    season = find_period(stretches) if spec.season == "auto" else spec.season
+    try:
+        params = ScoreParams(
+            tuple(map(float, mean)),
+            tuple(map(float, std)),
+            tuple(map(float, resid_std)),
+            spec.smoothing,
+            spec.baseline,
+            spec.scale_floor,
+            spec.adapt,
+            peak_half_life=spec.peak_half_life,
+            range_tolerance=spec.range_tolerance,
+            season=season,
+            season_memory=max(len(z) for z in stretches) if season is not None else 0,
+        )
+    except ScoreSettingError as exc:
+        raise DataError(f"{spec.name}: {exc}; fit on longer stretches, or give a shorter --season") from exc
     val_out = [
         stream_scores(result.model, torch.from_numpy(seg.series.values), params, seg.series.ts) for seg in val
     ]

@@ -13,6 +13,11 @@ import torch
 
 from train.model import Forecaster, model_inputs
 
+# A season window's points (block means), and the most blocks a stream keeps for it: at most 256 of them
+# bound the state at about 1 KiB a channel, 21 windows back.
+SEASON_POINTS = 12
+SEASON_BLOCKS = 256
+
 
 class ScoreSettingError(ValueError):
     """A score setting ScoreParams refuses. ``template`` names each setting as ``{field}`` and the bad
@@ -79,6 +84,15 @@ class ScoreParams:
     # an excursion still says so, and leaves ``hold_score`` alone. A stream that has only shown one value
     # has no range yet. None: off.
     range_tolerance: float | None = None
+    # Season check, for streams with a rhythm longer than the forecaster looks back (a day of a daily
+    # load): the last ``season`` readings, as SEASON_POINTS block means, against every such window of the
+    # stream's last ``season_memory`` readings (at most SEASON_BLOCKS blocks); the nearest one's RMS
+    # distance, at each block's end, becomes an adaptive score (the adaptive score's rate, warm-up, floor
+    # and cap, counted in blocks) gated by its own recent peak (the gate's half-life, in readings). A day
+    # unlike any day of the last weeks scores high; a one-step forecaster follows it. It needs ``adapt``
+    # and ``peak_half_life``. None: off.
+    season: int | None = None
+    season_memory: int = 0
 
     def __post_init__(self) -> None:
         # Above 1 the variance turns negative; below 1e-5 the warm-up outlasts the step counter's cap.
@@ -102,6 +116,38 @@ class ScoreParams:
                 "({peak_half_life}): the adaptive score's warm-up is when a stream learns its range and its "
                 "cap is what a break scores; a break lasts one reading, and gated models alert on one"
             )
+
+        if self.season is not None:
+            if self.adapt is None or self.peak_half_life is None:
+                raise ScoreSettingError(
+                    "the season check ({season}) needs the adaptive score ({adapt}) and the peak gate "
+                    "({peak_half_life}): it scores its distances the way they score the forecast's errors"
+                )
+            if self.season < 2 or self.season_memory < 2 * self.season_window:
+                raise ScoreSettingError(
+                    "{season}{value}: the season check needs a period of at least 2 readings and a memory "
+                    f"({{season_memory}}={self.season_memory}) of at least two windows of it "
+                    f"({2 * self.season_window} readings)",
+                    self.season,
+                )
+
+    @property
+    def season_block(self) -> int:
+        """Readings averaged into each point of a season window."""
+        assert self.season is not None
+        return max(1, round(self.season / SEASON_POINTS))
+
+    @property
+    def season_window(self) -> int:
+        """Readings a season window spans."""
+        return 0 if self.season is None else SEASON_POINTS * self.season_block
+
+    @property
+    def season_ring(self) -> int:
+        """Blocks a stream keeps for the season check: its memory, and the window being compared."""
+        if self.season is None:
+            return 0
+        return min(self.season_memory // self.season_block, SEASON_BLOCKS) + SEASON_POINTS
 
     @property
     def peak_decay(self) -> float:
@@ -200,6 +246,45 @@ def range_breaks(x: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     return out
 
 
+def season_scores(z: torch.Tensor, params: ScoreParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """The season check (ScoreParams.season) of normalised readings ``z[T, F]``: its adaptive score at
+    each block's end (0 elsewhere), before the gate, and that score held until the next block's end.
+
+    A window is compared with the windows of the kept blocks that end at least a window before it
+    starts, once the stream has kept two windows' worth of blocks.
+    """
+    b, m, ring_size = params.season_block, SEASON_POINTS, params.season_ring
+    assert params.adapt is not None
+    rate, warmup = torch.tensor(params.adapt), params.adapt_warmup
+    starts = torch.arange(ring_size - 2 * m + 1)
+    past = starts[:, None] + torch.arange(m)[None, :]  # [K, m] the past windows' blocks
+    ring = torch.zeros((z.shape[1], ring_size))
+    acc = torch.zeros(z.shape[1])
+    phase = blocks = seen = 0
+    mean, var = torch.zeros(()), torch.zeros(())
+    scores, held = torch.zeros(len(z)), torch.zeros(len(z))
+    last = torch.zeros(())
+    for t in range(len(z)):
+        acc = acc + z[t]
+        phase += 1
+        if phase == b:
+            ring = torch.cat([ring[:, 1:], (acc / float(b))[:, None]], dim=1)
+            acc, phase, blocks = torch.zeros_like(acc), 0, min(blocks + 1, ring_size)
+            if blocks >= 2 * m:
+                gaps = ((ring[:, past] - ring[:, None, ring_size - m :]) ** 2).mean(dim=(0, 2)).sqrt()
+                d = gaps[starts >= ring_size - blocks].min()
+                diff = d - mean
+                if seen >= warmup:
+                    std = torch.clamp(torch.sqrt(var), min=params.adapt_floor)
+                    last = torch.clamp(diff / std, min=0.0, max=params.adapt_cap)
+                    scores[t] = last
+                mean = mean + rate * diff
+                var = (1 - rate) * (var + rate * (diff * diff))
+                seen = min(seen + 1, warmup)
+        held[t] = last
+    return scores, held
+
+
 def baseline_offsets(z: torch.Tensor, baseline: int) -> torch.Tensor:
     """Per-reading offsets of ``z[T, F]``: the running mean of its first ``baseline`` rows (0 if off).
 
@@ -265,6 +350,10 @@ def stream_scores(
     hold = score
     if params.peak_half_life is not None:
         score = peak_gate(score, params)
+    if params.season is not None:
+        season, season_held = season_scores(z, params)
+        score = torch.maximum(score, peak_gate(season, params))
+        hold = torch.maximum(hold, season_held)
     if params.range_tolerance is not None:
         score = torch.where(
             range_breaks(x, params), torch.maximum(score, torch.tensor(params.adapt_cap)), score

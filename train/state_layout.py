@@ -16,6 +16,7 @@ class StateLayout:
     adapt: bool = False  # a per-stream moving mean and variance of the score (ScoreParams.adapt)
     peak: bool = False  # a per-stream decaying peak of the score (ScoreParams.peak_half_life)
     range: bool = False  # per-stream lowest and highest readings (ScoreParams.range_tolerance)
+    season_ring: int = 0  # blocks kept for the season check (ScoreParams.season_ring); 0: off
 
     @property
     def base(self) -> int:
@@ -38,8 +39,13 @@ class StateLayout:
         return self.shares_at + self.features
 
     @property
-    def shares_at(self) -> int:
+    def season_at(self) -> int:
         return self.range_at + 2 * self.features * self.range
+
+    @property
+    def shares_at(self) -> int:
+        season = self.features * (self.season_ring + 1) + 7 if self.season_ring else 0
+        return self.season_at + season
 
     @property
     def adapt_at(self) -> int:
@@ -81,5 +87,16 @@ class StateLayout:
                 if self.range
                 else []
             ),
+            *(self._season() if self.season_ring else []),
             {"name": "channel_level", "offset": self.shares_at, "size": self.features},
         ]
+
+    def _season(self) -> list[dict[str, Any]]:
+        f, ring = self.features, self.season_ring
+        sizes = [("season_phase", 1), ("season_sum", f), ("season_blocks", 1), ("season_ring", f * ring)]
+        sizes += [(name, 1) for name in ("season_mean", "season_var", "season_seen", "season_peak")]
+        out, at = [], self.season_at
+        for name, size in [*sizes, ("season_held", 1)]:
+            out.append({"name": name, "offset": at, "size": size})
+            at += size
+        return out

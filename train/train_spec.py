@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from daemon.errors import UsageError
 from train.congestion import CongestionSpec
@@ -28,6 +28,9 @@ class TrainSpec:
     adapt_threshold: float = 4.0
     peak_half_life: float | None = None  # the peak gate (see ScoreParams.peak_half_life)
     range_tolerance: float | None = None  # the range check (see ScoreParams.range_tolerance)
+    # The season check's period in readings (see ScoreParams.season); "auto": the training data's own
+    # (train.season.find_period), off where it shows none. Its memory is the longest fitted stretch.
+    season: int | Literal["auto"] | None = None
     # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
     # its highest score even when the dynamic threshold would cut lower.
     headroom: float = 1.5
@@ -49,7 +52,8 @@ class TrainSpec:
                 f"scale_floor={self.scale_floor}: a per-stream score scale needs a floor > 0 and a baseline "
                 "of at least 2 readings (--baseline N) to measure it on"
             )
-        # ScoreParams checks the score's settings; trying them here refuses bad ones before the fit.
+        # ScoreParams checks the score's settings; trying them here refuses bad ones before the fit. The
+        # season check's memory is only known from the data: checked with room enough here.
         ScoreParams(
             (0.0,),
             (1.0,),
@@ -57,6 +61,8 @@ class TrainSpec:
             adapt=self.adapt,
             peak_half_life=self.peak_half_life,
             range_tolerance=self.range_tolerance,
+            season=2 if self.season == "auto" else self.season,
+            season_memory=2**40,
         )
 
 
@@ -64,6 +70,7 @@ SCORE_FLAGS = {
     "adapt": "--adapt",
     "peak_half_life": "--peak-half-life",
     "range_tolerance": "--range-tolerance",
+    "season": "--season",
 }
 
 
@@ -73,15 +80,20 @@ class ScoreOptions(TypedDict):
     adapt: float | None
     peak_half_life: float | None
     range_tolerance: float | None
+    season: int | Literal["auto"] | None
 
 
 def score_options(
-    args: argparse.Namespace, command: str, default_tolerance: float | None = None
+    args: argparse.Namespace,
+    command: str,
+    default_tolerance: float | None = None,
+    default_season: int | Literal["auto"] | None = None,
 ) -> ScoreOptions:
-    """A command line's ``--adapt``, ``--peak-half-life`` (0 or unset: off) and ``--range-tolerance``
-    (``off``: off; 0 is a tolerance), checked as TrainSpec checks them: a bad one stops ``command`` with
-    UsageError, before any fitting. Unset, the tolerance is ``default_tolerance`` where the
-    adaptive score and the peak gate it needs are on, else off."""
+    """A command line's ``--adapt``, ``--peak-half-life`` (0 or unset: off), ``--range-tolerance``
+    (``off``: off; 0 is a tolerance) and ``--season`` (``auto``, ``off`` or readings), checked as
+    TrainSpec checks them: a bad one stops ``command`` with UsageError, before any fitting. Unset, the
+    tolerance and the season are ``default_tolerance`` and ``default_season`` where the adaptive score
+    and the peak gate they need are on, else off."""
     adapt, peak_half_life = args.adapt or None, args.peak_half_life or None
     text = args.range_tolerance
     try:
@@ -90,9 +102,23 @@ def score_options(
         raise UsageError(
             f"{command}: --range-tolerance {text!r}: give a share of the stream's range (e.g. 0.05) or off"
         ) from None
-    if text is None and adapt is not None and peak_half_life is not None:
-        tolerance = default_tolerance
-    options = ScoreOptions(adapt=adapt, peak_half_life=peak_half_life, range_tolerance=tolerance)
+    season_text = args.season
+    season: int | Literal["auto"] | None = None
+    if season_text == "auto":
+        season = "auto"
+    elif season_text not in (None, "off"):
+        try:
+            season = int(season_text)
+        except ValueError:
+            raise UsageError(
+                f"{command}: --season {season_text!r}: give auto, off or the period in readings (e.g. 48)"
+            ) from None
+    if adapt is not None and peak_half_life is not None:
+        tolerance = default_tolerance if text is None else tolerance
+        season = default_season if season_text is None else season
+    options = ScoreOptions(
+        adapt=adapt, peak_half_life=peak_half_life, range_tolerance=tolerance, season=season
+    )
     try:
         TrainSpec("check", **options)
     except ScoreSettingError as exc:

@@ -324,18 +324,36 @@ def test_train_refuses_a_bad_range_tolerance_with_a_message(
     assert "train: --range-tolerance 'wide': give a share" in capsys.readouterr().err
 
 
-def test_score_options_default_the_range_check_only_where_it_can_run() -> None:
-    def options(adapt: float, half_life: float, tolerance: str | None) -> ScoreOptions:
-        args = argparse.Namespace(adapt=adapt, peak_half_life=half_life, range_tolerance=tolerance)
-        return score_options(args, "evaluate nab", 0.05)
+def test_score_options_default_the_range_and_season_checks_only_where_they_can_run() -> None:
+    def options(
+        adapt: float, half_life: float, tolerance: str | None, season: str | None = None
+    ) -> ScoreOptions:
+        args = argparse.Namespace(
+            adapt=adapt, peak_half_life=half_life, range_tolerance=tolerance, season=season
+        )
+        return score_options(args, "evaluate nab", 0.05, "auto")
 
-    assert options(0.01, 50.0, None) == {"adapt": 0.01, "peak_half_life": 50.0, "range_tolerance": 0.05}
-    assert options(0.0, 50.0, None)["range_tolerance"] is None  # `--adapt 0` turns both off
+    assert options(0.01, 50.0, None) == {
+        "adapt": 0.01,
+        "peak_half_life": 50.0,
+        "range_tolerance": 0.05,
+        "season": "auto",
+    }
+    assert options(0.0, 50.0, None)["range_tolerance"] is None  # `--adapt 0` turns them off
+    assert options(0.0, 50.0, None)["season"] is None
     assert options(0.01, 0.0, None)["range_tolerance"] is None
     assert options(0.01, 50.0, "off")["range_tolerance"] is None
     assert options(0.01, 50.0, "0")["range_tolerance"] == 0.0
+    assert options(0.01, 50.0, None, "off")["season"] is None
+    assert options(0.01, 50.0, None, "48")["season"] == 48
     with pytest.raises(UsageError, match="evaluate nab: the range check"):
         options(0.0, 50.0, "0.05")  # asked for explicitly, without what it needs
+    with pytest.raises(UsageError, match=r"evaluate nab: the season check \(--season\) needs"):
+        options(0.0, 50.0, None, "auto")
+    with pytest.raises(UsageError, match="--season 'daily': give auto, off or the period"):
+        options(0.01, 50.0, None, "daily")
+    with pytest.raises(UsageError, match="--season 1: the season check needs a period of at least 2"):
+        options(0.01, 50.0, None, "1")
 
 
 def test_channel_shares_are_smoothed_as_the_score_is() -> None:

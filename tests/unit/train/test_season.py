@@ -1,0 +1,135 @@
+"""The season check: a period of readings unlike any of the stream's recent ones scores, in the step model
+as in its reference, and training finds the period on the fitted data alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from daemon.errors import DataError
+from daemon.model_file import METADATA_KEY
+from train.backtest import backtest
+from train.export import build_step_model
+from train.export_check import parity, step_through
+from train.fit import FitConfig
+from train.model import Forecaster, ModelShape
+from train.pipeline import PARITY_TOLERANCE, train_series
+from train.score import SEASON_BLOCKS, ScoreParams, ScoreSettingError, stream_scores
+from train.season import find_period
+from train.series import Series
+from train.train_spec import TrainSpec
+
+DAY = 24  # readings a period
+
+
+def _days(days: int, *odd: int, seed: int = 0) -> np.ndarray:
+    """Two channels that repeat every DAY readings (a busy daytime, a quiet night), with noise; each day
+    in ``odd`` runs at half load all through, as a line would on a short-staffed holiday. No reading of
+    such a day is new (each channel stays inside its range), only its shape."""
+    rng = np.random.default_rng(seed)
+    hour = np.arange(days * DAY) % DAY
+    load = np.where((hour >= 7) & (hour < 19), 10.0, 2.0) + rng.normal(0, 0.4, days * DAY)
+    for day in odd:
+        load[day * DAY : (day + 1) * DAY] = 6.0 + rng.normal(0, 0.4, DAY)
+    return np.stack([load, 50 + 0.5 * load], axis=1).astype(np.float32)
+
+
+def test_period_is_found_on_a_rhythm_and_not_on_noise_a_trend_or_a_flat_channel() -> None:
+    x = _days(30)
+    assert find_period([x]) == DAY
+    assert find_period([x[:200], x[200:]]) == DAY  # parts of one stream, weighted by their lengths
+    flat = np.concatenate([x[:, :1], np.zeros((len(x), 1), np.float32)], axis=1)
+    assert find_period([flat]) == DAY  # a flat channel adds nothing and breaks nothing
+    rng = np.random.default_rng(1)
+    assert find_period([rng.normal(size=(720, 2)).astype(np.float32)]) is None
+    assert find_period([np.cumsum(rng.normal(size=(720, 1)), axis=0).astype(np.float32)]) is None
+    assert find_period([x[:12]]) is None  # too short to show any period three times
+
+
+def test_season_step_model_matches_the_reference_and_scores_the_odd_day() -> None:
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(2, 8)).eval()
+    params = ScoreParams(
+        mean=(6.0, 53.0), std=(4.0, 2.0), resid_std=(0.5, 0.3), smoothing=1.0, adapt=0.05,
+        peak_half_life=20.0, season=DAY, season_memory=10 * DAY,
+    )  # fmt: skip
+    unchecked = ScoreParams(**{**params.__dict__, "season": None, "season_memory": 0})
+    # The first odd day comes before the stream has filled its memory, the second long after.
+    x = _days(90, 9, 80)
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    onnx.checker.check_model(proto, full_check=True)
+    assert parity(model, params, proto, x) <= PARITY_TOLERANCE
+    got, plain = (
+        step_through(proto, x),
+        step_through(
+            build_step_model(model, unchecked, {"name": "t", "version": "1", "features": ["a", "b"]}), x
+        ),
+    )
+    assert (params.season_block, params.season_window, params.season_ring) == (2, 24, 120 + 12)
+    # Settled at the end of block 84 (reading 167): two windows of blocks, then the adaptive score's
+    # warm-up of 60 block ends.
+    settled = (2 * 12 + 60) * 2 - 1
+    extra = got.score - plain.score
+    assert np.all(extra[:settled] == 0)
+    normal = np.ones(len(x), dtype=bool)
+    normal[: settled + 1] = False
+    for day in (9, 80):
+        odd = slice(day * DAY, (day + 2) * DAY)  # the odd day and the next, whose windows hold part of it
+        normal[odd] = False
+        assert extra[odd].max() > 4.0
+    assert extra[9 * DAY : 11 * DAY].max() > 4 * max(extra[normal].max(), 1.0)
+    # The alert stays up on the check's score, held between block ends.
+    assert got.hold[odd].max() >= extra[odd].max() > 0
+    ref = stream_scores(model, torch.from_numpy(x), params)
+    np.testing.assert_allclose(got.hold, ref.hold.numpy(), atol=PARITY_TOLERANCE)
+    layout = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])["state_layout"]
+    ring = next(part for part in layout if part["name"] == "season_ring")
+    assert ring["size"] == 2 * params.season_ring
+    assert layout[-1]["name"] == "channel_level"
+    assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+
+
+def test_season_memory_is_bounded_and_its_settings_are_checked() -> None:
+    common = {"mean": (0.0,), "std": (1.0,), "resid_std": (1.0,)}
+    long = ScoreParams(**common, adapt=0.01, peak_half_life=50.0, season=48, season_memory=10**6)  # type: ignore[arg-type]
+    assert long.season_ring == SEASON_BLOCKS + 12
+    with pytest.raises(ScoreSettingError, match=r"season check \(season\) needs the adaptive score"):
+        ScoreParams(**common, adapt=0.01, season=48, season_memory=1000)  # type: ignore[arg-type]
+    with pytest.raises(ScoreSettingError, match="at least two windows of it"):
+        ScoreParams(**common, adapt=0.01, peak_half_life=50.0, season=48, season_memory=95)  # type: ignore[arg-type]
+    with pytest.raises(ScoreSettingError, match="a period of at least 2 readings"):
+        ScoreParams(**common, adapt=0.01, peak_half_life=50.0, season=1, season_memory=1000)  # type: ignore[arg-type]
+
+
+def _stream(*odd: int) -> Series:
+    x = _days(60, *odd)
+    return Series("line-4", 1.7e9 + 3600.0 * np.arange(len(x)), x, ("load", "temp"))
+
+
+def test_training_finds_the_period_and_the_daemon_alerts_on_the_odd_day(tmp_path: Path) -> None:
+    series = _stream(50)
+    spec = TrainSpec("line-4", fit_fraction=0.25, adapt=0.05, peak_half_life=20.0, season="auto")
+    report = train_series(series, spec, FitConfig(epochs=3, hidden=8), tmp_path / "m.onnx", progress=False)
+    score = report.metadata["score"]
+    assert score["season"] == DAY and score["season_memory"] == int(len(series) * 0.25)
+    result = backtest(report.model_path, [series]).streams["line-4"]
+    no_season = TrainSpec("line-4", fit_fraction=0.25, adapt=0.05, peak_half_life=20.0)
+    plain = train_series(
+        series, no_season, FitConfig(epochs=3, hidden=8), tmp_path / "p.onnx", progress=False
+    )
+    unchecked = backtest(plain.model_path, [series]).streams["line-4"]
+    odd = slice(50 * DAY, 52 * DAY)
+    threshold = report.threshold
+    assert np.nanmax(result.score[odd]) > threshold >= np.nanmax(unchecked.score[odd])
+    assert result.onsets[odd].any() and not unchecked.onsets[odd].any()
+
+
+def test_an_explicit_period_longer_than_the_fitted_data_allows_is_a_data_error(tmp_path: Path) -> None:
+    spec = TrainSpec("line-4", fit_fraction=0.25, adapt=0.05, peak_half_life=20.0, season=200)
+    with pytest.raises(DataError, match=r"line-4: .*at least two windows.*give a shorter --season"):
+        train_series(_stream(), spec, FitConfig(epochs=1, hidden=8), tmp_path / "m.onnx", progress=False)
