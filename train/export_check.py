@@ -76,13 +76,14 @@ def parity(
     The congestion forecast is compared in the load channel's normalised units, like the score. With a
     peak gate, readings whose ungated score lies within ``tie`` of the peak it is gated against may be
     kept on one side and dropped on the other by float noise alone: their gated scores are not
-    compared (their ungated ``hold_score`` is).
+    compared (their ungated ``hold_score`` is). So with the season check's own gate.
     """
     ref = stream_scores(model, torch.from_numpy(x), params, ts)
     got = step_through(proto, x, ts)
     score_gap = np.abs(ref.score.numpy() - got.score)
     if params.peak_half_life is not None:
-        score_gap[gate_ties(ref.hold, params, tie)] = 0.0  # their ungated scores are held below
+        for ungated in ref.ungated:  # the forecast's gate, and the season check's own
+            score_gap[gate_ties(ungated, params, tie)] = 0.0  # their ungated scores are held below
     gaps = [score_gap.max(), np.abs(ref.contrib.numpy() - got.contrib).max()]
     if got.congestion.size:
         load_std = params.std[model.shape.load]

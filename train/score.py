@@ -123,10 +123,14 @@ class ScoreParams:
                     "the season check ({season}) needs the adaptive score ({adapt}) and the peak gate "
                     "({peak_half_life}): it scores its distances the way they score the forecast's errors"
                 )
-            if self.season < 2 or self.season_memory < 2 * self.season_window:
+            if self.season < 2:
                 raise ScoreSettingError(
-                    "{season}{value}: the season check needs a period of at least 2 readings and a memory "
-                    f"({{season_memory}}={self.season_memory}) of at least two windows of it "
+                    "{season}{value}: the season check needs a period of at least 2 readings", self.season
+                )
+            if self.season_memory < 2 * self.season_window:
+                raise ScoreSettingError(
+                    "{season}{value}: the season check needs a memory "
+                    f"({{season_memory}}={self.season_memory}) of at least two windows of the period "
                     f"({2 * self.season_window} readings)",
                     self.season,
                 )
@@ -250,8 +254,8 @@ def season_scores(z: torch.Tensor, params: ScoreParams) -> tuple[torch.Tensor, t
     """The season check (ScoreParams.season) of normalised readings ``z[T, F]``: its adaptive score at
     each block's end (0 elsewhere), before the gate, and that score held until the next block's end.
 
-    A window is compared with the windows of the kept blocks that end at least a window before it
-    starts, once the stream has kept two windows' worth of blocks.
+    A window is compared with the windows of the kept blocks that end before it starts, once the stream
+    has kept two windows' worth of blocks.
     """
     b, m, ring_size = params.season_block, SEASON_POINTS, params.season_ring
     assert params.adapt is not None
@@ -305,6 +309,8 @@ class StreamOutputs:
     congestion: torch.Tensor  # [T, Q] the load channel's quantiles ``horizon`` steps ahead, raw units
     fault: torch.Tensor  # [T] the probability of a labelled fault within the fault horizon ([T, 0]: no head)
     hold: torch.Tensor  # [T] the score before the peak gate (the score itself without one)
+    # [T] each score before its own peak gate: the forecast's, then the season check's (if on)
+    ungated: tuple[torch.Tensor, ...] = ()
 
 
 def stream_scores(
@@ -348,10 +354,12 @@ def stream_scores(
     if params.adapt is not None:
         score = adaptive_score(score, params)
     hold = score
+    ungated = [score]
     if params.peak_half_life is not None:
         score = peak_gate(score, params)
     if params.season is not None:
         season, season_held = season_scores(z, params)
+        ungated.append(season)
         score = torch.maximum(score, peak_gate(season, params))
         hold = torch.maximum(hold, season_held)
     if params.range_tolerance is not None:
@@ -360,4 +368,4 @@ def stream_scores(
         )
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
-    return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]), hold)
+    return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]), hold, tuple(ungated))

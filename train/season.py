@@ -37,6 +37,10 @@ def find_period(parts: Sequence[npt.NDArray[np.float32]], floor: float = FLOOR) 
     >>> find_period([np.random.default_rng(0).normal(size=(600, 1)).astype(np.float32)]) is None
     True
     """
+    # A part with no varying channel shows no rhythm, nor the lack of one.
+    parts = [p for p in parts if np.ptp(p, axis=0).max(initial=0.0) > 0]
+    if not parts:
+        return None
     lags = min(len(p) for p in parts) // 3
     if lags <= SHORTEST + 1:
         return None

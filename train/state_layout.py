@@ -17,6 +17,9 @@ class StateLayout:
     peak: bool = False  # a per-stream decaying peak of the score (ScoreParams.peak_half_life)
     range: bool = False  # per-stream lowest and highest readings (ScoreParams.range_tolerance)
     season_ring: int = 0  # blocks kept for the season check (ScoreParams.season_ring); 0: off
+    # readings a block (ScoreParams.season_block): a ring of other blocks means other state, and the
+    # daemon keeps state over a reload only where the layouts are equal
+    season_block: int = 0
 
     @property
     def base(self) -> int:
@@ -98,5 +101,7 @@ class StateLayout:
         out, at = [], self.season_at
         for name, size in [*sizes, ("season_held", 1)]:
             out.append({"name": name, "offset": at, "size": size})
+            if name == "season_ring":
+                out[-1]["block"] = self.season_block
             at += size
         return out
