@@ -125,13 +125,19 @@ def season_check(
     new_blocks = g.op(
         "Where", end, g.op("Min", g.op("Add", blocks, g.const([1.0])), g.const([float(size)])), blocks
     )
-    starts = np.arange(size - 2 * m + 1)
-    past = g.op(
-        "Gather", new_ring, g.const(starts[:, None] + np.arange(m)[None, :], "past", np.int64), axis=2
+    # Only the rows that end a block need the distances, and those cost a gather of every past window:
+    # they are computed for those rows alone and scattered back (the other rows' d is never used).
+    ending = g.op(
+        "Reshape",
+        g.op("NonZero", g.op("Reshape", end, g.const([-1], "shape", np.int64))),
+        g.const([-1], "shape", np.int64),
     )
+    ring_e = g.op("Gather", new_ring, ending, axis=0)
+    starts = np.arange(size - 2 * m + 1)
+    past = g.op("Gather", ring_e, g.const(starts[:, None] + np.arange(m)[None, :], "past", np.int64), axis=2)
     current = g.op(
         "Unsqueeze",
-        g.op("Slice", new_ring, g.const([size - m], "s", np.int64), g.const([size], "e", np.int64), ax2),
+        g.op("Slice", ring_e, g.const([size - m], "s", np.int64), g.const([size], "e", np.int64), ax2),
         ax2,
     )
     diff_sq = g.op("Mul", *(2 * [g.op("Sub", past, current)]))
@@ -139,9 +145,16 @@ def season_check(
     kept = g.op(
         "GreaterOrEqual",
         g.const(starts[None, :].astype(np.float32)),
-        g.op("Sub", g.const([float(size)]), new_blocks),
+        g.op("Sub", g.const([float(size)]), g.op("Gather", new_blocks, ending, axis=0)),
     )
-    d = g.op("ReduceMin", g.op("Where", kept, gaps, g.const([np.float32(3.0e38)])), axes=[1], keepdims=1)
+    far = g.const([np.float32(3.0e38)])
+    d_e = g.op("ReduceMin", g.op("Where", kept, gaps, far), axes=[1], keepdims=1)
+    d = g.op(
+        "ScatterND",
+        g.op("Add", g.op("Mul", blocks, g.const([0.0])), far),
+        g.op("Unsqueeze", ending, g.const([1], "ax", np.int64)),
+        d_e,
+    )
     scored = g.op("And", end, g.op("GreaterOrEqual", new_blocks, g.const([float(2 * m)])))
     rate = g.const([params.adapt])
     diff = g.op("Sub", d, mean)

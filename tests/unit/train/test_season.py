@@ -11,10 +11,11 @@ import onnx
 import pytest
 import torch
 
+from daemon.engine import HostEngine
 from daemon.errors import DataError
 from daemon.model_file import METADATA_KEY
 from train.backtest import backtest
-from train.export import build_step_model
+from train.export import build_step_model, save
 from train.export_check import parity, step_through
 from train.fit import FitConfig
 from train.model import Forecaster, ModelShape
@@ -48,7 +49,15 @@ def test_period_is_found_on_a_rhythm_and_not_on_noise_a_trend_or_a_flat_channel(
     assert find_period([x, np.zeros_like(x)]) == DAY  # nor does a flat part
     rng = np.random.default_rng(1)
     assert find_period([rng.normal(size=(720, 2)).astype(np.float32)]) is None
-    assert find_period([np.cumsum(rng.normal(size=(720, 1)), axis=0).astype(np.float32)]) is None
+    # Trends: random walks and slow AR(1) series, whose autocorrelation decays with bumps over the floor.
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        walk = np.cumsum(rng.normal(size=(750, 1)), axis=0)
+        slow = np.zeros((750, 1))
+        for t in range(1, 750):
+            slow[t] = 0.99 * slow[t - 1] + rng.normal()
+        assert find_period([walk.astype(np.float32)]) is None, seed
+        assert find_period([slow.astype(np.float32)]) is None, seed
     assert find_period([x[:12]]) is None  # too short to show any period three times
 
 
@@ -93,6 +102,34 @@ def test_season_step_model_matches_the_reference_and_scores_the_odd_day() -> Non
     assert ring["size"] == 2 * params.season_ring
     assert layout[-1]["name"] == "channel_level"
     assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+
+
+def test_streams_at_other_phases_of_their_blocks_share_a_wave_in_the_daemon(tmp_path: Path) -> None:
+    """The graph computes the distances only for the rows that end a block: a wave mixing streams that
+    started at other readings gives each what it gets stepped alone."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(2, 8)).eval()
+    params = ScoreParams(
+        mean=(6.0, 53.0), std=(4.0, 2.0), resid_std=(0.5, 0.3), smoothing=1.0, adapt=0.2,
+        peak_half_life=20.0, season=DAY, season_memory=4 * DAY,
+    )  # fmt: skip
+    path = tmp_path / "m.onnx"
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    save(proto, path)
+    starts = {"a": 0, "b": 1, "c": 5}  # the reading of the run each stream starts at
+    x = {name: _days(12, 9, seed=i)[: 12 * DAY - start] for i, (name, start) in enumerate(starts.items())}
+    engine = HostEngine(path, 4)
+    got: dict[str, list[float]] = {name: [] for name in x}
+    for t in range(12 * DAY):
+        wave = [name for name, start in starts.items() if start <= t]
+        rows = np.stack([x[name][t - starts[name]] for name in wave])
+        result = engine.step(wave, rows, np.zeros(len(wave), dtype=bool), np.zeros(len(wave)))
+        for name, score in zip(wave, result.score.tolist(), strict=True):
+            got[name].append(score)
+    for name, series in x.items():
+        alone = step_through(proto, series).score
+        assert alone.max() > 4.0  # the odd day scores: the season check ran in this stream
+        np.testing.assert_allclose(got[name], alone, atol=1e-5)
 
 
 def test_a_tie_at_the_season_gate_is_not_a_parity_failure() -> None:
