@@ -32,8 +32,8 @@ def autocorrelation(part: npt.NDArray[np.float32], lags: int) -> npt.NDArray[np.
 
 def find_period(parts: Sequence[npt.NDArray[np.float32]], floor: float = FLOOR) -> int | None:
     """The lag, in readings, of the highest local peak of the parts' autocorrelation (weighted by their
-    lengths) above ``floor`` and RISE above every shorter lag's, up to a third of the shortest part (so
-    each part shows it three times); None where none.
+    lengths) above ``floor`` and RISE above the lowest at a shorter lag, up to a third of the shortest
+    part (so each part shows it three times); None where none.
 
     >>> t = np.arange(600)
     >>> find_period([np.sin(2 * np.pi * t / 48)[:, None].astype(np.float32)])
