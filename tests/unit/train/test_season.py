@@ -61,13 +61,19 @@ def test_period_is_found_on_a_rhythm_and_not_on_noise_a_trend_or_a_flat_channel(
     assert find_period([x[:12]]) is None  # too short to show any period three times
 
 
-def test_season_step_model_matches_the_reference_and_scores_the_odd_day() -> None:
+def _checked(adapt: float, days: int) -> tuple[Forecaster, ScoreParams]:
+    """A random two-channel model scored with a season check of one day over ``days`` days."""
     torch.manual_seed(0)
     model = Forecaster(ModelShape(2, 8)).eval()
     params = ScoreParams(
-        mean=(6.0, 53.0), std=(4.0, 2.0), resid_std=(0.5, 0.3), smoothing=1.0, adapt=0.05,
-        peak_half_life=20.0, season=DAY, season_memory=10 * DAY,
+        mean=(6.0, 53.0), std=(4.0, 2.0), resid_std=(0.5, 0.3), smoothing=1.0, adapt=adapt,
+        peak_half_life=20.0, season=DAY, season_memory=days * DAY,
     )  # fmt: skip
+    return model, params
+
+
+def test_season_step_model_matches_the_reference_and_scores_the_odd_day() -> None:
+    model, params = _checked(adapt=0.05, days=10)
     unchecked = ScoreParams(**{**params.__dict__, "season": None, "season_memory": 0})
     # The first odd day comes before the stream has filled its memory, the second long after.
     x = _days(90, 9, 80)
@@ -107,12 +113,7 @@ def test_season_step_model_matches_the_reference_and_scores_the_odd_day() -> Non
 def test_streams_at_other_phases_of_their_blocks_share_a_wave_in_the_daemon(tmp_path: Path) -> None:
     """The graph computes the distances only for the rows that end a block: a wave mixing streams that
     started at other readings gives each what it gets stepped alone."""
-    torch.manual_seed(0)
-    model = Forecaster(ModelShape(2, 8)).eval()
-    params = ScoreParams(
-        mean=(6.0, 53.0), std=(4.0, 2.0), resid_std=(0.5, 0.3), smoothing=1.0, adapt=0.2,
-        peak_half_life=20.0, season=DAY, season_memory=4 * DAY,
-    )  # fmt: skip
+    model, params = _checked(adapt=0.2, days=4)
     path = tmp_path / "m.onnx"
     proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
     save(proto, path)
