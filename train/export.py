@@ -128,7 +128,8 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     if params.adapt is not None:  # and so with the range check, which ScoreParams lets run only with it
         settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
         settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
-        score, adapt_part = adaptive(g, layout, steps, first, settled, score, params)
+        scored = g.op("GreaterOrEqual", steps, first)
+        score, adapt_part = adaptive(g, layout.adapt_at, score, scored, settled, params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
         # Alerts fire on the gated score and stay up while the ungated one stays high.

@@ -37,24 +37,18 @@ def stream_scale(
 
 
 def adaptive(
-    g: GraphBuilder,
-    layout: StateLayout,
-    steps: str,
-    first: str,
-    settled: str,
-    score: str,
-    params: ScoreParams,
+    g: GraphBuilder, at: int, score: str, scored: str, settled: str, params: ScoreParams
 ) -> tuple[str, list[str]]:
-    """The adaptive score (see train.score.adaptive_score) of ``score[B, 1]`` and the new statistics,
-    which only scored readings (``steps >= first``) move; it is 0 until ``settled`` is 1."""
+    """The adaptive score (see train.score.adaptive_score) of ``score[B, 1]``, whose moving mean and
+    variance are the state columns ``at`` and ``at + 1``, and the new statistics: only the rows where
+    ``scored`` holds move them, and the score is 0 until ``settled`` (0 or 1) is 1."""
     assert params.adapt is not None
-    mean = g.columns("state", layout.adapt_at, layout.adapt_at + 1)
-    var = g.columns("state", layout.adapt_at + 1, layout.adapt_at + 2)
+    mean = g.columns("state", at, at + 1)
+    var = g.columns("state", at + 1, at + 2)
     rate = g.const([params.adapt])
     d = g.op("Sub", score, mean)
     std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
     z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), settled)
-    scored = g.op("GreaterOrEqual", steps, first)
     moved_mean = g.op("Add", mean, g.op("Mul", rate, d))
     moved_var = g.op(
         "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))
@@ -107,9 +101,8 @@ def season_check(
     ring = g.op(
         "Reshape", g.columns("state", ring_at, ring_at + f * size), g.const([-1, f, size], "shape", np.int64)
     )
-    mean, var, seen, peak, held = (
-        g.columns("state", ring_at + f * size + i, ring_at + f * size + i + 1) for i in range(5)
-    )
+    stats_at = ring_at + f * size  # the distances' mean and variance, then the parts below
+    seen, peak, held = (g.columns("state", stats_at + i, stats_at + i + 1) for i in range(2, 5))
     moved_phase = g.op("Add", phase, g.const([1.0]))
     moved_acc = g.op("Add", acc, z)
     end = g.op("GreaterOrEqual", moved_phase, g.const([params.season_block - 0.5]))
@@ -156,28 +149,15 @@ def season_check(
         d_e,
     )
     scored = g.op("And", end, g.op("GreaterOrEqual", new_blocks, g.const([float(2 * m)])))
-    rate = g.const([params.adapt])
-    diff = g.op("Sub", d, mean)
-    std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
     settled = g.op("And", scored, g.op("GreaterOrEqual", seen, g.const([float(params.adapt_warmup)])))
-    score = g.op(
-        "Where",
-        settled,
-        g.op("Min", g.op("Relu", g.op("Div", diff, std)), g.const([params.adapt_cap])),
-        g.const([0.0]),
-    )
-    moved_mean = g.op("Add", mean, g.op("Mul", rate, diff))
-    moved_var = g.op(
-        "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", diff, diff)))
-    )
+    score, stats = adaptive(g, stats_at, d, scored, g.op("Cast", settled, to=onnx.TensorProto.FLOAT), params)
     moved_seen = g.op("Min", g.op("Add", seen, g.const([1.0])), g.const([float(params.adapt_warmup)]))
     new_state = [
         g.op("Where", end, g.const([0.0]), moved_phase),
         g.op("Where", end, g.const(np.zeros(f)), moved_acc),
         new_blocks,
         g.op("Reshape", new_ring, g.const([-1, f * size], "shape", np.int64)),
-        g.op("Where", scored, moved_mean, mean),
-        g.op("Where", scored, moved_var, var),
+        *stats,
         g.op("Where", scored, moved_seen, seen),
     ]
     new_held = g.op("Where", settled, score, held)

@@ -181,8 +181,9 @@ class ScoreParams:
         return (self.baseline + 1) // 2, self.baseline
 
 
-def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
-    """``score[T]`` in standard deviations above its own exponential moving mean (ScoreParams.adapt).
+def adaptive_score(score: torch.Tensor, params: ScoreParams, first: int | None = None) -> torch.Tensor:
+    """``score[T]`` in standard deviations above its own exponential moving mean (ScoreParams.adapt),
+    from ``score[first]`` on (default: the stream's first scored reading).
 
     >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=1.0)
     >>> adaptive_score(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.06, 0.0]), p).tolist()
@@ -192,7 +193,7 @@ def adaptive_score(score: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     rate = torch.tensor(params.adapt)
     mean, var = torch.zeros(()), torch.zeros(())
     out = torch.zeros_like(score)
-    first = params.first_scored
+    first = params.first_scored if first is None else first
     for t in range(first, len(score)):
         d = score[t] - mean
         if t >= first + params.adapt_warmup:
@@ -258,16 +259,12 @@ def season_scores(z: torch.Tensor, params: ScoreParams) -> tuple[torch.Tensor, t
     has kept two windows' worth of blocks.
     """
     b, m, ring_size = params.season_block, SEASON_POINTS, params.season_ring
-    assert params.adapt is not None
-    rate, warmup = torch.tensor(params.adapt), params.adapt_warmup
     starts = torch.arange(ring_size - 2 * m + 1)
     past = starts[:, None] + torch.arange(m)[None, :]  # [K, m] the past windows' blocks
     ring = torch.zeros((z.shape[1], ring_size))
     acc = torch.zeros(z.shape[1])
-    phase = blocks = seen = 0
-    mean, var = torch.zeros(()), torch.zeros(())
-    scores, held = torch.zeros(len(z)), torch.zeros(len(z))
-    last = torch.zeros(())
+    phase = blocks = 0
+    ends, distances = [], []  # the readings that end a scored block, and the nearest window's distance
     for t in range(len(z)):
         acc = acc + z[t]
         phase += 1
@@ -276,16 +273,17 @@ def season_scores(z: torch.Tensor, params: ScoreParams) -> tuple[torch.Tensor, t
             acc, phase, blocks = torch.zeros_like(acc), 0, min(blocks + 1, ring_size)
             if blocks >= 2 * m:
                 gaps = ((ring[:, past] - ring[:, None, ring_size - m :]) ** 2).mean(dim=(0, 2)).sqrt()
-                d = gaps[starts >= ring_size - blocks].min()
-                diff = d - mean
-                if seen >= warmup:
-                    std = torch.clamp(torch.sqrt(var), min=params.adapt_floor)
-                    last = torch.clamp(diff / std, min=0.0, max=params.adapt_cap)
-                    scores[t] = last
-                mean = mean + rate * diff
-                var = (1 - rate) * (var + rate * (diff * diff))
-                seen = min(seen + 1, warmup)
-        held[t] = last
+                ends.append(t)
+                distances.append(gaps[starts >= ring_size - blocks].min())
+    scores, held = torch.zeros(len(z)), torch.zeros(len(z))
+    if ends:
+        at_end = adaptive_score(torch.stack(distances), params, first=0)
+        scores[ends] = at_end
+        # each reading holds the score of the last block end at or before it
+        last = torch.full((len(z),), -1, dtype=torch.long)
+        last[ends] = torch.arange(len(ends))
+        last = torch.cummax(last, dim=0).values
+        held = torch.where(last >= 0, at_end[last.clamp(min=0)], held)
     return scores, held
 
 
