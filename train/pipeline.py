@@ -149,13 +149,11 @@ def train_streams(
         load=channels.index(spec.congestion.channel) if spec.congestion else 0,
         fault=spec.fault is not None,
     )
+    train_z = [_prepare(s.values, mean, std, spec.baseline) for s in train]
     val_z = [_prepare(seg.series.values, mean, std, spec.baseline) for seg in val]
     train_labels: list[BoolArray | None] = list(labels) if labels is not None else [None] * len(train)
     result = fit(
-        [
-            _columns(s, _prepare(s.values, mean, std, spec.baseline), spec, heads, lab)
-            for s, lab in zip(train, train_labels, strict=True)
-        ],
+        [_columns(s, z, spec, heads, lab) for s, z, lab in zip(train, train_z, train_labels, strict=True)],
         [
             _columns(seg.series, z, spec, heads, seg.labels)[seg.score_from :]
             for z, seg in zip(val_z, val, strict=True)
@@ -175,7 +173,7 @@ def train_streams(
     resid_std = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
     # Every fitted stretch shows the rhythm: the training parts and the validation segments (a single
     # series' segment is its whole fitted head); the longest is what the check may remember.
-    stretches = [_prepare(s.values, mean, std, spec.baseline) for s in train] + val_z
+    stretches = train_z + val_z
     season = find_period(stretches) if spec.season == "auto" else spec.season
     try:
         params = ScoreParams(

@@ -47,8 +47,7 @@ class StateLayout:
 
     @property
     def shares_at(self) -> int:
-        season = self.features * (self.season_ring + 1) + 7 if self.season_ring else 0
-        return self.season_at + season
+        return self.season_at + sum(size for _, size in self._season_sizes())
 
     @property
     def adapt_at(self) -> int:
@@ -90,16 +89,27 @@ class StateLayout:
                 if self.range
                 else []
             ),
-            *(self._season() if self.season_ring else []),
+            *self._season(),
             {"name": "channel_level", "offset": self.shares_at, "size": self.features},
         ]
 
-    def _season(self) -> list[dict[str, Any]]:
+    def _season_sizes(self) -> list[tuple[str, int]]:
+        """The season check's parts in state order (none when it is off)."""
+        if not self.season_ring:
+            return []
         f, ring = self.features, self.season_ring
-        sizes = [("season_phase", 1), ("season_sum", f), ("season_blocks", 1), ("season_ring", f * ring)]
-        sizes += [(name, 1) for name in ("season_mean", "season_var", "season_seen", "season_peak")]
+        singles = ("season_mean", "season_var", "season_seen", "season_peak", "season_held")
+        return [
+            ("season_phase", 1),
+            ("season_sum", f),
+            ("season_blocks", 1),
+            ("season_ring", f * ring),
+            *((name, 1) for name in singles),
+        ]
+
+    def _season(self) -> list[dict[str, Any]]:
         out, at = [], self.season_at
-        for name, size in [*sizes, ("season_held", 1)]:
+        for name, size in self._season_sizes():
             out.append({"name": name, "offset": at, "size": size})
             if name == "season_ring":
                 out[-1]["block"] = self.season_block
