@@ -94,7 +94,10 @@ class BatchingConfig:
 @dataclass(frozen=True)
 class StateConfig:
     initial_capacity: int = 1024
-    idle_ttl_s: float = 7 * 24 * 3600.0
+    # A stream silent this long starts cold. It outlasts a plant's routine shutdowns (two or three weeks
+    # over the holidays or for maintenance): streams that come back from one keep what they learned of
+    # themselves, and are watched from their first reading, when start-up faults show.
+    idle_ttl_s: float = 31 * 24 * 3600.0
     max_gap_s: float | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Checkpoints let a restarted daemon resume its streams warm. None: under systemd (StateDirectory,
