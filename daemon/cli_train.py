@@ -125,6 +125,12 @@ def add_train_commands(sub: Any) -> None:
         "this share of it on each side, scores the cap (e.g. 0.05; default: off)",
     )
     train.add_argument(
+        "--range-creep",
+        help="with --range-tolerance: a new low or high beyond the range the stream held lately (followed "
+        "with a lag of N readings) by that tolerance scores the cap, at most once every N readings "
+        "(e.g. 100; default: off)",
+    )
+    train.add_argument(
         "--season",
         help="with --adapt and --peak-half-life: compare the last period of readings (auto: the training "
         "data's own period, or N readings) with every one of the stream's recent past; default: off",

@@ -43,7 +43,9 @@ from train.train_spec import score_options
 
 def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     fit = FitConfig(epochs=args.epochs or 60, hidden=args.hidden or NAB_HIDDEN, seed=args.seed)
-    score = score_options(args, "evaluate nab", NabOptions.range_tolerance, NabOptions.season)
+    score = score_options(
+        args, "evaluate nab", NabOptions.range_tolerance, NabOptions.season, NabOptions.range_creep
+    )
     o = NabOptions(
         fit=fit,
         smoothing=args.smoothing or NabOptions.smoothing,
@@ -131,6 +133,12 @@ def parser() -> argparse.ArgumentParser:
         "--range-tolerance",
         help="range check: a reading beyond the range so far by this share of it scores the cap (default "
         f"{NabOptions.range_tolerance} with --adapt and --peak-half-life on, else off); off: off",
+    )
+    nab.add_argument(
+        "--range-creep",
+        help="creep check: a new low or high beyond the range held lately (followed with a lag of this "
+        f"many readings) by the range check's tolerance scores the cap, once a lag (default "
+        f"{NabOptions.range_creep} with the range check on); off: off",
     )
     nab.add_argument(
         "--season",

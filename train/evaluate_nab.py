@@ -48,6 +48,9 @@ class NabOptions:
     # The range check's tolerance (ScoreParams.range_tolerance) is HTM's in NAB's numenta detector
     # (SPATIAL_TOLERANCE), taken as published rather than chosen here.
     range_tolerance: float | None = 0.05
+    # The creep check's lag (ScoreParams.range_creep): the adaptive score's memory (1 / adapt readings),
+    # fixed before the command first ran with it (docs/evaluation.md).
+    range_creep: int | None = 100
     # The season check (ScoreParams.season) on the period each file's fitted rows show, if any; its
     # settings are fixed in train.score and train.season, not chosen on either category (realTraffic's
     # files show no period a fit can see: docs/evaluation.md).
@@ -120,6 +123,7 @@ def nab_files(root: Path, spec_name: str, o: NabOptions, work: Path) -> list[Nab
             adapt=o.adapt,
             peak_half_life=o.peak_half_life,
             range_tolerance=o.range_tolerance,
+            range_creep=o.range_creep,
             season=o.season,
         )
         model = work / f"{series.name}.onnx"
@@ -214,6 +218,7 @@ def nab_summary(
         "adapt": o.adapt,
         "peak_half_life": o.peak_half_life,
         "range_tolerance": o.range_tolerance,
+        "range_creep": o.range_creep,
         "season": o.season,
     }
     knobs |= {f"alerting.fault.{k}": v for k, v in o.alerting.items()}

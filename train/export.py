@@ -78,6 +78,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         params.range_tolerance is not None,
         params.season_ring,
         params.season_block if params.season is not None else 0,
+        creep=params.range_creep is not None,
     )
     g = GraphBuilder()
     # How many readings form a stream's baseline is an input (the trained value is in the metadata), so

@@ -82,7 +82,55 @@ def range_breaks(
     fresh = g.op("Less", steps, g.const([1.0]))
     new_low = g.op("Where", fresh, "x", g.op("Min", low, "x"))
     new_high = g.op("Where", fresh, "x", g.op("Max", high, "x"))
-    return flag, [new_low, new_high]
+    if params.range_creep is None:
+        return flag, [new_low, new_high]
+    creep, creep_part = creeping_breaks(g, layout, (low, high), (new_low, new_high), fresh, settled, params)
+    return g.op("Max", flag, creep), [new_low, new_high, *creep_part]
+
+
+def creeping_breaks(
+    g: GraphBuilder,
+    layout: StateLayout,
+    seen: tuple[str, str],
+    new_seen: tuple[str, str],
+    fresh: str,
+    settled: str,
+    params: ScoreParams,
+) -> tuple[str, list[str]]:
+    """Whether ``x[B, F]`` carries the stream's range (``seen``: its lowest and highest readings before
+    this one; ``new_seen``: with it) beyond where it stood lately (see train.score.creeping_breaks), as
+    ``[B, 1]`` 0 or 1, and the new creep state."""
+    assert params.range_tolerance is not None and params.range_creep is not None
+    f, at = layout.features, layout.creep_at
+    low, high = seen
+    lately_low = g.columns("state", at, at + f)
+    lately_high = g.columns("state", at + f, at + 2 * f)
+    quiet = g.columns("state", at + 2 * f, at + 2 * f + 1)
+    lag = g.const([float(params.range_creep)])
+    margin = g.op("Mul", g.const([params.range_tolerance]), g.op("Sub", lately_high, lately_low))
+    below = g.op("And", g.op("Less", "x", low), g.op("Less", "x", g.op("Sub", lately_low, margin)))
+    above = g.op("And", g.op("Greater", "x", high), g.op("Greater", "x", g.op("Add", lately_high, margin)))
+    moved = g.op(
+        "Cast",
+        g.op("And", g.op("Or", below, above), g.op("Greater", lately_high, lately_low)),
+        to=onnx.TensorProto.FLOAT,
+    )
+    ready = g.op("Cast", g.op("GreaterOrEqual", quiet, lag), to=onnx.TensorProto.FLOAT)
+    creep = g.op("Mul", g.op("Mul", g.op("ReduceMax", moved, axes=[1], keepdims=1), settled), ready)
+    counted = g.op(
+        "Where",
+        g.op("Greater", creep, g.const([0.0])),
+        g.const([0.0]),
+        g.op("Min", g.op("Add", quiet, g.const([1.0])), lag),
+    )
+    rate = g.op(
+        "Where", g.op("Greater", settled, g.const([0.0])), g.const([1.0 / params.range_creep]), g.const([1.0])
+    )
+    follow = [
+        g.op("Where", fresh, "x", g.op("Add", lately, g.op("Mul", rate, g.op("Sub", now, lately))))
+        for lately, now in ((lately_low, new_seen[0]), (lately_high, new_seen[1]))
+    ]
+    return creep, [*follow, g.op("Where", fresh, lag, counted)]
 
 
 def season_check(

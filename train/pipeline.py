@@ -186,6 +186,7 @@ def train_streams(
             spec.adapt,
             peak_half_life=spec.peak_half_life,
             range_tolerance=spec.range_tolerance,
+            range_creep=spec.range_creep,
             season=season,
             season_memory=max(len(z) for z in stretches) if season is not None else 0,
         )

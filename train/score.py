@@ -84,6 +84,15 @@ class ScoreParams:
     # an excursion still says so, and leaves ``hold_score`` alone. A stream that has only shown one value
     # has no range yet. None: off.
     range_tolerance: float | None = None
+    # Creep check (it needs ``range_tolerance``): a move beyond the range that comes a little at a time
+    # (a temperature climbing past anything seen, one small step a reading) never breaks the range
+    # check, and a one-step forecaster follows it. Once settled, a reading that sets a new low or high
+    # of any channel beyond the range the stream held lately (its lowest and highest readings, each
+    # followed with a lag of ``range_creep`` readings), by more than ``range_tolerance`` of that range,
+    # scores ``adapt_cap``, at most once every ``range_creep`` readings: a move counts once, not at
+    # each new extreme. It bypasses the peak gate and leaves ``hold_score`` alone, as the range check
+    # does. None: off.
+    range_creep: int | None = None
     # Season check, for streams with a rhythm longer than the forecaster looks back (a day of a daily
     # load): the last ``season`` readings, as SEASON_POINTS block means, against every such window of the
     # stream's last ``season_memory`` readings (at most SEASON_BLOCKS blocks); the nearest one's RMS
@@ -115,6 +124,15 @@ class ScoreParams:
                 "the range check ({range_tolerance}) needs the adaptive score ({adapt}) and the peak gate "
                 "({peak_half_life}): the adaptive score's warm-up is when a stream learns its range and its "
                 "cap is what a break scores; a break lasts one reading, and gated models alert on one"
+            )
+        if self.range_creep is not None and self.range_tolerance is None:
+            raise ScoreSettingError(
+                "the creep check ({range_creep}) needs the range check ({range_tolerance}): it measures a "
+                "move against the range with the range check's tolerance"
+            )
+        if self.range_creep is not None and not self.range_creep >= 1:
+            raise ScoreSettingError(
+                "{range_creep}{value}: the creep check's lag must be >= 1 reading", self.range_creep
             )
 
         if self.season is not None:
@@ -251,6 +269,42 @@ def range_breaks(x: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     return out
 
 
+def creeping_breaks(x: torch.Tensor, params: ScoreParams) -> torch.Tensor:
+    """Readings of ``x[T, F]`` that carry the stream's range further than the tolerance beyond the range
+    it held lately (ScoreParams.range_creep), at most one every ``range_creep`` readings.
+
+    >>> p = ScoreParams((0.0,), (1.0,), (1.0,), adapt=1.0, peak_half_life=1.0, range_tolerance=0.1,
+    ...                 range_creep=2)
+    >>> x = torch.tensor([[0.0], [1.0], [0.0], [1.0], [1.1], [1.2], [1.3], [1.4], [1.5], [1.6]])
+    >>> creeping_breaks(x, p).nonzero().flatten().tolist(), range_breaks(x, p).any().item()
+    ([5, 8], False)
+    """
+    assert params.range_tolerance is not None and params.range_creep is not None
+    lag = float(params.range_creep)
+    # float32 step by step, in the step model's order of operations, so that the two agree bit for bit
+    v = x.numpy().astype(np.float32)
+    tol, lagged = np.float32(params.range_tolerance), np.float32(1.0 / lag)
+    out = np.zeros(len(v), dtype=bool)
+    if len(v) == 0:
+        return torch.from_numpy(out)
+    low, high = v[0].copy(), v[0].copy()
+    lately_low, lately_high = v[0].copy(), v[0].copy()
+    quiet = np.float32(lag)  # readings since the last creep, counted up to the lag
+    for t in range(1, len(v)):
+        margin = tol * (lately_high - lately_low)
+        below = (v[t] < low) & (v[t] < lately_low - margin)
+        above = (v[t] > high) & (v[t] > lately_high + margin)
+        moved = bool(((below | above) & (lately_high > lately_low)).any())
+        out[t] = moved and t >= params.settled and quiet >= lag
+        quiet = np.float32(0.0) if out[t] else min(quiet + np.float32(1.0), np.float32(lag))
+        low, high = np.minimum(low, v[t]), np.maximum(high, v[t])
+        # until the stream settles the range held lately is its range: no start-up lag to catch up on
+        rate = lagged if t >= params.settled else np.float32(1.0)
+        lately_low = lately_low + rate * (low - lately_low)
+        lately_high = lately_high + rate * (high - lately_high)
+    return torch.from_numpy(out)
+
+
 def season_scores(z: torch.Tensor, params: ScoreParams) -> tuple[torch.Tensor, torch.Tensor]:
     """The season check (ScoreParams.season) of normalised readings ``z[T, F]``: its adaptive score at
     each block's end (0 elsewhere), before the gate, and that score held until the next block's end.
@@ -361,9 +415,10 @@ def stream_scores(
         score = torch.maximum(score, peak_gate(season, params))
         hold = torch.maximum(hold, season_held)
     if params.range_tolerance is not None:
-        score = torch.where(
-            range_breaks(x, params), torch.maximum(score, torch.tensor(params.adapt_cap)), score
-        )
+        breaks = range_breaks(x, params)
+        if params.range_creep is not None:
+            breaks = breaks | creeping_breaks(x, params)
+        score = torch.where(breaks, torch.maximum(score, torch.tensor(params.adapt_cap)), score)
     load = model.shape.load
     congestion = (ahead[0] + offsets[:, load : load + 1]) * std[load] + mean[load]
     return StreamOutputs(score, contrib, congestion, torch.sigmoid(fault[0]), hold, tuple(ungated))

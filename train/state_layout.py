@@ -20,6 +20,7 @@ class StateLayout:
     # readings a block (ScoreParams.season_block): a ring of other blocks means other state, and the
     # daemon keeps state over a reload only where the layouts are equal
     season_block: int = 0
+    creep: bool = False  # the lagged range and the readings since the last creep (ScoreParams.range_creep)
 
     @property
     def base(self) -> int:
@@ -42,8 +43,12 @@ class StateLayout:
         return self.shares_at + self.features
 
     @property
-    def season_at(self) -> int:
+    def creep_at(self) -> int:
         return self.range_at + 2 * self.features * self.range
+
+    @property
+    def season_at(self) -> int:
+        return self.creep_at + (2 * self.features + 1) * self.creep
 
     @property
     def shares_at(self) -> int:
@@ -87,6 +92,15 @@ class StateLayout:
                     {"name": "range_high", "offset": self.range_at + self.features, "size": self.features},
                 ]
                 if self.range
+                else []
+            ),
+            *(
+                [
+                    {"name": "creep_low", "offset": self.creep_at, "size": self.features},
+                    {"name": "creep_high", "offset": self.creep_at + self.features, "size": self.features},
+                    {"name": "creep_quiet", "offset": self.creep_at + 2 * self.features, "size": 1},
+                ]
+                if self.creep
                 else []
             ),
             *self._season(),

@@ -28,6 +28,7 @@ class TrainSpec:
     adapt_threshold: float = 4.0
     peak_half_life: float | None = None  # the peak gate (see ScoreParams.peak_half_life)
     range_tolerance: float | None = None  # the range check (see ScoreParams.range_tolerance)
+    range_creep: int | None = None  # and its creep check's lag in readings (see ScoreParams.range_creep)
     # The season check's period in readings (see ScoreParams.season); "auto": the training data's own
     # (train.season.find_period), off where it shows none. Its memory is the longest fitted stretch.
     season: int | Literal["auto"] | None = None
@@ -61,6 +62,7 @@ class TrainSpec:
             adapt=self.adapt,
             peak_half_life=self.peak_half_life,
             range_tolerance=self.range_tolerance,
+            range_creep=self.range_creep,
             season=2 if self.season == "auto" else self.season,
             season_memory=2**40,
         )
@@ -70,6 +72,7 @@ SCORE_FLAGS = {
     "adapt": "--adapt",
     "peak_half_life": "--peak-half-life",
     "range_tolerance": "--range-tolerance",
+    "range_creep": "--range-creep",
     "season": "--season",
 }
 
@@ -80,6 +83,7 @@ class ScoreOptions(TypedDict):
     adapt: float | None
     peak_half_life: float | None
     range_tolerance: float | None
+    range_creep: int | None
     season: int | Literal["auto"] | None
 
 
@@ -88,12 +92,14 @@ def score_options(
     command: str,
     default_tolerance: float | None = None,
     default_season: int | Literal["auto"] | None = None,
+    default_creep: int | None = None,
 ) -> ScoreOptions:
     """A command line's ``--adapt``, ``--peak-half-life`` (0 or unset: off), ``--range-tolerance``
-    (``off``: off; 0 is a tolerance) and ``--season`` (``auto``, ``off`` or readings), checked as
-    TrainSpec checks them: a bad one stops ``command`` with UsageError, before any fitting. Unset, the
-    tolerance and the season are ``default_tolerance`` and ``default_season`` where the adaptive score
-    and the peak gate they need are on, else off."""
+    (``off``: off; 0 is a tolerance), ``--range-creep`` (``off`` or readings) and ``--season`` (``auto``,
+    ``off`` or readings), checked as TrainSpec checks them: a bad one stops ``command`` with UsageError,
+    before any fitting. Unset, the tolerance and the season are ``default_tolerance`` and
+    ``default_season`` where the adaptive score and the peak gate they need are on, else off, and the
+    creep check's lag is ``default_creep`` where the range check is on."""
     adapt, peak_half_life = args.adapt or None, args.peak_half_life or None
     text = args.range_tolerance
     try:
@@ -113,11 +119,24 @@ def score_options(
             raise UsageError(
                 f"{command}: --season {season_text!r}: give auto, off or the period in readings (e.g. 48)"
             ) from None
+    creep_text = args.range_creep
+    try:
+        creep = None if creep_text in (None, "off") else int(creep_text)
+    except ValueError:
+        raise UsageError(
+            f"{command}: --range-creep {creep_text!r}: give the lag in readings (e.g. 100) or off"
+        ) from None
     if adapt is not None and peak_half_life is not None:
         tolerance = default_tolerance if text is None else tolerance
         season = default_season if season_text is None else season
+    if creep_text is None and tolerance is not None:
+        creep = default_creep
     options = ScoreOptions(
-        adapt=adapt, peak_half_life=peak_half_life, range_tolerance=tolerance, season=season
+        adapt=adapt,
+        peak_half_life=peak_half_life,
+        range_tolerance=tolerance,
+        range_creep=creep,
+        season=season,
     )
     try:
         TrainSpec("check", **options)

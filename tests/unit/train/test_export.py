@@ -277,6 +277,58 @@ def test_range_check_step_model_matches_the_reference(baseline: int) -> None:
     assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
 
 
+@pytest.mark.parametrize("baseline", [0, 200])
+def test_creep_check_flags_a_range_that_moves_a_little_at_a_time(baseline: int) -> None:
+    """Both channels drift beyond their range, each new extreme a small step past the last one, so the
+    range check never fires: the creep check does, on the ONNX step as in the reference, once a lag at
+    most. Channel b drifts down soon after the stream settles, within one lag of its first reading (a
+    stream starts ready); channel a climbs for good from reading 1000. Elsewhere the score is the range
+    check's."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(2, 16)).eval()
+    common = {"mean": (70.0, -20.0), "std": (2.0, 1.0), "resid_std": (0.3, 0.2), "baseline": baseline}
+    knobs = {"adapt": 0.02, "peak_half_life": 20.0, "range_tolerance": 0.05}
+    params = ScoreParams(**common, **knobs, range_creep=400)  # type: ignore[arg-type]
+    ranged = ScoreParams(**common, **knobs)  # type: ignore[arg-type]
+    t = np.arange(3000.0)
+    a = 2.0 * np.sin(t / 25.0) + 0.0015 * np.clip(t - 1000.0, 0.0, None)
+    b = np.sin(t / 40.0 + 1.0) - 0.003 * np.clip(t - 150.0, 0.0, 250.0)
+    x = (np.stack([a, b], axis=1) + np.array([70.0, -20.0])).astype(np.float32)
+    ts = 1.7e9 + 300.0 * t
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    onnx.checker.check_model(proto, full_check=True)
+    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
+    crept = stream_scores(model, torch.from_numpy(x), params, ts)
+    plain = stream_scores(model, torch.from_numpy(x), ranged, ts)
+    capped = crept.score.numpy() == params.adapt_cap
+    assert not (plain.score.numpy() == params.adapt_cap).any()  # no step is a break of the range
+    moves = np.flatnonzero(capped)
+    assert params.settled <= moves[0] < 400  # b's drift, before a whole lag has passed
+    assert (moves[1:] >= 1000).all() and len(moves) >= 5  # a's climb, and nothing while it holds still
+    assert (np.diff(moves) >= 400).all()  # a move counts once a lag, not at each new extreme
+    np.testing.assert_array_equal(crept.score.numpy()[~capped], plain.score.numpy()[~capped])
+    np.testing.assert_array_equal(crept.hold.numpy(), plain.hold.numpy())
+    layout = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])["state_layout"]
+    names = [(c["name"], c["size"]) for c in layout[-6:]]
+    assert names == [
+        ("range_low", 2),
+        ("range_high", 2),
+        ("creep_low", 2),
+        ("creep_high", 2),
+        ("creep_quiet", 1),
+        ("channel_level", 2),
+    ]
+    assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+
+
+def test_creep_check_needs_the_range_check_and_a_lag_of_a_reading() -> None:
+    common = {"mean": (0.0,), "std": (1.0,), "resid_std": (1.0,), "adapt": 0.01, "peak_half_life": 50.0}
+    with pytest.raises(ScoreSettingError, match=r"creep check \(range_creep\) needs the range check"):
+        ScoreParams(**common, range_creep=100)  # type: ignore[arg-type]
+    with pytest.raises(ScoreSettingError, match="the creep check's lag must be >= 1 reading"):
+        ScoreParams(**common, range_tolerance=0.05, range_creep=0)  # type: ignore[arg-type]
+
+
 def test_range_check_refuses_a_bad_tolerance_and_needs_the_adaptive_score_and_the_gate() -> None:
     common = {"mean": (0.0,), "std": (1.0,), "resid_std": (1.0,)}
     for bad in (-0.1, float("inf"), float("nan")):
@@ -326,19 +378,34 @@ def test_train_refuses_a_bad_range_tolerance_with_a_message(
 
 def test_score_options_default_the_range_and_season_checks_only_where_they_can_run() -> None:
     def options(
-        adapt: float, half_life: float, tolerance: str | None, season: str | None = None
+        adapt: float,
+        half_life: float,
+        tolerance: str | None,
+        season: str | None = None,
+        creep: str | None = None,
     ) -> ScoreOptions:
         args = argparse.Namespace(
-            adapt=adapt, peak_half_life=half_life, range_tolerance=tolerance, season=season
+            adapt=adapt, peak_half_life=half_life, range_tolerance=tolerance, season=season, range_creep=creep
         )
-        return score_options(args, "evaluate nab", 0.05, "auto")
+        return score_options(args, "evaluate nab", 0.05, "auto", 100)
 
     assert options(0.01, 50.0, None) == {
         "adapt": 0.01,
         "peak_half_life": 50.0,
         "range_tolerance": 0.05,
+        "range_creep": 100,
         "season": "auto",
     }
+    assert options(0.01, 50.0, "off")["range_creep"] is None  # the creep check needs the range check
+    assert options(0.0, 50.0, None)["range_creep"] is None
+    assert options(0.01, 50.0, "0.1", creep="off")["range_creep"] is None
+    assert options(0.01, 50.0, None, creep="48")["range_creep"] == 48
+    with pytest.raises(UsageError, match="--range-creep 'slow': give the lag in readings"):
+        options(0.01, 50.0, None, creep="slow")
+    with pytest.raises(UsageError, match=r"creep check \(--range-creep\) needs the range check \(--range"):
+        options(0.01, 50.0, "off", creep="100")
+    with pytest.raises(UsageError, match="--range-creep 0: the creep check's lag must be >= 1"):
+        options(0.01, 50.0, None, creep="0")
     assert options(0.0, 50.0, None)["range_tolerance"] is None  # `--adapt 0` turns them off
     assert options(0.0, 50.0, None)["season"] is None
     assert options(0.01, 0.0, None)["range_tolerance"] is None
