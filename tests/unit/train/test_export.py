@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import pytest
 import torch
@@ -23,7 +24,7 @@ from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape
 from train.pipeline import PARITY_TOLERANCE, TrainReport
 from train.run_folder import export_run, write_run
-from train.score import ScoreParams, ScoreSettingError, stream_scores
+from train.score import ScoreParams, ScoreSettingError, StreamOutputs, stream_scores
 from train.series import load_nab_csv
 from train.train_spec import ScoreOptions, score_options
 
@@ -235,6 +236,22 @@ def test_peak_gate_step_model_matches_the_reference(adapt: float | None, baselin
     assert kept[1500] and kept[1500:1540].sum() < 0.5 * (plain[1500:1540] > 0).sum()
 
 
+def _checked_against(
+    model: Forecaster,
+    params: ScoreParams,
+    other: ScoreParams,
+    x: npt.NDArray[np.float32],
+    ts: npt.NDArray[np.float64],
+) -> tuple[onnx.ModelProto, StreamOutputs, StreamOutputs]:
+    """The two-channel step model of ``params`` (checked, and stepped to parity over ``x``), with the
+    reference outputs of ``params`` and of ``other`` for comparison."""
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    onnx.checker.check_model(proto, full_check=True)
+    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
+    values = torch.from_numpy(x)
+    return proto, stream_scores(model, values, params, ts), stream_scores(model, values, other, ts)
+
+
 @pytest.mark.parametrize("baseline", [0, 200])
 def test_range_check_step_model_matches_the_reference(baseline: int) -> None:
     """A reading of either channel outside the stream's range so far, widened by the tolerance, scores
@@ -253,11 +270,7 @@ def test_range_check_step_model_matches_the_reference(baseline: int) -> None:
     x[1500, 1] += 3.0  # channel b alone leaves its range, upwards
     x[1700, 0] -= 6.0  # channel a, downwards
     ts = 1.7e9 + 300.0 * np.arange(2000)
-    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
-    onnx.checker.check_model(proto, full_check=True)
-    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
-    checked = stream_scores(model, torch.from_numpy(x), params, ts)
-    plain = stream_scores(model, torch.from_numpy(x), unchecked, ts)
+    proto, checked, plain = _checked_against(model, params, unchecked, x, ts)
     capped = checked.score.numpy() == params.adapt_cap
     seen_low, seen_high = np.minimum.accumulate(x), np.maximum.accumulate(x)
     width = seen_high[:-1] - seen_low[:-1]
@@ -295,11 +308,7 @@ def test_creep_check_flags_a_range_that_moves_a_little_at_a_time(baseline: int) 
     b = np.sin(t / 40.0 + 1.0) - 0.003 * np.clip(t - 150.0, 0.0, 250.0)
     x = (np.stack([a, b], axis=1) + np.array([70.0, -20.0])).astype(np.float32)
     ts = 1.7e9 + 300.0 * t
-    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
-    onnx.checker.check_model(proto, full_check=True)
-    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
-    crept = stream_scores(model, torch.from_numpy(x), params, ts)
-    plain = stream_scores(model, torch.from_numpy(x), ranged, ts)
+    proto, crept, plain = _checked_against(model, params, ranged, x, ts)
     capped = crept.score.numpy() == params.adapt_cap
     assert not (plain.score.numpy() == params.adapt_cap).any()  # no step is a break of the range
     moves = np.flatnonzero(capped)
