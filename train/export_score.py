@@ -84,7 +84,7 @@ def range_breaks(
     new_high = g.op("Where", fresh, "x", g.op("Max", high, "x"))
     if params.range_creep is None:
         return flag, [new_low, new_high]
-    creep, creep_part = creeping_breaks(g, layout, (low, high), (new_low, new_high), fresh, settled, params)
+    creep, creep_part = creeping_breaks(g, layout, (low, high), (new_low, new_high), settled, params)
     return g.op("Max", flag, creep), [new_low, new_high, *creep_part]
 
 
@@ -93,20 +93,20 @@ def creeping_breaks(
     layout: StateLayout,
     seen: tuple[str, str],
     new_seen: tuple[str, str],
-    fresh: str,
     settled: str,
     params: ScoreParams,
 ) -> tuple[str, list[str]]:
     """Whether ``x[B, F]`` carries the stream's range (``seen``: its lowest and highest readings before
     this one; ``new_seen``: with it) beyond where it stood lately (see train.score.creeping_breaks), as
-    ``[B, 1]`` 0 or 1, and the new creep state."""
+    ``[B, 1]`` 0 or 1, and the new creep state. A zeroed (reset) state is a stream ready to fire whose
+    range held lately is its range."""
     assert params.range_tolerance is not None and params.range_creep is not None
     f, at = layout.features, layout.creep_at
-    low, high = seen
-    lately_low = g.columns("state", at, at + f)
-    lately_high = g.columns("state", at + f, at + 2 * f)
-    quiet = g.columns("state", at + 2 * f, at + 2 * f + 1)
-    lag = g.const([float(params.range_creep)])
+    (low, high), (new_low, new_high) = seen, new_seen
+    gap_low = g.columns("state", at, at + f)
+    gap_high = g.columns("state", at + f, at + 2 * f)
+    wait = g.columns("state", at + 2 * f, at + 2 * f + 1)
+    lately_low, lately_high = g.op("Add", low, gap_low), g.op("Sub", high, gap_high)
     margin = g.op("Mul", g.const([params.range_tolerance]), g.op("Sub", lately_high, lately_low))
     below = g.op("And", g.op("Less", "x", low), g.op("Less", "x", g.op("Sub", lately_low, margin)))
     above = g.op("And", g.op("Greater", "x", high), g.op("Greater", "x", g.op("Add", lately_high, margin)))
@@ -115,22 +115,16 @@ def creeping_breaks(
         g.op("And", g.op("Or", below, above), g.op("Greater", lately_high, lately_low)),
         to=onnx.TensorProto.FLOAT,
     )
-    ready = g.op("Cast", g.op("GreaterOrEqual", quiet, lag), to=onnx.TensorProto.FLOAT)
+    ready = g.op("Cast", g.op("LessOrEqual", wait, g.const([0.0])), to=onnx.TensorProto.FLOAT)
     creep = g.op("Mul", g.op("Mul", g.op("ReduceMax", moved, axes=[1], keepdims=1), settled), ready)
-    counted = g.op(
-        "Where",
-        g.op("Greater", creep, g.const([0.0])),
-        g.const([0.0]),
-        g.op("Min", g.op("Add", quiet, g.const([1.0])), lag),
-    )
-    rate = g.op(
-        "Where", g.op("Greater", settled, g.const([0.0])), g.const([1.0 / params.range_creep]), g.const([1.0])
-    )
-    follow = [
-        g.op("Where", fresh, "x", g.op("Add", lately, g.op("Mul", rate, g.op("Sub", now, lately))))
-        for lately, now in ((lately_low, new_seen[0]), (lately_high, new_seen[1]))
-    ]
-    return creep, [*follow, g.op("Where", fresh, lag, counted)]
+    lag = g.const([float(params.range_creep)])
+    counted = g.op("Max", g.op("Sub", wait, g.const([1.0])), g.const([0.0]))
+    new_wait = g.op("Where", g.op("Greater", creep, g.const([0.0])), lag, counted)
+    # A stream not yet settled (a reset one too) holds its range itself: no gap to keep.
+    keep = g.op("Mul", settled, g.const([1.0 - 1.0 / params.range_creep]))
+    new_gap_low = g.op("Mul", g.op("Add", gap_low, g.op("Sub", low, new_low)), keep)
+    new_gap_high = g.op("Mul", g.op("Add", gap_high, g.op("Sub", new_high, high)), keep)
+    return creep, [new_gap_low, new_gap_high, new_wait]
 
 
 def season_check(

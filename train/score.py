@@ -130,9 +130,11 @@ class ScoreParams:
                 "the creep check ({range_creep}) needs the range check ({range_tolerance}): it measures a "
                 "move against the range with the range check's tolerance"
             )
-        if self.range_creep is not None and not self.range_creep >= 1:
+        # float32 counts readings exactly up to 2**24
+        if self.range_creep is not None and not 1 <= self.range_creep <= 2**24:
             raise ScoreSettingError(
-                "{range_creep}{value}: the creep check's lag must be >= 1 reading", self.range_creep
+                "{range_creep}{value}: the creep check's lag must lie in [1, 2**24] readings",
+                self.range_creep,
             )
 
         if self.season is not None:
@@ -280,28 +282,32 @@ def creeping_breaks(x: torch.Tensor, params: ScoreParams) -> torch.Tensor:
     ([5, 8], False)
     """
     assert params.range_tolerance is not None and params.range_creep is not None
-    lag = float(params.range_creep)
-    # float32 step by step, in the step model's order of operations, so that the two agree bit for bit
+    lag = np.float32(params.range_creep)
+    # float32 step by step, in the step model's order of operations, so that the two agree bit for bit.
+    # The range held lately is kept as its distance inside the range (``gap``), which a float32 follower
+    # of readings far from zero could not resolve.
     v = x.numpy().astype(np.float32)
-    tol, lagged = np.float32(params.range_tolerance), np.float32(1.0 / lag)
+    tol, follow = np.float32(params.range_tolerance), np.float32(1.0 - 1.0 / params.range_creep)
     out = np.zeros(len(v), dtype=bool)
     if len(v) == 0:
         return torch.from_numpy(out)
     low, high = v[0].copy(), v[0].copy()
-    lately_low, lately_high = v[0].copy(), v[0].copy()
-    quiet = np.float32(lag)  # readings since the last creep, counted up to the lag
+    gap_low, gap_high = np.zeros_like(low), np.zeros_like(high)
+    wait = np.float32(0.0)  # readings until the check may fire again
     for t in range(1, len(v)):
+        lately_low, lately_high = low + gap_low, high - gap_high
         margin = tol * (lately_high - lately_low)
         below = (v[t] < low) & (v[t] < lately_low - margin)
         above = (v[t] > high) & (v[t] > lately_high + margin)
         moved = bool(((below | above) & (lately_high > lately_low)).any())
-        out[t] = moved and t >= params.settled and quiet >= lag
-        quiet = np.float32(0.0) if out[t] else min(quiet + np.float32(1.0), np.float32(lag))
-        low, high = np.minimum(low, v[t]), np.maximum(high, v[t])
+        out[t] = moved and t >= params.settled and wait <= 0
+        wait = lag if out[t] else max(wait - np.float32(1.0), np.float32(0.0))
+        new_low, new_high = np.minimum(low, v[t]), np.maximum(high, v[t])
         # until the stream settles the range held lately is its range: no start-up lag to catch up on
-        rate = lagged if t >= params.settled else np.float32(1.0)
-        lately_low = lately_low + rate * (low - lately_low)
-        lately_high = lately_high + rate * (high - lately_high)
+        keep = follow if t >= params.settled else np.float32(0.0)
+        gap_low = (gap_low + (low - new_low)) * keep
+        gap_high = (gap_high + (new_high - high)) * keep
+        low, high = new_low, new_high
     return torch.from_numpy(out)
 
 

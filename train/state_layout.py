@@ -20,7 +20,9 @@ class StateLayout:
     # readings a block (ScoreParams.season_block): a ring of other blocks means other state, and the
     # daemon keeps state over a reload only where the layouts are equal
     season_block: int = 0
-    creep: bool = False  # the lagged range and the readings since the last creep (ScoreParams.range_creep)
+    creep: bool = (
+        False  # the range held lately and the readings until the next creep (ScoreParams.range_creep)
+    )
 
     @property
     def base(self) -> int:
@@ -96,9 +98,13 @@ class StateLayout:
             ),
             *(
                 [
-                    {"name": "creep_low", "offset": self.creep_at, "size": self.features},
-                    {"name": "creep_high", "offset": self.creep_at + self.features, "size": self.features},
-                    {"name": "creep_quiet", "offset": self.creep_at + 2 * self.features, "size": 1},
+                    {"name": "creep_low_gap", "offset": self.creep_at, "size": self.features},
+                    {
+                        "name": "creep_high_gap",
+                        "offset": self.creep_at + self.features,
+                        "size": self.features,
+                    },
+                    {"name": "creep_wait", "offset": self.creep_at + 2 * self.features, "size": 1},
                 ]
                 if self.creep
                 else []

@@ -24,7 +24,14 @@ from train.fit import FitConfig, fit
 from train.model import Forecaster, ModelShape
 from train.pipeline import PARITY_TOLERANCE, TrainReport
 from train.run_folder import export_run, write_run
-from train.score import ScoreParams, ScoreSettingError, StreamOutputs, stream_scores
+from train.score import (
+    ScoreParams,
+    ScoreSettingError,
+    StreamOutputs,
+    creeping_breaks,
+    range_breaks,
+    stream_scores,
+)
 from train.series import load_nab_csv
 from train.train_spec import ScoreOptions, score_options
 
@@ -322,19 +329,62 @@ def test_creep_check_flags_a_range_that_moves_a_little_at_a_time(baseline: int) 
     assert names == [
         ("range_low", 2),
         ("range_high", 2),
-        ("creep_low", 2),
-        ("creep_high", 2),
-        ("creep_quiet", 1),
+        ("creep_low_gap", 2),
+        ("creep_high_gap", 2),
+        ("creep_wait", 1),
         ("channel_level", 2),
     ]
     assert layout[-1]["offset"] + 2 == proto.graph.input[1].type.tensor_type.shape.dim[1].dim_value
+
+
+@pytest.mark.parametrize("baseline", [0, 50])
+def test_creep_check_fires_once_a_lag_on_a_steady_climb(baseline: int) -> None:
+    """Channel a holds still until past the settling, swings a little, then climbs 0.01 a reading for
+    good, each step far inside the range check's tolerance: the check fires at every 51st reading (it
+    waits 50), on the ONNX step as in the reference. Its first swing away from a single value is not a
+    creep: a channel that has shown one value has no range to have moved beyond."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(2, 16)).eval()
+    common = {"mean": (70.0, -20.0), "std": (2.0, 1.0), "resid_std": (0.3, 0.2), "baseline": baseline}
+    knobs = {"adapt": 0.02, "peak_half_life": 20.0, "range_tolerance": 0.05}
+    params = ScoreParams(**common, **knobs, range_creep=50)  # type: ignore[arg-type]
+    t = np.arange(2000.0)
+    departs = params.settled + 20
+    a = np.where(t < departs, 0.0, 0.3 * np.sin((t - departs) / 5.0))
+    a = np.where(t >= departs + 60, 0.3 + 0.01 * (t - departs - 60), a)
+    x = (np.stack([a, 0.5 * np.sin(t / 13.0)], axis=1) + np.array([70.0, -20.0])).astype(np.float32)
+    ts = 1.7e9 + 300.0 * t
+    proto = build_step_model(model, params, {"name": "t", "version": "1", "features": ["a", "b"]})
+    assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
+    values = torch.from_numpy(x)
+    moves = np.flatnonzero(creeping_breaks(values, params).numpy())
+    climb = moves[moves > departs + 60]
+    assert moves[0] > departs + 1  # a's first reading off its one value (departs + 1) is no creep
+    assert len(climb) >= 15 and (np.diff(climb) == 51).all()
+    assert not range_breaks(values, params).numpy()[climb].any()  # these caps are the creep check's
+
+
+def test_creep_check_fires_where_a_channel_far_from_zero_moves_as_one_near_it() -> None:
+    """The range held lately is kept as its distance inside the range: a channel around 100,000, where
+    float32 readings are 0.008 apart, creeps where the same channel around 0 does."""
+    t = np.arange(3000.0)
+    climb = 2.0 * np.sin(t / 25.0) + 0.0015 * np.clip(t - 1000.0, 0.0, None)
+    moves = []
+    for offset in (0.0, 1e5):
+        params = ScoreParams(
+            (offset,), (2.0,), (0.3,), adapt=0.02, peak_half_life=20.0, range_tolerance=0.05, range_creep=400
+        )
+        x = torch.from_numpy((climb + offset).astype(np.float32)[:, None])
+        moves.append(np.flatnonzero(creeping_breaks(x, params).numpy()))
+    assert len(moves[0]) == len(moves[1]) >= 4
+    assert np.abs(moves[0] - moves[1]).max() <= 1  # a reading apart where rounding moves a crest
 
 
 def test_creep_check_needs_the_range_check_and_a_lag_of_a_reading() -> None:
     common = {"mean": (0.0,), "std": (1.0,), "resid_std": (1.0,), "adapt": 0.01, "peak_half_life": 50.0}
     with pytest.raises(ScoreSettingError, match=r"creep check \(range_creep\) needs the range check"):
         ScoreParams(**common, range_creep=100)  # type: ignore[arg-type]
-    with pytest.raises(ScoreSettingError, match="the creep check's lag must be >= 1 reading"):
+    with pytest.raises(ScoreSettingError, match=r"the creep check's lag must lie in \[1, 2\*\*24\] readings"):
         ScoreParams(**common, range_tolerance=0.05, range_creep=0)  # type: ignore[arg-type]
 
 
@@ -413,7 +463,7 @@ def test_score_options_default_the_range_and_season_checks_only_where_they_can_r
         options(0.01, 50.0, None, creep="slow")
     with pytest.raises(UsageError, match=r"creep check \(--range-creep\) needs the range check \(--range"):
         options(0.01, 50.0, "off", creep="100")
-    with pytest.raises(UsageError, match="--range-creep 0: the creep check's lag must be >= 1"):
+    with pytest.raises(UsageError, match="--range-creep 0: the creep check's lag must lie in"):
         options(0.01, 50.0, None, creep="0")
     assert options(0.0, 50.0, None)["range_tolerance"] is None  # `--adapt 0` turns them off
     assert options(0.0, 50.0, None)["season"] is None
