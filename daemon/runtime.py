@@ -48,7 +48,11 @@ def policy_for(
 def fault_score(info: ModelInfo) -> tuple[object, ...]:
     """What fault alerts follow: the fault head's probability, or the anomaly score and how it is made."""
     score = info.metadata.get("score", {})
-    return info.fault_head, score.get("adapt"), score.get("peak_half_life"), score.get("range_tolerance")
+    made = (info.fault_head, score.get("adapt"), score.get("peak_half_life"), score.get("range_tolerance"))
+    # Checks added later count only where a model has them, so that checkpoints written before they
+    # existed still match the models without them.
+    later = tuple((name, score[name]) for name in ("range_creep", "season") if score.get(name) is not None)
+    return made + later
 
 
 class ModelRuntime:

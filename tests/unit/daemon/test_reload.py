@@ -19,6 +19,7 @@ from daemon.kafka_io import HandOffListener
 from daemon.metrics import Metrics
 from daemon.processor import Processor, RawRecord
 from daemon.records import Source
+from daemon.runtime import fault_score
 from daemon.service import Service
 from daemon.systemd import Notifier
 from tests.support import PLAIN_SCORE, model_exporter, write_model
@@ -118,6 +119,27 @@ def test_service_reloads_on_file_change_and_counts_failures(
         service.reloader.check()
     said = [(r.getMessage(), getattr(r, "model", None)) for r in caplog.records]
     assert said == [("reloading models", None), ("model unchanged; the loaded version keeps running", "m")]
+
+
+def test_every_check_of_the_score_is_part_of_what_fault_alerts_follow(tmp_path: Path) -> None:
+    """Models that differ only in the creep check's lag, in having one, or in the season check's period
+    raise alerts that mean other things; models without the later checks keep the fault score that
+    checkpoints written before those checks hold."""
+    live = tmp_path / "live.onnx"
+    export = model_exporter(live)
+    ranged = replace(PLAIN_SCORE, adapt=0.01, peak_half_life=50.0, range_tolerance=0.05)
+    variants = [
+        ranged,
+        replace(ranged, range_creep=100),
+        replace(ranged, range_creep=400),
+        replace(ranged, season=48, season_memory=750),
+    ]
+    seen = []
+    for params in variants:
+        export(params, "1")
+        seen.append(fault_score(HostEngine(live, 4).info))
+    assert len(set(seen)) == len(variants)
+    assert seen[0] == (False, 0.01, 50.0, 0.05)
 
 
 def test_a_fault_score_made_differently_resolves_the_alerts_it_raised(tmp_path: Path) -> None:
