@@ -111,14 +111,21 @@ def test_a_peak_gated_model_alerts_once_as_an_excursion_rises(tmp_path: Path) ->
     assert 1200 in above and all(score[t] > score[t - 1] for t in above)
 
 
-def test_a_range_checked_model_alerts_at_the_cap_when_a_reading_leaves_the_range(tmp_path: Path) -> None:
-    """A reading past the stream's range widened by the tolerance scores the cap and alerts; a climb that
-    moves the range a little at a time does not."""
+def _climb_then_jump() -> Series:
+    """A stream that climbs past its range over readings 1200-1299, a little at a time, then jumps past
+    the range the climb left (by a tenth of it) at reading 1300 and stays there."""
     series = _series("a", 4, rows=1500)
     v = series.values[:, 0]
     width = v[:1200].max() - v[:1200].min()
     v[1200:1300] += np.linspace(0.0, v[:1200].max() - v[1199] + 0.5 * width, 100, dtype=np.float32)
     v[1300:] = v[:1300].max() + 0.1 * (v[:1300].max() - v[:1300].min())
+    return series
+
+
+def test_a_range_checked_model_alerts_at_the_cap_when_a_reading_leaves_the_range(tmp_path: Path) -> None:
+    """A reading past the stream's range widened by the tolerance scores the cap and alerts; a climb that
+    moves the range a little at a time does not."""
+    series = _climb_then_jump()
     spec = TrainSpec("ranged", fit_fraction=0.3, adapt=0.02, peak_half_life=50.0, range_tolerance=0.05)
     report = train_series(series, spec, FitConfig(epochs=3, hidden=8), tmp_path / "m.onnx", progress=False)
     assert report.metadata["score"]["range_tolerance"] == 0.05
@@ -128,6 +135,22 @@ def test_a_range_checked_model_alerts_at_the_cap_when_a_reading_leaves_the_range
     fired = [a for a in result.alerts if a["state"] == "firing" and a["score"] == 100.0]
     assert fired and fired[0]["peak"] == 100.0  # the alert reports the break, not the ungated score
     assert not np.isin(np.arange(1200, 1300), capped).any()  # the climb widened the range as it went
+
+
+def test_a_creep_checked_model_alerts_on_the_climb_the_range_check_lets_pass(tmp_path: Path) -> None:
+    """Through the daemon's path, the creep check alerts at the cap while the climb is under way, on a
+    reading the range check alone leaves unflagged, and not again within its lag. The alert then ends
+    as a range break's does: the forecaster follows the climb, so the ungated score stays low."""
+    series = _climb_then_jump()
+    spec = TrainSpec(
+        "crept", fit_fraction=0.3, adapt=0.02, peak_half_life=50.0, range_tolerance=0.05, range_creep=50
+    )
+    report = train_series(series, spec, FitConfig(epochs=3, hidden=8), tmp_path / "m.onnx", progress=False)
+    assert report.metadata["score"]["range_creep"] == 50
+    result = backtest(report.model_path, [series], {"cooldown_s": 0.0}).streams["a"]
+    climbing = np.flatnonzero(result.score[1200:1300] == 100.0) + 1200
+    assert len(climbing) >= 1 and np.diff(climbing).min(initial=51) > 50
+    assert result.onsets[climbing[0]]
 
 
 def test_skab_metrics_on_a_hand_made_case() -> None:
