@@ -1,13 +1,16 @@
 """Step-engine throughput on CPU against baselines measured in the same run.
 
     .venv/bin/python bench/step_engine.py [--streams 1000 10000 100000] [--waves 20] [--season 48]
+        [--range [--range-creep 100]]
 
 Prints stream-steps/s of: the bare onnxruntime call on a batch with no state handling (ceiling), the
 engine's wave (gather, ONNX step, scatter), the wave plus the alert update as the daemon runs it, and a naive
 per-reading PyTorch loop keeping a dict of per-stream states; ratios against the first and the last;
 and the fraction of this machine's float32 matmul rate the engine's arithmetic reaches. ``--season N``
 scores with the adaptive score, the peak gate and a season check of period N over 750 readings (what
-`evaluate nab` gives a file with a daily rhythm at N readings a day); without it the score is plain.
+`evaluate nab` gives a file with a daily rhythm at N readings a day); ``--range`` with the adaptive score,
+the peak gate and the range check (tolerance 0.05), and ``--range-creep N`` adds the creep check with a lag
+of N; without them the score is plain.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -64,13 +68,19 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--waves", type=int, default=20)
     parser.add_argument("--season", type=int, help="with a season check of this period (readings)")
+    parser.add_argument("--range", action="store_true", help="with the range check (and what it needs)")
+    parser.add_argument("--range-creep", type=int, help="with --range: and the creep check of this lag")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = Forecaster(ModelShape(FEATURES, HIDDEN)).eval()
-    season = {"adapt": 0.01, "peak_half_life": 50.0, "season": args.season, "season_memory": 750}
-    params = ScoreParams(
-        (0.0,) * FEATURES, (1.0,) * FEATURES, (1.0,) * FEATURES, **(season if args.season else {})
-    )
+    checks: dict[str, Any] = {}
+    if args.season or args.range:
+        checks |= {"adapt": 0.01, "peak_half_life": 50.0}
+    if args.season:
+        checks |= {"season": args.season, "season_memory": 750}
+    if args.range:
+        checks |= {"range_tolerance": 0.05, "range_creep": args.range_creep}
+    params = ScoreParams((0.0,) * FEATURES, (1.0,) * FEATURES, (1.0,) * FEATURES, **checks)
     proto = build_step_model(
         model, params, {"name": "bench", "version": "1", "features": [f"c{i}" for i in range(FEATURES)]}
     )
