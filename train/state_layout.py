@@ -20,9 +20,8 @@ class StateLayout:
     # readings a block (ScoreParams.season_block): a ring of other blocks means other state, and the
     # daemon keeps state over a reload only where the layouts are equal
     season_block: int = 0
-    creep: bool = (
-        False  # the range held lately and the readings until the next creep (ScoreParams.range_creep)
-    )
+    # the range held lately and the readings until the next creep (ScoreParams.range_creep)
+    creep: bool = False
 
     @property
     def base(self) -> int:
