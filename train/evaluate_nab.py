@@ -48,8 +48,8 @@ class NabOptions:
     # The range check's tolerance (ScoreParams.range_tolerance) is HTM's in NAB's numenta detector
     # (SPATIAL_TOLERANCE), taken as published rather than chosen here.
     range_tolerance: float | None = 0.05
-    # The creep check's lag (ScoreParams.range_creep): the adaptive score's memory (1 / adapt readings),
-    # fixed before the command first ran with it (docs/evaluation.md).
+    # The creep check's lag (ScoreParams.range_creep): the adaptive score's memory at its default rate
+    # (1 / 0.01 readings), taken as that rather than tuned (docs/evaluation.md).
     range_creep: int | None = 100
     # The season check (ScoreParams.season) on the period each file's fitted rows show, if any; its
     # settings are fixed in train.score and train.season, not chosen on either category (realTraffic's

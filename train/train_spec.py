@@ -4,8 +4,9 @@ checks them."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, TypeVar
 
 from daemon.errors import UsageError
 from train.congestion import CongestionSpec
@@ -101,31 +102,18 @@ def score_options(
     ``default_season`` where the adaptive score and the peak gate they need are on, else off, and the
     creep check's lag is ``default_creep`` where the range check is on."""
     adapt, peak_half_life = args.adapt or None, args.peak_half_life or None
-    text = args.range_tolerance
-    try:
-        tolerance = None if text == "off" else float(text) if text is not None else None
-    except ValueError:
-        raise UsageError(
-            f"{command}: --range-tolerance {text!r}: give a share of the stream's range (e.g. 0.05) or off"
-        ) from None
-    season_text = args.season
-    season: int | Literal["auto"] | None = None
-    if season_text == "auto":
-        season = "auto"
-    elif season_text not in (None, "off"):
-        try:
-            season = int(season_text)
-        except ValueError:
-            raise UsageError(
-                f"{command}: --season {season_text!r}: give auto, off or the period in readings (e.g. 48)"
-            ) from None
-    creep_text = args.range_creep
-    try:
-        creep = None if creep_text in (None, "off") else int(creep_text)
-    except ValueError:
-        raise UsageError(
-            f"{command}: --range-creep {creep_text!r}: give the lag in readings (e.g. 100) or off"
-        ) from None
+    text, season_text, creep_text = args.range_tolerance, args.season, args.range_creep
+    tolerance = _number(
+        text, float, f"{command}: --range-tolerance", "a share of the stream's range (e.g. 0.05) or off"
+    )
+    season: int | Literal["auto"] | None = (
+        "auto"
+        if season_text == "auto"
+        else _number(
+            season_text, int, f"{command}: --season", "auto, off or the period in readings (e.g. 48)"
+        )
+    )
+    creep = _number(creep_text, int, f"{command}: --range-creep", "the lag in readings (e.g. 100) or off")
     if adapt is not None and peak_half_life is not None:
         tolerance = default_tolerance if text is None else tolerance
         season = default_season if season_text is None else season
@@ -143,3 +131,16 @@ def score_options(
     except ScoreSettingError as exc:
         raise UsageError(f"{command}: {exc.naming(SCORE_FLAGS, ' ')}") from exc
     return options
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _number(text: str | None, kind: Callable[[str], Number], flag: str, give: str) -> Number | None:
+    """A numeric option's ``text`` as ``kind``; None where it is unset or ``off``."""
+    if text in (None, "off"):
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: give {give}") from None
