@@ -64,7 +64,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # The thresholds alerts follow, by kind (the anomaly score's is on record only, with a fault head).
     kinds = report.metadata["thresholds"].items()
     thresholds = {kind: t["threshold"] for kind, t in kinds if kind != "anomaly"}
-    summary = {"model": str(report.model_path), "thresholds": thresholds}
+    summary: dict[str, object] = {"model": str(report.model_path), "thresholds": thresholds}
+    if spec.season is not None:  # what --season auto found (null: none) is not on the command line
+        summary["season"] = report.metadata["score"]["season"]
     print(json.dumps(summary | {"parity_max_abs": report.parity_max_abs, "best_epoch": report.best_epoch}))
     return 0
 

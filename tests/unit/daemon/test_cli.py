@@ -6,6 +6,7 @@ import json
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -233,6 +234,36 @@ def test_train_adds_a_fault_head_from_a_spec_with_anomaly_labels(
     fault = info.metadata["fault"]
     assert info.fault_head and fault["horizon_steps"] == 10 and fault["validation"]["positives"] == 19
     assert json.loads(capsys.readouterr().out)["thresholds"] == {"fault": fault["threshold"]}
+
+
+def test_train_says_which_period_season_auto_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def train(name: str, values: list[float]) -> object:
+        csv = tmp_path / f"{name}.csv"
+        rows = [f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{v}" for i, v in enumerate(values)]
+        csv.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+        argv = ["train", "--csv", str(csv), "--out", str(tmp_path / f"{name}.onnx"), "--fit-fraction", "0.8"]
+        argv += [
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--adapt",
+            "0.05",
+            "--peak-half-life",
+            "20",
+            "--season",
+            "auto",
+        ]
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)["season"]
+
+    # 30 days of hourly readings: busy from 07:00 to 19:00 (a daily rhythm of 24), or no rhythm at all
+    rng = np.random.default_rng(0)
+    daily = [(10.0 if 7 <= i % 24 < 19 else 2.0) + rng.normal(0, 0.4) for i in range(720)]
+    assert train("daily", daily) == 24
+    assert train("noise", list(rng.normal(0, 1, 720))) is None
 
 
 def test_load_nab_csv_skips_a_byte_order_mark(tmp_path: Path) -> None:
