@@ -93,9 +93,10 @@ class ScoreParams:
     # each new extreme. It bypasses the peak gate and leaves ``hold_score`` alone, as the range check
     # does. None: off.
     range_creep: int | None = None
-    # Season check, for streams with a rhythm longer than the forecaster looks back (a day of a daily
-    # load): the last ``season`` readings, as SEASON_POINTS block means, against every such window of the
-    # stream's last ``season_memory`` readings (at most SEASON_BLOCKS blocks); the nearest one's RMS
+    # Season check, for a rhythm a one-step forecaster follows without judging it (a day of a daily
+    # load, even one shorter than the training window: docs/evaluation.md, session 13): the last
+    # ``season`` readings, as SEASON_POINTS block means, against every such window of the stream's last
+    # ``season_memory`` readings (at most SEASON_BLOCKS blocks); the nearest one's RMS
     # distance, at each block's end, becomes an adaptive score (the adaptive score's rate, warm-up, floor
     # and cap, counted in blocks) gated by its own recent peak (the gate's half-life, in readings). A day
     # unlike any day of the last weeks scores high; a one-step forecaster follows it. It needs ``adapt``
