@@ -27,6 +27,11 @@ class DataError(FaultcastError):
     """A data file cannot be used; the message names the file (and line) and what was expected."""
 
 
+class ParityError(FaultcastError):
+    """An exported step model does not reproduce its PyTorch model on held-out readings: float32
+    rounding in that fit grows over the steps. Another seed trains a model that can ship."""
+
+
 class UsageError(FaultcastError):
     """A command-line option cannot be used; the message names the command and the option."""
 

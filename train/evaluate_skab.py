@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from daemon.errors import ModelError
+from daemon.errors import ModelError, ParityError
 from daemon.model_file import read_model
 from train.backtest import StreamResult, backtest
 from train.dataset import LabelledSeries, load_dataset, load_spec
@@ -134,8 +134,8 @@ def fit_retrying(train: Callable[[FitConfig], TrainReport], fit: FitConfig, trie
     for k in range(tries):
         try:
             return train(FitConfig(**{**asdict(fit), "seed": fit.seed + k}))
-        except RuntimeError as exc:
-            if "parity" not in str(exc) or k == tries - 1:
+        except ParityError:
+            if k == tries - 1:
                 raise
     raise AssertionError("unreachable")
 

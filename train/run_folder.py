@@ -16,9 +16,8 @@ from daemon.errors import DataError
 from train.calibrate import alert_rows
 from train.evaluate_report import SeriesPlot, plot_series, png_path
 from train.export import build_step_model, save
-from train.export_check import parity
 from train.model import Forecaster, ModelShape
-from train.pipeline import PARITY_TOLERANCE, TrainReport
+from train.pipeline import TrainReport, checked_parity
 from train.score import ScoreParams
 
 WEIGHTS, MODEL_SPEC, HELD_OUT = "weights.pt", "model.json", "held_out.npz"
@@ -90,8 +89,6 @@ def export_run(run_dir: Path, out: Path) -> float:
     metadata = json.loads((run_dir / "metadata.json").read_text())
     proto = build_step_model(model, params, metadata)
     with np.load(run_dir / HELD_OUT) as held:
-        gap = parity(model, params, proto, held["values"], held["ts"])
-    if gap > PARITY_TOLERANCE:
-        raise RuntimeError(f"export parity failed: ONNX step model differs from PyTorch by {gap:.2e}")
+        gap = checked_parity(model, params, proto, held["values"], held["ts"], str(metadata["name"]))
     save(proto, out)
     return gap

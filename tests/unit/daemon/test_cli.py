@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from daemon.errors import ConfigError, FencedError
 from daemon.http_server import serve
 from daemon.model_file import read_model
 from tests.support import MACHINE_TEMPERATURE, OCCUPANCY, REPO
+from train import pipeline
 from train.pipeline import TrainReport
 from train.series import load_nab_csv
 
@@ -236,27 +238,20 @@ def test_train_adds_a_fault_head_from_a_spec_with_anomaly_labels(
     assert json.loads(capsys.readouterr().out)["thresholds"] == {"fault": fault["threshold"]}
 
 
+def _hourly_csv(path: Path, values: Sequence[float]) -> Path:
+    rows = [f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{v}" for i, v in enumerate(values)]
+    path.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    return path
+
+
 def test_train_says_which_period_season_auto_found(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def train(name: str, values: list[float]) -> object:
-        csv = tmp_path / f"{name}.csv"
-        rows = [f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{v}" for i, v in enumerate(values)]
-        csv.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+        csv = _hourly_csv(tmp_path / f"{name}.csv", values)
         argv = ["train", "--csv", str(csv), "--out", str(tmp_path / f"{name}.onnx"), "--fit-fraction", "0.8"]
-        argv += [
-            "--epochs",
-            "1",
-            "--hidden",
-            "8",
-            "--adapt",
-            "0.05",
-            "--peak-half-life",
-            "20",
-            "--season",
-            "auto",
-        ]
-        assert main(argv) == 0
+        gated = ["--adapt", "0.05", "--peak-half-life", "20"]
+        assert main([*argv, "--epochs", "1", "--hidden", "8", *gated, "--season", "auto"]) == 0
         return json.loads(capsys.readouterr().out)["season"]
 
     # 30 days of hourly readings: busy from 07:00 to 19:00 (a daily rhythm of 24), or no rhythm at all
@@ -264,6 +259,21 @@ def test_train_says_which_period_season_auto_found(
     daily = [(10.0 if 7 <= i % 24 < 19 else 2.0) + rng.normal(0, 0.4) for i in range(720)]
     assert train("daily", daily) == 24
     assert train("noise", list(rng.normal(0, 1, 720))) is None
+
+
+def test_train_refuses_a_model_whose_export_misses_parity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = _hourly_csv(tmp_path / "line.csv", list(np.random.default_rng(0).normal(0, 1, 720)))
+    monkeypatch.setattr(pipeline, "PARITY_TOLERANCE", -1.0)  # a bound no model keeps
+    out = tmp_path / "line.onnx"
+    assert main(["train", "--csv", str(csv), "--out", str(out), "--epochs", "1", "--hidden", "8"]) == 2
+    err = capsys.readouterr().err  # the progress bar's lines, then the error's one line
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("faultcast: error: line: the exported step model differs from PyTorch by ")
+    assert last.endswith("train again with another --seed")
+    assert not out.exists()
 
 
 def test_load_nab_csv_skips_a_byte_order_mark(tmp_path: Path) -> None:

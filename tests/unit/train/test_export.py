@@ -15,9 +15,11 @@ import torch
 
 from daemon.cli import main as cli_main
 from daemon.engine import HostEngine
-from daemon.errors import DataError, UsageError
+from daemon.errors import DataError, ParityError, UsageError
 from daemon.model_file import METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
+from train import pipeline
+from train.evaluate_skab import fit_retrying
 from train.export import build_step_model, save
 from train.export_check import parity, step_through
 from train.fit import FitConfig, fit
@@ -143,6 +145,37 @@ def test_export_rebuilds_the_trained_model_from_its_run_folder(
     gap = export_run(tmp_path / "run", tmp_path / "again.onnx")
     assert gap <= PARITY_TOLERANCE
     assert (tmp_path / "again.onnx").read_bytes() == report.model_path.read_bytes()
+
+
+def test_export_refuses_a_run_whose_model_misses_parity(
+    machine_model: TrainReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_run(machine_model, tmp_path / "run")
+    monkeypatch.setattr(pipeline, "PARITY_TOLERANCE", -1.0)  # a bound no model keeps
+    with pytest.raises(ParityError, match=r"^machine-temperature: .* train again with another --seed$"):
+        export_run(tmp_path / "run", tmp_path / "again.onnx")
+    assert not (tmp_path / "again.onnx").exists()
+
+
+def test_evaluation_trains_again_with_the_next_seed_only_when_parity_fails() -> None:
+    seeds: list[int] = []
+
+    def drifting(fit: FitConfig) -> TrainReport:
+        seeds.append(fit.seed)
+        raise ParityError("drift")
+
+    with pytest.raises(ParityError):
+        fit_retrying(drifting, FitConfig(seed=7))
+    assert seeds == [7, 8, 9]
+    seeds.clear()
+
+    def unreadable(fit: FitConfig) -> TrainReport:
+        seeds.append(fit.seed)
+        raise DataError("bad file")
+
+    with pytest.raises(DataError):
+        fit_retrying(unreadable, FitConfig(seed=7))
+    assert seeds == [7]
 
 
 def test_export_needs_a_run_folder_with_weights(tmp_path: Path) -> None:
