@@ -28,7 +28,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         writable(args.run_dir, "train: --run-dir", folder=True)
     try:  # every option checked before any data is read
         config = FitConfig(
-            hidden=args.hidden, layers=args.layers, cell=args.cell, epochs=args.epochs, seed=args.seed
+            hidden=args.hidden,
+            layers=args.layers,
+            cell=args.cell,
+            dropout=args.dropout,
+            window=args.window,
+            epochs=args.epochs,
+            lr=args.lr,
+            seed=args.seed,
         )
         # Named once the data says what it is; --fit-fraction is used only with --csv.
         ahead = {"horizon": args.congestion_horizon, "step_s": args.congestion_step_s}
@@ -171,7 +178,14 @@ def add_train_commands(sub: Any) -> None:
     )
     train.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
     train.add_argument("--hidden", type=int, default=32)
-    train.add_argument("--layers", type=int, default=1)
+    train.add_argument("--layers", type=int, default=1, help="recurrent layers, 1-3 (default 1)")
+    train.add_argument(
+        "--dropout", type=float, default=0.1, help="between layers and on the last one's output (default 0.1)"
+    )
+    train.add_argument("--lr", type=float, default=3e-3, help="AdamW's learning rate (default 0.003)")
+    train.add_argument(
+        "--window", type=int, default=48, help="readings back-propagation runs through (default 48)"
+    )
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--seed", type=int, default=7)
     train.add_argument("--run-dir", type=Path, help="folder for the run's metadata and per-epoch metrics")

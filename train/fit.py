@@ -34,9 +34,14 @@ class FitConfig:
     fault_weight: float = 1.0  # of the fault head's cross-entropy
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "layers", "window", "segments", "epochs", "patience"):
+        for name in ("hidden", "window", "segments", "epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        # Deeper stacks fit no better on a few hundred readings a stream, and cost each step of the daemon.
+        if not 1 <= self.layers <= 3:
+            raise ValueError(f"layers={self.layers} must be 1, 2 or 3")
+        if not self.lr > 0.0:
+            raise ValueError(f"lr={self.lr} must be > 0")
         if self.cell not in ("lstm", "gru", "rnn"):
             raise ValueError(f"cell={self.cell!r} must be one of lstm, gru, rnn")
         if not 0.0 <= self.dropout < 1.0:

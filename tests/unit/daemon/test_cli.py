@@ -153,6 +153,10 @@ def test_train_explains_bad_data_and_bad_options_in_one_line(
     short = str(tmp_path / "short.csv")
     for flags, says in [
         (["--hidden", "0"], "hidden=0 must be >= 1"),
+        (["--layers", "4"], "layers=4 must be 1, 2 or 3"),
+        (["--dropout", "1"], "dropout=1.0 must lie in [0, 1)"),
+        (["--lr", "0"], "lr=0.0 must be > 0"),
+        (["--window", "0"], "window=0 must be >= 1"),
         (["--fit-fraction", "1.5"], "fit_fraction=1.5 must lie in (0, 1]"),
         (["--baseline", "-3"], "baseline=-3"),
         (["--scale-floor", "1.0"], "scale_floor=1.0: a per-stream score scale needs"),
@@ -259,6 +263,17 @@ def test_train_says_which_period_season_auto_found(
     daily = [(10.0 if 7 <= i % 24 < 19 else 2.0) + rng.normal(0, 0.4) for i in range(720)]
     assert train("daily", daily) == 24
     assert train("noise", list(rng.normal(0, 1, 720))) is None
+
+
+def test_train_fits_with_the_settings_it_is_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = _hourly_csv(tmp_path / "line.csv", list(np.random.default_rng(0).normal(0, 1, 720)))
+    out = tmp_path / "line.onnx"
+    argv = ["train", "--csv", str(csv), "--out", str(out), "--epochs", "1", "--hidden", "8", "--layers", "2"]
+    assert main([*argv, "--dropout", "0.3", "--lr", "0.01", "--window", "24", "--cell", "gru"]) == 0
+    _, info = read_model(out)
+    fit = info.metadata["training"]["fit"]
+    assert (fit["layers"], fit["dropout"], fit["lr"], fit["window"], fit["cell"]) == (2, 0.3, 0.01, 24, "gru")
+    assert info.metadata["layers"] == 2 and info.metadata["cell"] == "gru"
 
 
 def test_train_refuses_a_model_whose_export_misses_parity(
