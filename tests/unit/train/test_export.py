@@ -13,10 +13,11 @@ import onnx
 import pytest
 import torch
 
+from daemon.app import load_engines
 from daemon.cli import main as cli_main
-from daemon.engine import HostEngine
-from daemon.errors import DataError, ParityError, UsageError
-from daemon.model_file import METADATA_KEY
+from daemon.config import parse_config
+from daemon.errors import DataError, ModelError, ParityError, UsageError
+from daemon.model_file import BASELINE_INPUT, METADATA_KEY
 from tests.support import MACHINE_TEMPERATURE
 from train import pipeline
 from train.evaluate_skab import fit_retrying
@@ -201,14 +202,35 @@ def test_per_stream_baseline_scales_a_noisier_streams_score_and_its_length_is_co
     assert torch.equal(quiet, quiet_plain)  # never more sensitive than the floor allows
 
     path = tmp_path / "m.onnx"
-    save(build_step_model(model, base, {"name": "m", "version": "1", "features": ["a"]}), path)
-    engine = HostEngine(path, 4, baseline=50)
+    proto = build_step_model(model, base, {"name": "m", "version": "1", "features": ["a"]})
+    save(proto, path)
+    # the daemon's config sets the length: models[].baseline_readings
+    config = parse_config(
+        {"models": [{"name": "m", "path": str(path), "baseline_readings": 50}]}, tmp_path, {}
+    )
+    engine = load_engines(config)["m"]
     got = [
         float(engine.step(["s"], noisy[t : t + 1], np.zeros(1, dtype=bool), np.zeros(1)).score[0])
         for t in range(400)
     ]
     expected = stream_scores(model, torch.from_numpy(noisy[:400]), replace(base, baseline=50)).score
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+    # A model whose baseline length is fixed inside it (no such input, as before the input existed)
+    # cannot take the key: refused at load, before any reading is scored.
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    [length] = [i for i in fixed.graph.input if i.name == BASELINE_INPUT]
+    fixed.graph.input.remove(length)
+    fixed.graph.initializer.append(
+        onnx.numpy_helper.from_array(np.array([200.0], np.float32), BASELINE_INPUT)
+    )
+    save(fixed, tmp_path / "fixed.onnx")
+    with pytest.raises(
+        ModelError, match="baseline_readings is set, but this model has no 'baseline_readings'"
+    ):
+        load_engines(replace(config, models=(replace(config.models[0], path=str(tmp_path / "fixed.onnx")),)))
+    unset = replace(config.models[0], path=str(tmp_path / "fixed.onnx"), baseline_readings=None)
+    assert load_engines(replace(config, models=(unset,)))["m"].info.baseline_input is False
 
 
 @pytest.mark.parametrize(("cell", "baseline", "scale_floor"), [("lstm", 0, None), ("gru", 200, 0.5)])
