@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from train.export_check import step_through
+from train.export_check import Stepped, step_through
 from train.fit import FitConfig
 from train.pipeline import train_series
 from train.series import Series
@@ -15,6 +17,7 @@ from train.train_spec import TrainSpec
 
 WINDOW = 48
 STEPS = 100 * WINDOW  # 100x the truncation window the model was trained on
+FIT_ROWS = 3000
 
 
 def _normal(n: int, seed: int) -> np.ndarray:
@@ -27,30 +30,58 @@ def _normal(n: int, seed: int) -> np.ndarray:
     return (60 + 5 * np.sin(2 * np.pi * t / 288) + wander + rng.normal(0, 0.2, n)).astype(np.float32)
 
 
-def test_score_distribution_and_false_alarms_stay_put_over_100_windows(tmp_path: Path) -> None:
-    fit_rows = 3000
-    values = np.concatenate([_normal(fit_rows, seed=1), _normal(STEPS, seed=2)])
+def _run(tmp_path: Path, spec: TrainSpec) -> tuple[Stepped, float, dict[str, object]]:
+    """Trains on 3,000 normal readings, then steps the exported model over the whole stream, fitted part
+    first, as the daemon would run it from the stream's first reading: the outputs after the fitted part,
+    the model's threshold and its score settings."""
+    values = np.concatenate([_normal(FIT_ROWS, seed=1), _normal(STEPS, seed=2)])
     series = Series("normal", np.arange(len(values)) * 300.0, values[:, None], ("temp_c",))
+    spec = replace(spec, fit_fraction=FIT_ROWS / len(values))
     report = train_series(
-        series,
-        TrainSpec(name="normal", fit_fraction=fit_rows / len(values)),
-        FitConfig(window=WINDOW, epochs=20, hidden=16),
-        tmp_path / "m.onnx",
-        progress=False,
+        series, spec, FitConfig(window=WINDOW, epochs=20, hidden=16), tmp_path / "m.onnx", progress=False
     )
-    proto = onnx.load(str(report.model_path))
-    # One uninterrupted stream over fresh normal data, as the daemon would run it.
-    scores = step_through(proto, values[fit_rows:][:, None]).score
+    out = step_through(onnx.load(str(report.model_path)), values[:, None])
+    after = Stepped(*(a[FIT_ROWS:] for a in dataclasses.astuple(out)))
+    return after, report.threshold, report.metadata["score"]
+
+
+def _tenths(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tenth = STEPS // 10
-    first, last = scores[1:tenth], scores[-tenth:]
+    return a[:tenth], a[-tenth:]
+
+
+def test_score_distribution_and_false_alarms_stay_put_over_100_windows(tmp_path: Path) -> None:
+    out, threshold, _ = _run(tmp_path, TrainSpec(name="normal"))
+    first, last = _tenths(out.score)
     medians = np.median(first), np.median(last)
     p99s = np.quantile(first, 0.99), np.quantile(last, 0.99)
-    alarms = (first >= report.threshold).mean(), (last >= report.threshold).mean()
+    alarms = (first >= threshold).mean(), (last >= threshold).mean()
     print(
         f"median {medians[0]:.3f} -> {medians[1]:.3f}, p99 {p99s[0]:.3f} -> {p99s[1]:.3f}, "
-        f"above threshold {alarms[0]:.2%} -> {alarms[1]:.2%} (threshold {report.threshold:.3f})"
+        f"above threshold {alarms[0]:.2%} -> {alarms[1]:.2%} (threshold {threshold:.3f})"
     )
     assert 0.8 <= medians[1] / medians[0] <= 1.25
     assert 0.7 <= p99s[1] / p99s[0] <= 1.4
     assert max(alarms) <= 0.01
-    assert np.isfinite(scores).all()
+    assert np.isfinite(out.score).all()
+
+
+def test_the_checks_evaluate_nab_ships_stay_put_over_100_windows_too(tmp_path: Path) -> None:
+    """The adaptive score, the peak gate, the range and creep checks and the season check all keep
+    per-stream state that only grows older in a stream that is never reset."""
+    checked = TrainSpec("normal", adapt=0.01, peak_half_life=50.0, range_tolerance=0.05, range_creep=100)
+    out, threshold, score = _run(tmp_path, replace(checked, season="auto"))
+    assert score["season"] is not None and abs(int(score["season"]) - 288) <= 2  # the daily cycle
+    # Gated, a score is mostly 0: its distribution is the ungated one (hold), its alarms the gated one's.
+    first, last = _tenths(out.hold)
+    means = first.mean(), last.mean()
+    p99s = np.quantile(first, 0.99), np.quantile(last, 0.99)
+    alarms = [(part >= threshold).mean() for part in _tenths(out.score)]
+    print(
+        f"ungated mean {means[0]:.3f} -> {means[1]:.3f}, p99 {p99s[0]:.3f} -> {p99s[1]:.3f}, "
+        f"above threshold {alarms[0]:.2%} -> {alarms[1]:.2%} (threshold {threshold:.3f})"
+    )
+    assert 0.8 <= means[1] / means[0] <= 1.25
+    assert 0.7 <= p99s[1] / p99s[0] <= 1.4
+    assert max(alarms) <= 0.01
+    assert np.isfinite(out.score).all() and out.score.max() < 100.0  # no range or creep break: all normal
