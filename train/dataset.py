@@ -70,6 +70,7 @@ class LoadReport:
     gaps_split: int
     missing_windows: tuple[str, ...]
     first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> "file:line" of its first row
+    resampled: int = 0  # readings merged into others on the resample grid
 
     @property
     def skipped_total(self) -> int:
@@ -84,6 +85,7 @@ class LoadReport:
         extra = {
             "duplicate timestamps dropped": self.duplicates,
             "rows reordered": self.reordered,
+            "readings merged by resampling": self.resampled,
             "gaps": self.gaps,
         }
         return text + "".join(f"; {n} {what}" for what, n in extra.items() if n)
@@ -105,6 +107,7 @@ class _Counts:
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     duplicates: int = 0
     reordered: int = 0
+    resampled: int = 0
     gaps: int = 0
     gaps_split: int = 0
     missing_windows: list[str] = field(default_factory=list)
@@ -167,6 +170,7 @@ def load_dataset(spec: DatasetSpec, root: Path | str) -> tuple[tuple[LabelledSer
         gaps_split=counts.gaps_split,
         missing_windows=tuple(counts.missing_windows),
         first_skipped=counts.first_skipped,
+        resampled=counts.resampled,
     )
     return tuple(out), report
 
@@ -317,6 +321,10 @@ def _finish(spec: DatasetSpec, name: str, stream: _Stream, counts: _Counts) -> l
         tuple(sorted(stream.windows)),
         ", ".join(stream.sources),
     )
+    if spec.resample.step_s is not None:
+        gridded = _resampled(whole, spec.resample.step_s, spec.resample.how)
+        counts.resampled += len(whole) - len(gridded)
+        whole = gridded
     if spec.gaps.max_gap_s is None:
         return [whole]
     cuts = (np.flatnonzero(np.diff(whole.series.ts) > spec.gaps.max_gap_s) + 1).tolist()
@@ -330,6 +338,27 @@ def _finish(spec: DatasetSpec, name: str, stream: _Stream, counts: _Counts) -> l
         replace(p, series=Series(f"{name}#{i}", p.series.ts, p.series.values, p.series.channels))
         for i, p in enumerate(parts)
     ]
+
+
+def _resampled(whole: LabelledSeries, step_s: float, how: str) -> LabelledSeries:
+    """``whole`` (sorted by time) with each step's readings made one, at the step's start; an empty step
+    stays empty, a gap for the gap policy."""
+    s = whole.series
+    steps = np.floor(s.ts / step_s)
+    starts = np.flatnonzero(np.concatenate([[True], np.diff(steps) > 0]))
+    if how == "mean":
+        sizes = np.diff(np.append(starts, len(s)))[:, None]
+        values = (np.add.reduceat(s.values.astype(np.float64), starts, axis=0) / sizes).astype(np.float32)
+    else:
+        values = s.values[np.append(starts[1:], len(s)) - 1]
+
+    def any_of(flags: BoolArray | None) -> BoolArray | None:
+        return None if flags is None else np.logical_or.reduceat(flags, starts)
+
+    series = Series(s.name, steps[starts] * step_s, values, s.channels)
+    return LabelledSeries(
+        series, any_of(whole.anomaly), any_of(whole.changepoint), whole.windows, whole.source
+    )
 
 
 def _flags(flags: list[bool | None], rows: npt.NDArray[np.intp]) -> BoolArray | None:

@@ -83,6 +83,20 @@ class GapSpec:
 
 
 @dataclass(frozen=True)
+class ResampleSpec:
+    """Readings put on a grid of ``step_s`` seconds: each step's readings become one, at the step's start
+    (``mean`` of each channel, or the ``last`` one), a label set if any of them has it. For recordings
+    finer or more irregular than the live stream the model will score: resample to the live step."""
+
+    step_s: float | None = None
+    how: Literal["mean", "last"] = "mean"
+
+    def __post_init__(self) -> None:
+        if self.step_s is not None and not (math.isfinite(self.step_s) and self.step_s > 0):
+            raise ValueError(f"step_s: must be a number of seconds > 0, got {self.step_s}")
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """How to read a data set: which files under the root, their columns, streams, labels and clean-up."""
 
@@ -96,6 +110,7 @@ class DatasetSpec:
     stream_name: str | None = None
     label_columns: LabelColumns | None = None
     windows: WindowsSpec | None = None
+    resample: ResampleSpec = field(default_factory=ResampleSpec)
     gaps: GapSpec = field(default_factory=GapSpec)
     duplicates: Literal["drop"] = "drop"
 

@@ -124,6 +124,24 @@ def test_gaps_split_or_kept(tmp_path: Path, policy: str, segments: list[int], sp
         assert streams[0].series.name == "s" and len(streams[0].windows) == 3
 
 
+@pytest.mark.parametrize(("how", "values"), [("mean", [1.5, 4.0, 6.0]), ("last", [2.0, 5.0, 6.0])])
+def test_readings_resampled_onto_a_grid_before_the_gaps_are_found(
+    tmp_path: Path, how: str, values: list[float]
+) -> None:
+    # two readings in the first minute, three in the second (in the file out of order), none in the
+    # third, one in the fourth; the readings at 3 s and 65 s are labelled
+    csv = "t,x,y\n0,1,0\n3,2,1\n65,5,1\n60,3,0\n62,4,0\n200,6,0\n"
+    spec = NUMBERS + "label_columns: {anomaly: y}\n" + f"resample: {{step_s: 60, how: {how}}}\n"
+    (stream,), report = load(tmp_path, spec + "gaps: {max_gap_s: 60}\n", {"s.csv": csv})
+    assert stream.series.ts.tolist() == [0.0, 60.0, 180.0]  # each step's start; the empty one is not filled
+    assert stream.series.values[:, 0].tolist() == values
+    assert stream.anomaly is not None and stream.anomaly.tolist() == [True, True, False]
+    assert report.resampled == 3 and report.rows_kept == 3 and report.gaps == 1  # 60 -> 180 s
+    assert "3 readings merged by resampling" in report.describe()
+    with pytest.raises(SpecError, match="step_s: must be a number of seconds > 0"):
+        parse_spec(NUMBERS + "resample: {step_s: 0}\n")
+
+
 def test_duplicates_dropped_and_rows_sorted(tmp_path: Path) -> None:
     csv = "t,x\n30,3\n10,1\n20,2\n10,99\n40,4\n20,98\n"
     (stream,), report = load(tmp_path, NUMBERS, {"s.csv": csv})
