@@ -322,7 +322,7 @@ def _finish(spec: DatasetSpec, name: str, stream: _Stream, counts: _Counts) -> l
         ", ".join(stream.sources),
     )
     if spec.resample.step_s is not None:
-        gridded = _resampled(whole, spec.resample.step_s, spec.resample.how)
+        gridded = _resampled(whole, spec.resample.step_s, spec.resample.how or "mean")
         counts.resampled += len(whole) - len(gridded)
         whole = gridded
     if spec.gaps.max_gap_s is None:
@@ -344,7 +344,9 @@ def _resampled(whole: LabelledSeries, step_s: float, how: str) -> LabelledSeries
     """``whole`` (sorted by time) with each step's readings made one, at the step's start; an empty step
     stays empty, a gap for the gap policy."""
     s = whole.series
-    steps = np.floor(s.ts / step_s)
+    # in whole microseconds: ts / step_s in floats puts 0.6 s in the step of 0.4 s at a step of 0.2 s
+    step_us = round(step_s * 1e6)
+    steps = np.floor_divide(np.round(s.ts * 1e6).astype(np.int64), step_us)
     starts = np.flatnonzero(np.concatenate([[True], np.diff(steps) > 0]))
     if how == "mean":
         sizes = np.diff(np.append(starts, len(s)))[:, None]
@@ -355,7 +357,7 @@ def _resampled(whole: LabelledSeries, step_s: float, how: str) -> LabelledSeries
     def any_of(flags: BoolArray | None) -> BoolArray | None:
         return None if flags is None else np.logical_or.reduceat(flags, starts)
 
-    series = Series(s.name, steps[starts] * step_s, values, s.channels)
+    series = Series(s.name, steps[starts] * step_us / 1e6, values, s.channels)
     return LabelledSeries(
         series, any_of(whole.anomaly), any_of(whole.changepoint), whole.windows, whole.source
     )

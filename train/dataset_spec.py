@@ -89,11 +89,13 @@ class ResampleSpec:
     finer or more irregular than the live stream the model will score: resample to the live step."""
 
     step_s: float | None = None
-    how: Literal["mean", "last"] = "mean"
+    how: Literal["mean", "last"] | None = None  # None: mean
 
     def __post_init__(self) -> None:
-        if self.step_s is not None and not (math.isfinite(self.step_s) and self.step_s > 0):
-            raise ValueError(f"step_s: must be a number of seconds > 0, got {self.step_s}")
+        if self.step_s is not None and not (math.isfinite(self.step_s) and self.step_s >= 1e-6):
+            raise ValueError(f"step_s: must be a number of seconds, at least 1e-6, got {self.step_s}")
+        if self.how is not None and self.step_s is None:
+            raise ValueError(f"how: {self.how!r} needs step_s, the grid's step")
 
 
 @dataclass(frozen=True)

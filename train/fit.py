@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from daemon.errors import DataError
 from train.model import Forecaster, ModelShape
 
 
@@ -40,8 +42,8 @@ class FitConfig:
         # Deeper stacks fit no better on a few hundred readings a stream, and cost each step of the daemon.
         if not 1 <= self.layers <= 3:
             raise ValueError(f"layers={self.layers} must be 1, 2 or 3")
-        if not self.lr > 0.0:
-            raise ValueError(f"lr={self.lr} must be > 0")
+        if not (math.isfinite(self.lr) and self.lr > 0.0):
+            raise ValueError(f"lr={self.lr} must be a number > 0")
         if self.cell not in ("lstm", "gru", "rnn"):
             raise ValueError(f"cell={self.cell!r} must be one of lstm, gru, rnn")
         if not 0.0 <= self.dropout < 1.0:
@@ -82,7 +84,11 @@ def _stack(parts: list[npt.NDArray[np.float32]], count: int, window: int) -> tor
     length = max(window + 1, min(*(len(p) for p in parts), total // max(count, 1)))
     slices = [p[i : i + length] for p in parts for i in range(0, len(p) - length + 1, length)]
     if not slices:
-        raise ValueError(f"no part has the {length} readings one training slice needs")
+        longest = max(len(p) for p in parts)
+        raise DataError(
+            f"no fitted part has the {length} readings one training slice needs (the longest has "
+            f"{longest}): lower --window (now {window}) below it, or fit on more readings"
+        )
     return torch.from_numpy(np.stack(slices))
 
 

@@ -297,15 +297,15 @@ def checked_parity(
     x: np.ndarray,
     ts: np.ndarray | None,
     name: str,
+    remedy: str = "float32 rounding in this fit grows over the steps; train again with another --seed",
 ) -> float:
     """The step model's parity gap with ``model`` on the held-out readings ``x``; ParityError over
-    PARITY_TOLERANCE, the bound a shipped model must keep."""
+    PARITY_TOLERANCE, the bound a shipped model must keep, with ``remedy`` for what to do."""
     gap = parity(model, params, proto, x, ts)
     if gap > PARITY_TOLERANCE:
         raise ParityError(
             f"{name}: the exported step model differs from PyTorch by {gap:.2e} on held-out readings "
-            f"(the bound is {PARITY_TOLERANCE:g}): float32 rounding in this fit grows over the steps; "
-            "train again with another --seed"
+            f"(the bound is {PARITY_TOLERANCE:g}): {remedy}"
         )
     return gap
 

@@ -155,7 +155,8 @@ def test_train_explains_bad_data_and_bad_options_in_one_line(
         (["--hidden", "0"], "hidden=0 must be >= 1"),
         (["--layers", "4"], "layers=4 must be 1, 2 or 3"),
         (["--dropout", "1"], "dropout=1.0 must lie in [0, 1)"),
-        (["--lr", "0"], "lr=0.0 must be > 0"),
+        (["--lr", "0"], "lr=0.0 must be a number > 0"),
+        (["--lr", "inf"], "lr=inf must be a number > 0"),
         (["--window", "0"], "window=0 must be >= 1"),
         (["--fit-fraction", "1.5"], "fit_fraction=1.5 must lie in (0, 1]"),
         (["--baseline", "-3"], "baseline=-3"),
@@ -274,6 +275,17 @@ def test_train_fits_with_the_settings_it_is_given(tmp_path: Path, capsys: pytest
     fit = info.metadata["training"]["fit"]
     assert (fit["layers"], fit["dropout"], fit["lr"], fit["window"], fit["cell"]) == (2, 0.3, 0.01, 24, "gru")
     assert info.metadata["layers"] == 2 and info.metadata["cell"] == "gru"
+
+
+def test_train_refuses_a_window_longer_than_the_fitted_readings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = _hourly_csv(tmp_path / "line.csv", list(np.random.default_rng(0).normal(0, 1, 720)))
+    argv = ["train", "--csv", str(csv), "--out", str(tmp_path / "line.onnx"), "--epochs", "1"]
+    assert main([*argv, "--window", "5000"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("faultcast: error: no fitted part has the 5001 readings one training slice needs")
+    assert last.endswith("lower --window (now 5000) below it, or fit on more readings")
 
 
 def test_train_refuses_a_model_whose_export_misses_parity(

@@ -124,22 +124,42 @@ def test_gaps_split_or_kept(tmp_path: Path, policy: str, segments: list[int], sp
         assert streams[0].series.name == "s" and len(streams[0].windows) == 3
 
 
-@pytest.mark.parametrize(("how", "values"), [("mean", [1.5, 4.0, 6.0]), ("last", [2.0, 5.0, 6.0])])
+@pytest.mark.parametrize(("how", "values"), [("mean", [1.5, 4.0, 6.0]), ("last", [2.0, 4.0, 6.0])])
 def test_readings_resampled_onto_a_grid_before_the_gaps_are_found(
     tmp_path: Path, how: str, values: list[float]
 ) -> None:
-    # two readings in the first minute, three in the second (in the file out of order), none in the
-    # third, one in the fourth; the readings at 3 s and 65 s are labelled
-    csv = "t,x,y\n0,1,0\n3,2,1\n65,5,1\n60,3,0\n62,4,0\n200,6,0\n"
+    # two readings in the first minute, three in the second (in the file out of order, one late in the
+    # minute), none in the third, one in the fourth; the readings at 3 s and 65 s are labelled
+    csv = "t,x,y\n0,1,0\n3,2,1\n65,5,1\n60,3,0\n119.5,4,0\n200,6,0\n"
     spec = NUMBERS + "label_columns: {anomaly: y}\n" + f"resample: {{step_s: 60, how: {how}}}\n"
-    (stream,), report = load(tmp_path, spec + "gaps: {max_gap_s: 60}\n", {"s.csv": csv})
+    (stream,), report = load(tmp_path, spec + "gaps: {max_gap_s: 90}\n", {"s.csv": csv})
     assert stream.series.ts.tolist() == [0.0, 60.0, 180.0]  # each step's start; the empty one is not filled
     assert stream.series.values[:, 0].tolist() == values
     assert stream.anomaly is not None and stream.anomaly.tolist() == [True, True, False]
-    assert report.resampled == 3 and report.rows_kept == 3 and report.gaps == 1  # 60 -> 180 s
+    # 119.5 -> 200 s is under 90 s apart only once they are on the grid (60 -> 180 s is not): one gap
+    assert report.resampled == 3 and report.rows_kept == 3 and report.gaps == 1
     assert "3 readings merged by resampling" in report.describe()
-    with pytest.raises(SpecError, match="step_s: must be a number of seconds > 0"):
+
+
+def test_a_fractional_resample_step_keeps_every_reading_of_a_regular_recording(tmp_path: Path) -> None:
+    """Ten readings a second from an epoch time onto a 0.1 s grid: one reading a step, none merged, no gap
+    (in floats 1.7e9 + 0.6 over 0.1 floors into the step before)."""
+    t0 = 1_700_000_000
+    csv = "t,x\n" + "".join(f"{t0 + i // 10}.{i % 10},{i}\n" for i in range(100))
+    spec = NUMBERS + "resample: {step_s: 0.1}\ngaps: {max_gap_s: 0.15, policy: split}\n"
+    (stream,), report = load(tmp_path, spec, {"s.csv": csv})
+    assert report.resampled == 0 and report.gaps == 0 and len(stream) == 100
+    assert stream.series.values[:, 0].tolist() == list(range(100))
+    np.testing.assert_allclose(np.diff(stream.series.ts), 0.1, atol=1e-6)
+
+
+def test_resample_settings_are_checked() -> None:
+    with pytest.raises(
+        SpecError, match=re.escape("step_s: must be a number of seconds, at least 1e-6, got 0.0")
+    ):
         parse_spec(NUMBERS + "resample: {step_s: 0}\n")
+    with pytest.raises(SpecError, match="how: 'last' needs step_s"):
+        parse_spec(NUMBERS + "resample: {how: last}\n")
 
 
 def test_duplicates_dropped_and_rows_sorted(tmp_path: Path) -> None:
