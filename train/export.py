@@ -135,7 +135,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     if params.peak_half_life is not None:
         # Alerts fire on the gated score and stay up while the ungated one stays high.
         hold = score
-        score, new_peak = peak_gate(g, layout, score, params)
+        score, new_peak = peak_gate(g, layout.peak_at, score, params)
         peak_part = [new_peak]
     season_part: list[str] = []
     if params.season is not None:  # and so with the adaptive score and the gate

@@ -56,9 +56,10 @@ def adaptive(
     return z, [g.op("Where", scored, moved_mean, mean), g.op("Where", scored, moved_var, var)]
 
 
-def peak_gate(g: GraphBuilder, layout: StateLayout, score: str, params: ScoreParams) -> tuple[str, str]:
-    """The peak gate (see train.score.peak_gate) of ``score[B, 1]`` and the new recent peak."""
-    peak = g.columns("state", layout.peak_at, layout.peak_at + 1)
+def peak_gate(g: GraphBuilder, at: int, score: str, params: ScoreParams) -> tuple[str, str]:
+    """The peak gate (see train.score.peak_gate) of ``score[B, 1]``, whose recent peak is the state
+    column ``at``, and the new recent peak."""
+    peak = g.columns("state", at, at + 1)
     gated = g.op("Where", g.op("Greater", score, peak), score, g.const([0.0]))
     return gated, g.op("Max", score, g.op("Mul", peak, g.const([params.peak_decay])))
 
@@ -101,11 +102,10 @@ def creeping_breaks(
     ``[B, 1]`` 0 or 1, and the new creep state. A zeroed (reset) state is a stream ready to fire whose
     range held lately is its range."""
     assert params.range_tolerance is not None and params.range_creep is not None
-    f, at = layout.features, layout.creep_at
     (low, high), (new_low, new_high) = seen, new_seen
-    gap_low = g.columns("state", at, at + f)
-    gap_high = g.columns("state", at + f, at + 2 * f)
-    wait = g.columns("state", at + 2 * f, at + 2 * f + 1)
+    gap_low, gap_high, wait = (
+        g.columns("state", *layout.span(name)) for name in ("creep_low_gap", "creep_high_gap", "creep_wait")
+    )
     lately_low, lately_high = g.op("Add", low, gap_low), g.op("Sub", high, gap_high)
     margin = g.op("Mul", g.const([params.range_tolerance]), g.op("Sub", lately_high, lately_low))
     below = g.op("And", g.op("Less", "x", low), g.op("Less", "x", g.op("Sub", lately_low, margin)))
@@ -135,16 +135,11 @@ def season_check(
     next block's end, and the new season state."""
     assert params.adapt is not None
     f, m, size = layout.features, SEASON_POINTS, params.season_ring
-    at = layout.season_at
-    phase = g.columns("state", at, at + 1)
-    acc = g.columns("state", at + 1, at + 1 + f)
-    blocks = g.columns("state", at + 1 + f, at + 2 + f)
-    ring_at = at + 2 + f
-    ring = g.op(
-        "Reshape", g.columns("state", ring_at, ring_at + f * size), g.const([-1, f, size], "shape", np.int64)
+    phase, acc, blocks, flat_ring, seen, held = (
+        g.columns("state", *layout.span(f"season_{name}"))
+        for name in ("phase", "sum", "blocks", "ring", "seen", "held")
     )
-    stats_at = ring_at + f * size  # the distances' mean and variance, then the parts below
-    seen, peak, held = (g.columns("state", stats_at + i, stats_at + i + 1) for i in range(2, 5))
+    ring = g.op("Reshape", flat_ring, g.const([-1, f, size], "shape", np.int64))
     moved_phase = g.op("Add", phase, g.const([1.0]))
     moved_acc = g.op("Add", acc, z)
     end = g.op("GreaterOrEqual", moved_phase, g.const([params.season_block - 0.5]))
@@ -192,6 +187,7 @@ def season_check(
     )
     scored = g.op("And", end, g.op("GreaterOrEqual", new_blocks, g.const([float(2 * m)])))
     settled = g.op("And", scored, g.op("GreaterOrEqual", seen, g.const([float(params.adapt_warmup)])))
+    stats_at = layout.span("season_mean")[0]  # the distances' moving mean, then their variance
     score, stats = adaptive(g, stats_at, d, scored, g.op("Cast", settled, to=onnx.TensorProto.FLOAT), params)
     moved_seen = g.op("Min", g.op("Add", seen, g.const([1.0])), g.const([float(params.adapt_warmup)]))
     new_state = [
@@ -203,6 +199,5 @@ def season_check(
         g.op("Where", scored, moved_seen, seen),
     ]
     new_held = g.op("Where", settled, score, held)
-    gated = g.op("Where", g.op("Greater", score, peak), score, g.const([0.0]))
-    new_peak = g.op("Max", score, g.op("Mul", peak, g.const([params.peak_decay])))
+    gated, new_peak = peak_gate(g, layout.span("season_peak")[0], score, params)
     return gated, new_held, [*new_state, new_peak, new_held]

@@ -49,7 +49,7 @@ class StateLayout:
 
     @property
     def season_at(self) -> int:
-        return self.creep_at + (2 * self.features + 1) * self.creep
+        return self.creep_at + sum(size for _, size in self._creep_sizes())
 
     @property
     def shares_at(self) -> int:
@@ -95,22 +95,21 @@ class StateLayout:
                 if self.range
                 else []
             ),
-            *(
-                [
-                    {"name": "creep_low_gap", "offset": self.creep_at, "size": self.features},
-                    {
-                        "name": "creep_high_gap",
-                        "offset": self.creep_at + self.features,
-                        "size": self.features,
-                    },
-                    {"name": "creep_wait", "offset": self.creep_at + 2 * self.features, "size": 1},
-                ]
-                if self.creep
-                else []
-            ),
+            *_entries(self.creep_at, self._creep_sizes()),
             *self._season(),
             {"name": "channel_level", "offset": self.shares_at, "size": self.features},
         ]
+
+    def span(self, name: str) -> tuple[int, int]:
+        """The state columns of the part ``name``: its first one, and the one after its last."""
+        part = next(p for p in self.describe() if p["name"] == name)
+        return part["offset"], part["offset"] + part["size"]
+
+    def _creep_sizes(self) -> list[tuple[str, int]]:
+        """The creep check's parts in state order (none when it is off)."""
+        if not self.creep:
+            return []
+        return [("creep_low_gap", self.features), ("creep_high_gap", self.features), ("creep_wait", 1)]
 
     def _season_sizes(self) -> list[tuple[str, int]]:
         """The season check's parts in state order (none when it is off)."""
@@ -127,10 +126,17 @@ class StateLayout:
         ]
 
     def _season(self) -> list[dict[str, Any]]:
-        out, at = [], self.season_at
-        for name, size in self._season_sizes():
-            out.append({"name": name, "offset": at, "size": size})
-            if name == "season_ring":
-                out[-1]["block"] = self.season_block
-            at += size
+        out = _entries(self.season_at, self._season_sizes())
+        for part in out:
+            if part["name"] == "season_ring":
+                part["block"] = self.season_block
         return out
+
+
+def _entries(at: int, sizes: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The description of parts of these sizes laid end to end from the column ``at``."""
+    out = []
+    for name, size in sizes:
+        out.append({"name": name, "offset": at, "size": size})
+        at += size
+    return out
