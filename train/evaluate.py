@@ -38,6 +38,7 @@ from train.evaluate_skab import (
 )
 from train.evaluate_spec import evaluate_spec, spec_summary
 from train.fit import FitConfig
+from train.nab_published import published_for
 from train.train_spec import score_options
 
 
@@ -60,7 +61,8 @@ def run_nab(args: argparse.Namespace, command: str, folder: Path) -> str:
     seconds = time.perf_counter() - started
     write_nab_csvs(files, results[o.mapping], o.mapping, folder / "results", o.detector)
     nab_plots(files, folder)
-    return nab_summary(files, results, o, command, seconds)
+    published = published_for(Path(args.root), {f.key: f.windows for f in files})
+    return nab_summary(files, results, o, command, seconds, published)
 
 
 def run_skab(args: argparse.Namespace, command: str, folder: Path) -> str:

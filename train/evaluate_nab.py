@@ -16,6 +16,7 @@ from train.backtest import StreamResult, backtest
 from train.dataset import load_dataset, load_spec
 from train.evaluate_skab import fit_retrying
 from train.fit import FitConfig
+from train.nab_published import Published
 from train.nab_score import STANDARD_PROFILES, LabelledFile, Profile, ThresholdScore
 from train.nab_sweep import probationary_length
 from train.pipeline import train_series
@@ -194,8 +195,9 @@ def nab_summary(
     o: NabOptions,
     command: str,
     secs: float,
+    published: Published | None,
 ) -> str:
-    """The NAB section of ``summary.md``: this run's numbers, then the published ones with their source."""
+    """The NAB section of ``summary.md``: this run's numbers, then the published ones on the same files."""
     head = ["detector", *PROFILE_NAMES]
     ours = [[f"faultcast, anomaly_score = {m}", *(s.normalised for s in sc)] for m, sc in results.items()]
     swept = [[m, *(f"{s.best.threshold:.4g}" for s in sc)] for m, sc in results.items()]
@@ -231,11 +233,7 @@ def nab_summary(
             "check is trained again with the next seed: the table of files gives each one's): "
             + ", ".join(f"{k}={v}" for k, v in knobs.items()),
             rep.table(head, ours),
-            f"Published ({rep.NAB_SOURCE}). Swept on realKnownCause alone, like this run (compare):",
-            rep.table(head, [[f"{k} (subset-swept)", *v] for k, v in rep.NAB_SUBSET_SWEPT.items()]),
-            "With each detector's whole-corpus threshold (a threshold swept on the subset, as here, has a "
-            "small advantage over these):",
-            rep.table(head, [[f"{k} (corpus threshold)", *v] for k, v in rep.NAB_CORPUS_THRESHOLD.items()]),
+            *published_section(published, len(files), head),
             "Swept thresholds (on anomaly_score):",
             rep.table(["mapping", *PROFILE_NAMES], swept),
             "Per file:",
@@ -245,3 +243,27 @@ def nab_summary(
             ),
         ]
     )
+
+
+def published_section(published: Published | None, files: int, head: list[str]) -> list[str]:
+    """The published detectors' lines of the summary: on the same files, or why there are none."""
+    if published is None:
+        return [
+            f"Published detectors: none for these {files} files (NAB's results folder, in a NAB checkout, "
+            "has them for every file; pass that checkout as --root to compare)."
+        ]
+    out = [
+        f"Published detectors on the same {published.files} files ({published.source}), each normalised "
+        "with these files' null and perfect scores."
+    ]
+    if published.swept:
+        out += [
+            "Their threshold swept over these files, as this run's is (compare):",
+            rep.table(head, [[f"{k} (swept)", *v] for k, v in published.swept.items()]),
+        ]
+    out += [
+        "At each detector's own whole-corpus threshold (a threshold swept on the files, as here, has a small "
+        "advantage over these):",
+        rep.table(head, [[f"{k} (corpus threshold)", *v] for k, v in published.corpus.items()]),
+    ]
+    return out

@@ -15,26 +15,6 @@ from matplotlib.figure import Figure
 FloatArray = npt.NDArray[np.floating]
 BoolArray = npt.NDArray[np.bool_]
 
-NAB_SOURCE = (
-    "/work/shared/data/README.md: NAB `results/<detector>/*_scores.csv` at commit ea702d75, summed over "
-    "the 7 realKnownCause files and re-normalised with that subset's null and perfect scores"
-)
-# Published per-row outputs re-scored with the threshold swept on realKnownCause alone (like this run).
-NAB_SUBSET_SWEPT: dict[str, tuple[float, float, float]] = {
-    "ARTime": (66.5, 57.8, 72.4),
-    "HTM (numenta)": (57.5, 49.8, 65.5),
-}
-# The detectors' own whole-corpus thresholds (a subset-swept threshold has a small advantage over these).
-NAB_CORPUS_THRESHOLD: dict[str, tuple[float, float, float]] = {
-    "ARTime": (63.9, 52.2, 70.7),
-    "HTM (numenta)": (55.5, 49.3, 61.5),
-    "htmjava": (52.2, 40.1, 59.4),
-    "Relative Entropy": (49.9, 39.3, 56.1),
-    "KNN CAD": (45.2, 27.9, 54.7),
-    "Random Cut Forest": (43.1, 16.0, 47.8),
-    "CAD OSE": (41.8, 38.0, 49.4),
-    "Twitter ADVec": (26.7, 21.5, 30.1),
-}
 SKAB_SOURCE = (
     "SKAB README (github.com/waico/SKAB, commit b2c0d46c), outlier task on the whole benchmark "
     "(34 files), as quoted in /work/shared/data/README.md"
