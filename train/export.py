@@ -130,7 +130,8 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
         settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
         scored = g.op("GreaterOrEqual", steps, first)
-        score, adapt_part = adaptive(g, layout.adapt_at, score, scored, settled, params)
+        taken = g.op("Max", g.op("Sub", steps, first), g.const([0.0]))
+        score, adapt_part = adaptive(g, layout.adapt_at, score, (scored, taken, settled), params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
         # Alerts fire on the gated score and stay up while the ungated one stays high.

@@ -37,21 +37,26 @@ def stream_scale(
 
 
 def adaptive(
-    g: GraphBuilder, at: int, score: str, scored: str, settled: str, params: ScoreParams
+    g: GraphBuilder, at: int, score: str, stats: tuple[str, str, str], params: ScoreParams
 ) -> tuple[str, list[str]]:
     """The adaptive score (see train.score.adaptive_score) of ``score[B, 1]``, whose moving mean and
-    variance are the state columns ``at`` and ``at + 1``, and the new statistics: only the rows where
-    ``scored`` holds move them, and the score is 0 until ``settled`` (0 or 1) is 1."""
+    variance are the state columns ``at`` and ``at + 1``, and the new statistics. ``stats`` says which
+    rows they take (``scored``), how many they took before (``taken``, ``[B, 1]``, counted at least up
+    to the warm-up) and whether the score is past its warm-up (``settled``, 0 or 1; the score is 0
+    before)."""
     assert params.adapt is not None
+    scored, taken, settled = stats
     mean = g.columns("state", at, at + 1)
     var = g.columns("state", at + 1, at + 2)
-    rate = g.const([params.adapt])
+    rate = g.op(
+        "Max", g.const([params.adapt]), g.op("Div", g.const([1.0]), g.op("Add", taken, g.const([1.0])))
+    )
     d = g.op("Sub", score, mean)
     std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
     z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), settled)
     moved_mean = g.op("Add", mean, g.op("Mul", rate, d))
     moved_var = g.op(
-        "Mul", g.const([1.0 - params.adapt]), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))
+        "Mul", g.op("Sub", g.const([1.0]), rate), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))
     )
     return z, [g.op("Where", scored, moved_mean, mean), g.op("Where", scored, moved_var, var)]
 
@@ -188,7 +193,9 @@ def season_check(
     scored = g.op("And", end, g.op("GreaterOrEqual", new_blocks, g.const([float(2 * m)])))
     settled = g.op("And", scored, g.op("GreaterOrEqual", seen, g.const([float(params.adapt_warmup)])))
     stats_at = layout.span("season_mean")[0]  # the distances' moving mean, then their variance
-    score, stats = adaptive(g, stats_at, d, scored, g.op("Cast", settled, to=onnx.TensorProto.FLOAT), params)
+    score, stats = adaptive(
+        g, stats_at, d, (scored, seen, g.op("Cast", settled, to=onnx.TensorProto.FLOAT)), params
+    )
     moved_seen = g.op("Min", g.op("Add", seen, g.const([1.0])), g.const([float(params.adapt_warmup)]))
     new_state = [
         g.op("Where", end, g.const([0.0]), moved_phase),

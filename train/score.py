@@ -183,8 +183,10 @@ class ScoreParams:
     @property
     def adapt_warmup(self) -> int:
         """Scored readings (from ``first_scored`` on) whose adaptive score is 0 while the stream's own
-        statistics settle; the statistics only take scored readings, not the baseline's zeros."""
-        return 0 if self.adapt is None else math.ceil(3.0 / self.adapt)
+        statistics settle: one memory of the moving statistics (1 / ``adapt``), which until then are the
+        plain mean and variance of the readings seen. They only take scored readings, not the
+        baseline's zeros."""
+        return 0 if self.adapt is None else math.ceil(1.0 / self.adapt)
 
     @property
     def first_scored(self) -> int:
@@ -220,8 +222,12 @@ def adaptive_score(score: torch.Tensor, params: ScoreParams, first: int | None =
         if t >= first + params.adapt_warmup:
             z = d / torch.clamp(torch.sqrt(var), min=params.adapt_floor)
             out[t] = torch.clamp(z, min=0.0, max=params.adapt_cap)
-        mean = mean + rate * d
-        var = (1 - rate) * (var + rate * (d * d))
+        # The n-th reading moves them by 1/n until that is below the rate: the plain mean and variance of
+        # the readings seen, where moving statistics started from zero would sit low for memories on end
+        # and inflate the first scores after the warm-up.
+        step = torch.maximum(rate, 1.0 / torch.tensor(float(t - first + 1)))
+        mean = mean + step * d
+        var = (1 - step) * (var + step * (d * d))
     return out
 
 

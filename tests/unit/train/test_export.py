@@ -31,6 +31,7 @@ from train.score import (
     ScoreParams,
     ScoreSettingError,
     StreamOutputs,
+    adaptive_score,
     creeping_breaks,
     range_breaks,
     stream_scores,
@@ -253,12 +254,27 @@ def test_adaptive_score_step_model_matches_the_reference(
     assert parity(model, params, proto, x, ts) <= PARITY_TOLERANCE
     scores = step_through(proto, x, ts).score
     settled = params.first_scored + params.adapt_warmup  # the warm-up counts scored readings only
-    assert params.adapt_warmup == 150 and settled == max(baseline, 1) + 150
+    assert params.adapt_warmup == 50 and settled == max(baseline, 1) + 50
     assert np.all(scores[:settled] == 0) and scores[settled:].max() > 0
     # A stream fresh out of its baseline does not alarm: its statistics never saw the baseline's zeros.
     assert np.mean(scores[settled:1500] > 4.0) < 0.01
     assert scores[1500:1510].max() > np.quantile(scores[settled:1500], 0.99)
     assert np.mean(scores[settled:] == 0) > 0.2  # below its own mean is 0, not negative
+
+
+def test_adaptive_statistics_start_as_the_plain_mean_and_variance_of_the_readings_seen() -> None:
+    """Until the warm-up ends (one memory, 1 / rate readings) the statistics are those of the readings
+    seen, not a moving average started from zero, so the first score after it is not inflated."""
+    params = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=0.01)
+    assert params.adapt_warmup == 100
+    score = torch.zeros(103)
+    score[1:101] = torch.tensor([0.0, 2.0] * 50)  # mean 1, variance 1 (reading 0 is not scored)
+    score[101:] = torch.tensor([3.0, 1.0])
+    out = adaptive_score(score, params)
+    assert torch.all(out[:101] == 0)  # the warm-up
+    assert out[101].item() == pytest.approx(2.0, abs=1e-5)  # (3 - 1) / 1
+    # one step further the statistics move at the rate: mean 1 + 0.01 * 2, variance 0.99 * (1 + 0.04)
+    assert out[102].item() == 0.0  # 1 is below the moved mean
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.5, 1e-7])
