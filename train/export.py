@@ -127,8 +127,8 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         score = new_level
     adapt_part: list[str] = []
     if params.adapt is not None:  # and so with the range check, which ScoreParams lets run only with it
-        settle_at = g.op("Add", first, g.const([float(params.adapt_warmup)]))
-        settled = g.op("Cast", g.op("GreaterOrEqual", steps, settle_at), to=onnx.TensorProto.FLOAT)
+        warmed = g.op("Add", first, g.const([float(params.adapt_warmup)]))
+        settled = g.op("Cast", g.op("GreaterOrEqual", steps, warmed), to=onnx.TensorProto.FLOAT)
         scored = g.op("GreaterOrEqual", steps, first)
         taken = g.op("Max", g.op("Sub", steps, first), g.const([0.0]))
         score, adapt_part = adaptive(g, layout.adapt_at, score, (scored, taken, settled), params)
@@ -147,7 +147,10 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         g.op("Squeeze", hold, g.const([1], "ax", np.int64), out="hold_score")
     range_part: list[str] = []
     if params.range_tolerance is not None:
-        flag, range_part = range_breaks(g, layout, steps, settled, params)
+        ranged = g.op("GreaterOrEqual", steps, g.op("Add", first, g.const([float(params.range_warmup)])))
+        flag, range_part = range_breaks(
+            g, layout, steps, g.op("Cast", ranged, to=onnx.TensorProto.FLOAT), params
+        )
         capped = g.op("Max", score, g.const([params.adapt_cap]))
         score = g.op("Where", g.op("Greater", flag, g.const([0.0])), capped, score)
     g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")

@@ -77,12 +77,11 @@ class ScoreParams:
     # it for about ``peak_half_life * log2(p / s)`` readings. None: off.
     peak_half_life: float | None = None
     # Range check, HTM's "spatial anomaly" in NAB's numenta detector (it needs ``adapt`` and
-    # ``peak_half_life``): once the
-    # adaptive score has settled (from ``settled`` on), a reading of any channel outside the range the
-    # stream has shown since its reset, widened by ``range_tolerance`` times that range on each side,
-    # scores ``adapt_cap``. It bypasses the peak gate, so a reading breaking its range one reading after
-    # an excursion still says so, and leaves ``hold_score`` alone. A stream that has only shown one value
-    # has no range yet. None: off.
+    # ``peak_half_life``): once the stream has had time to show its range (from ``settled`` on), a
+    # reading of any channel outside the range the stream has shown since its reset, widened by
+    # ``range_tolerance`` times that range on each side, scores ``adapt_cap``. It bypasses the peak
+    # gate, so a reading breaking its range one reading after an excursion still says so, and leaves
+    # ``hold_score`` alone. A stream that has only shown one value has no range yet. None: off.
     range_tolerance: float | None = None
     # Creep check (it needs ``range_tolerance``): a move beyond the range that comes a little at a time
     # (a temperature climbing past anything seen, one small step a reading) never breaks the range
@@ -194,9 +193,16 @@ class ScoreParams:
         return max(self.baseline, 1)
 
     @property
+    def range_warmup(self) -> int:
+        """Scored readings (from ``first_scored`` on) before the range and creep checks can fire: three
+        memories of the adaptive statistics, time for a stream to show its range (its adaptive score
+        starts after one, ``adapt_warmup``)."""
+        return 0 if self.adapt is None else math.ceil(3.0 / self.adapt)
+
+    @property
     def settled(self) -> int:
-        """Index of a stream's first reading whose adaptive score (and range check) can be non-zero."""
-        return self.first_scored + self.adapt_warmup
+        """Index of a stream's first reading whose range and creep checks can fire."""
+        return self.first_scored + self.range_warmup
 
     @property
     def scale_window(self) -> tuple[int, int]:

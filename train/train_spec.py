@@ -25,7 +25,8 @@ class TrainSpec:
     scale_floor: float | None = None  # and its own score scale (see ScoreParams.scale_floor)
     adapt: float | None = None  # adaptive score's rate (see ScoreParams.adapt)
     # With an adaptive score the threshold is in standard deviations of each stream's own recent
-    # scores, so it is set, not fitted: validation segments are too short to outlast the warm-up.
+    # scores, so it is set, not fitted: validation segments leave too few readings past the warm-up to
+    # fit a tail on (NAB's probation: 225 at most, 100 of them the warm-up).
     adapt_threshold: float = 4.0
     peak_half_life: float | None = None  # the peak gate (see ScoreParams.peak_half_life)
     range_tolerance: float | None = None  # the range check (see ScoreParams.range_tolerance)

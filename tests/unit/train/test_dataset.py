@@ -42,7 +42,10 @@ def by_name(streams: tuple[LabelledSeries, ...]) -> dict[str, LabelledSeries]:
 
 
 def test_shipped_specs_are_listed_and_valid() -> None:
-    assert set(shipped_specs()) >= {"nab_realKnownCause", "nab_realTraffic", "skab"}
+    nab = {f"nab_{c}" for c in ("realKnownCause", "realTraffic", "realAdExchange", "realAWSCloudwatch")}
+    assert set(shipped_specs()) >= {*nab, "skab"}
+    for name in nab:  # one layout, one category each
+        assert load_spec(name).files == (f"data/{name[4:]}/*.csv",)
     skab = load_spec("skab")
     assert skab.separator == ";" and skab.timestamp.format == "%Y-%m-%d %H:%M:%S"
     assert skab.channel_names == (*SKAB_CHANNELS, "flow_rate_rms")

@@ -87,9 +87,9 @@ def test_season_step_model_matches_the_reference_and_scores_the_odd_day() -> Non
         ),
     )
     assert (params.season_block, params.season_window, params.season_ring) == (2, 24, 120 + 12)
-    # Settled at the end of block 84 (reading 167): two windows of blocks, then the adaptive score's
-    # warm-up of 60 block ends.
-    settled = (2 * 12 + 60) * 2 - 1
+    # Settled at the end of block 44 (reading 87): two windows of blocks, then the adaptive score's
+    # warm-up of 20 block ends.
+    settled = (2 * 12 + 20) * 2 - 1
     extra = got.score - plain.score
     assert np.all(extra[:settled] == 0)
     normal = np.ones(len(x), dtype=bool)
