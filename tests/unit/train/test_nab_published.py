@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import NAB
+from train.evaluate_nab import published_section
 from train.nab_published import SHIPPED, published_for, published_scores
 from train.nab_score import SCORES_HEADER, STANDARD_PROFILES, Window, load_windows
 
@@ -103,3 +104,17 @@ def test_shipped_numbers_are_what_nab_results_give(category: str) -> None:
         assert list(shipped_rows) == list(got_rows)
         for name, scores in shipped_rows.items():
             assert scores == pytest.approx(got_rows[name], abs=0.005), name
+
+
+def test_the_summary_shows_the_published_rows_or_says_why_there_are_none() -> None:
+    head = ["detector", *(p.name for p in STANDARD_PROFILES)]
+    shown = "\n".join(published_section(SHIPPED["realKnownCause"], 7, head))
+    assert "on the same 7 files" in shown
+    assert "| ARTime (swept) | 66.45 | 57.84 | 72.37 |" in shown
+    assert "| ARTime (corpus threshold) | 63.88 | 52.17 | 70.66 |" in shown
+    traffic = "\n".join(published_section(SHIPPED["realTraffic"], 7, head))
+    assert "(swept)" not in traffic and "| CAD OSE (corpus threshold) | 91.17 |" in traffic
+    assert published_section(None, 3, head) == [
+        "Published detectors: none for these 3 files (NAB's results folder, in a NAB checkout, has them "
+        "for every file; pass that checkout as --root to compare)."
+    ]
