@@ -19,6 +19,7 @@ MACHINE_TEMPERATURE = NAB / "data" / "realKnownCause" / "machine_temperature_sys
 WINDOWS = NAB / "labels" / "combined_windows.json"
 OCCUPANCY = NAB / "data" / "realTraffic" / "occupancy_6005.csv"
 BROKER = REPO / "scripts" / "kafka" / "broker.sh"
+SHARED_DATA = REPO.parent / "shared" / "data"  # the read-only data beside the clone (not shipped)
 
 
 def free_port() -> int:

@@ -247,15 +247,18 @@ def nab_summary(
 
 def published_section(published: Published | None, files: int, head: list[str]) -> list[str]:
     """The published detectors' lines of the summary: on the same files, or why there are none."""
+    these = "this file" if files == 1 else f"these {files} files"
     if published is None:
         return [
-            f"Published detectors: none for these {files} files (NAB's results folder, in a NAB checkout, "
-            "has them for every file; pass that checkout as --root to compare)."
+            f"Published detectors: none for {these} (NAB's results folder, in a NAB checkout, has them "
+            "for every file; pass that checkout as --root to compare)."
         ]
     out = [
-        f"Published detectors on the same {published.files} files ({published.source}), each normalised "
-        "with these files' null and perfect scores."
+        f"Published detectors on {these} ({published.source}), each normalised with these files' null "
+        "and perfect scores."
     ]
+    if published.left_out:
+        out.append(f"Left out, their results lacking some of these files: {', '.join(published.left_out)}.")
     if published.swept:
         out += [
             "Their threshold swept over these files, as this run's is (compare):",

@@ -128,10 +128,10 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     adapt_part: list[str] = []
     if params.adapt is not None:  # and so with the range check, which ScoreParams lets run only with it
         warmed = g.op("Add", first, g.const([float(params.adapt_warmup)]))
-        settled = g.op("Cast", g.op("GreaterOrEqual", steps, warmed), to=onnx.TensorProto.FLOAT)
+        warmed_up = g.op("Cast", g.op("GreaterOrEqual", steps, warmed), to=onnx.TensorProto.FLOAT)
         scored = g.op("GreaterOrEqual", steps, first)
         taken = g.op("Max", g.op("Sub", steps, first), g.const([0.0]))
-        score, adapt_part = adaptive(g, layout.adapt_at, score, (scored, taken, settled), params)
+        score, adapt_part = adaptive(g, layout.adapt_at, score, (scored, taken, warmed_up), params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
         # Alerts fire on the gated score and stay up while the ungated one stays high.

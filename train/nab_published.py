@@ -36,8 +36,6 @@ DETECTORS: dict[str, str] = {
     "expose": "EXPoSE",
     "random": "random",
 }
-# Swept on the run's files where their per-row outputs are at hand: the two best on realKnownCause.
-SWEPT = ("ARTime", "numenta")
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,7 @@ class Published:
     files: int  # the files they were scored on
     swept: dict[str, Scores]
     corpus: dict[str, Scores]
+    left_out: tuple[str, ...] = ()  # detectors whose results lack some of the files
 
 
 def _normalised(raw: Scores, windows: int) -> Scores:
@@ -85,26 +84,32 @@ def _swept(results: Path, detector: str, files: Mapping[str, tuple[Window, ...]]
     return a, b, c
 
 
-def published_scores(results: Path, files: Mapping[str, tuple[Window, ...]]) -> Published:
+def published_scores(results: Path, files: Mapping[str, tuple[Window, ...]]) -> Published | None:
     """The detectors under NAB's ``results`` folder that scored every one of ``files`` (NAB key ->
-    windows), best standard score first."""
+    windows), best standard score first; None where none did."""
     keys, windows = sorted(files), sum(len(w) for w in files.values())
     corpus = {DETECTORS[d]: s for d in DETECTORS if (s := _corpus(results, d, keys, windows)) is not None}
-    swept = {DETECTORS[d]: s for d in SWEPT if (s := _swept(results, d, files)) is not None}
+    if not corpus:
+        return None
+    swept = {DETECTORS[d]: s for d in DETECTORS if (s := _swept(results, d, files)) is not None}
+    present = [d for d in DETECTORS if (results / d).is_dir()]
     return Published(
-        f"NAB's published results under {results}",
+        f"NAB's published results under {results}: each detector's per-file raw scores at its own "
+        "threshold, summed over these files, and its per-row outputs where they are there",
         len(keys),
         dict(sorted(swept.items(), key=lambda kv: -kv[1][0])),
         dict(sorted(corpus.items(), key=lambda kv: -kv[1][0])),
+        tuple(DETECTORS[d] for d in present if DETECTORS[d] not in corpus),
     )
 
 
 SHIPPED_SOURCE = (
-    "NAB's published results at commit ea702d75 (not shipped with the data; faultcast keeps these "
-    "numbers, computed as above)"
+    "NAB's published results at commit ea702d75, which data/nab does not ship: faultcast keeps the "
+    "sums over this category's files of each detector's per-file raw scores at its own threshold, and "
+    "for ARTime and HTM the sweep of their per-row outputs"
 )
 # For the categories whose data ships in data/nab, which holds no results folder; a test checks them
-# against NAB's results. Only realKnownCause has per-row outputs at hand, so only it has swept rows.
+# against NAB's results as ../shared holds them (per-row outputs of ARTime and HTM on realKnownCause).
 SHIPPED: dict[str, Published] = {
     "realKnownCause": Published(
         SHIPPED_SOURCE,
@@ -129,6 +134,7 @@ SHIPPED: dict[str, Published] = {
             "Skyline": (10.13, 6.81, 12.02),
             "Bayesian Changepoint": (-1.15, -38.72, 22.90),
         },
+        ("random",),
     ),
     "realTraffic": Published(
         SHIPPED_SOURCE,
@@ -150,16 +156,17 @@ SHIPPED: dict[str, Published] = {
             "Bayesian Changepoint": (44.06, 25.14, 51.82),
             "EXPoSE": (36.05, 0.00, 55.91),
         },
+        ("random",),
     ),
 }
 
 
 def published_for(root: Path, files: Mapping[str, tuple[Window, ...]]) -> Published | None:
     """The comparison for a run over ``files`` from the NAB folder ``root``: computed from its results
-    folder where it has one, else the shipped numbers where the run covers a whole shipped category,
-    else None."""
-    if (root / "results").is_dir():
-        return published_scores(root / "results", files)
+    folder where that has results for them, else the shipped numbers where the run covers a whole
+    shipped category, else None."""
+    if (root / "results").is_dir() and (found := published_scores(root / "results", files)) is not None:
+        return found
     categories = {key.split("/")[0] for key in files}
     category = categories.pop() if len(categories) == 1 else None
     shipped = SHIPPED.get(category or "")

@@ -63,7 +63,8 @@ class ScoreParams:
     scale_floor: float | None = None
     # Adaptive score: each stream's score becomes how many of its own recent standard deviations it
     # stands above its own recent mean (an exponential moving mean and variance at rate ``adapt``, as
-    # Numenta's anomaly likelihood models recent scores), floored at 0. It answers "unusual for this
+    # Numenta's anomaly likelihood models recent scores, started as the plain mean and variance of the
+    # stream's first 1 / ``adapt`` scores), floored at 0. It answers "unusual for this
     # stream lately" rather than "unusual for the training data", for slowly drifting streams. None: off.
     adapt: float | None = None
     adapt_floor: float = 0.03  # the least standard deviation divided by, in score units
@@ -122,8 +123,9 @@ class ScoreParams:
         if self.range_tolerance is not None and (self.adapt is None or self.peak_half_life is None):
             raise ScoreSettingError(
                 "the range check ({range_tolerance}) needs the adaptive score ({adapt}) and the peak gate "
-                "({peak_half_life}): the adaptive score's warm-up is when a stream learns its range and its "
-                "cap is what a break scores; a break lasts one reading, and gated models alert on one"
+                "({peak_half_life}): it settles with the adaptive statistics (three of their memories, "
+                "time for a stream to show its range) and its break scores the adaptive score's cap; a "
+                "break lasts one reading, and gated models alert on one"
             )
         if self.range_creep is not None and self.range_tolerance is None:
             raise ScoreSettingError(
@@ -212,7 +214,8 @@ class ScoreParams:
 
 def adaptive_score(score: torch.Tensor, params: ScoreParams, first: int | None = None) -> torch.Tensor:
     """``score[T]`` in standard deviations above its own exponential moving mean (ScoreParams.adapt),
-    from ``score[first]`` on (default: the stream's first scored reading).
+    from ``score[first]`` on (default: the stream's first scored reading); the statistics start as the
+    plain mean and variance of the scores seen, and the score as 0 for ``adapt_warmup`` of them.
 
     >>> p = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=1.0)
     >>> adaptive_score(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.06, 0.0]), p).tolist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -277,6 +278,17 @@ def test_adaptive_statistics_start_as_the_plain_mean_and_variance_of_the_reading
     assert out[102].item() == 0.0  # 1 is below the moved mean
 
 
+def test_adaptive_statistics_move_at_the_rate_once_it_exceeds_one_over_n() -> None:
+    """At rate 0.25: readings 1-4 (1, 3, 1, 3) give mean 2 and variance 1 (their own); reading 5 (5)
+    scores (5 - 2) / 1 and moves them by 0.25, not 1/5, to mean 2.75 and variance 0.75 * (1 + 0.25 * 9);
+    reading 6 (5) then scores 2.25 / sqrt(2.4375)."""
+    params = ScoreParams(mean=(0.0,), std=(1.0,), resid_std=(1.0,), adapt=0.25)
+    out = adaptive_score(torch.tensor([0.0, 1.0, 3.0, 1.0, 3.0, 5.0, 5.0]), params)
+    assert out[:5].tolist() == [0.0] * 5
+    assert out[5].item() == pytest.approx(3.0, abs=1e-6)
+    assert out[6].item() == pytest.approx(2.25 / math.sqrt(2.4375), abs=1e-6)
+
+
 @pytest.mark.parametrize("rate", [0.0, 1.5, 1e-7])
 def test_adaptive_rate_outside_its_range_is_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="adaptive score's rate"):
@@ -314,6 +326,35 @@ def test_peak_gate_step_model_matches_the_reference(adapt: float | None, baselin
     assert kept[1500] and kept[1500:1540].sum() < 0.5 * (plain[1500:1540] > 0).sum()
 
 
+def test_a_configured_baseline_length_moves_the_adaptive_and_range_warm_ups_with_it(tmp_path: Path) -> None:
+    """The warm-ups count from the stream's first scored reading, which the daemon's baseline_readings
+    sets at run time: the step model must follow it, not the baseline it was exported with."""
+    torch.manual_seed(0)
+    model = Forecaster(ModelShape(features=1, hidden=8)).eval()
+    params = ScoreParams(
+        mean=(0.0,), std=(1.0,), resid_std=(0.1,), baseline=200, adapt=0.02, peak_half_life=20.0,
+        range_tolerance=0.05,
+    )  # fmt: skip
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 0.3, (400, 1)).astype(np.float32)
+    x[300] = 3.0  # beyond the range: a break once the range check has settled (50 + 150), not before
+    path = tmp_path / "m.onnx"
+    save(build_step_model(model, params, {"name": "m", "version": "1", "features": ["a"]}), path)
+    config = parse_config(
+        {"models": [{"name": "m", "path": str(path), "baseline_readings": 50}]}, tmp_path, {}
+    )
+    engine = load_engines(config)["m"]
+    got = np.array(
+        [
+            float(engine.step(["s"], x[t : t + 1], np.zeros(1, dtype=bool), np.zeros(1)).score[0])
+            for t in range(len(x))
+        ]
+    )
+    expected = stream_scores(model, torch.from_numpy(x), replace(params, baseline=50)).score.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert got[300] == params.adapt_cap and (got[50:100] == 0).all() and got[100:300].max() > 0
+
+
 def _checked_against(
     model: Forecaster,
     params: ScoreParams,
@@ -341,6 +382,8 @@ def test_range_check_step_model_matches_the_reference(baseline: int) -> None:
     common = {"mean": (70.0, -20.0), "std": (2.0, 1.0), "resid_std": (0.3, 0.2), "baseline": baseline}
     params = ScoreParams(**common, adapt=0.02, peak_half_life=20.0, range_tolerance=0.05)  # type: ignore[arg-type]
     unchecked = ScoreParams(**common, adapt=0.02, peak_half_life=20.0)  # type: ignore[arg-type]
+    # the range waits three memories of the adaptive statistics, the adaptive score one
+    assert (params.range_warmup, params.adapt_warmup) == (150, 50)
     rng = np.random.default_rng(4)
     wave = np.sin(np.arange(2000) / 30.0)[:, None] * np.array([3.0, 1.0]) + rng.normal(0, 0.1, (2000, 2))
     wave[:400] = 0.0  # flat past the warm-up (settled at 151 or 350)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import NAB
+from tests.support import NAB, SHARED_DATA
 from train.evaluate_nab import published_section
 from train.nab_published import SHIPPED, published_for, published_scores
 from train.nab_score import SCORES_HEADER, STANDARD_PROFILES, Window, load_windows
 
-SHARED_NAB = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "NAB"
+SHARED_NAB = SHARED_DATA / "NAB"
 T0 = datetime(2020, 1, 1)
 
 
@@ -60,7 +60,8 @@ def test_corpus_rows_sum_the_run_files_raw_scores_and_normalise_with_their_windo
     )
     _scores_csv(results, "numenta", {"cat/a.csv": (1.0, 1.0, 1.0)})  # lacks b: not comparable
     got = published_scores(results, FILES)
-    assert got.files == 2 and list(got.corpus) == ["ARTime"]
+    assert got is not None and got.files == 2 and list(got.corpus) == ["ARTime"]
+    assert got.left_out == ("HTM (numenta)",)
     # 3 windows: null -3 and perfect 3 (standard, low-FP), null -6 and perfect 3 (low-FN, misses cost 2)
     assert got.corpus["ARTime"] == pytest.approx((100 * 3.5 / 6, 100 * 2.5 / 6, 100 * 8 / 9))
     assert got.swept == {}  # no per-row outputs
@@ -71,8 +72,10 @@ def test_swept_rows_sweep_the_per_row_outputs_of_exactly_the_run_files(tmp_path:
     for key, windows in FILES.items():
         _rows_csv(results, "ARTime", key, windows, 1000)
     _rows_csv(results, "numenta", "cat/a.csv", FILES["cat/a.csv"], 1000)  # lacks b
+    _scores_csv(results, "ARTime", {k: (0.0, 0.0, 0.0) for k in FILES})
     got = published_scores(results, FILES)
-    assert got.swept == {"ARTime": pytest.approx((100.0, 100.0, 100.0))}
+    assert got is not None and got.swept == {"ARTime": pytest.approx((100.0, 100.0, 100.0))}
+    assert published_scores(results, {"other/c.csv": FILES["cat/a.csv"]}) is None  # nobody scored it
 
 
 def test_the_report_gets_shipped_numbers_only_for_a_whole_shipped_category(tmp_path: Path) -> None:
@@ -88,6 +91,9 @@ def test_the_report_gets_shipped_numbers_only_for_a_whole_shipped_category(tmp_p
     _scores_csv(tmp_path / "results", "ARTime", {k: (0.0, 0.0, 0.0) for k in known})
     got = published_for(tmp_path, known)
     assert got is not None and got.source.startswith("NAB's published results under")
+    # a results folder without these files falls back to what is kept
+    traffic = {k: v for k, v in windows.items() if k.startswith("realTraffic/")}
+    assert published_for(tmp_path, traffic) is SHIPPED["realTraffic"]
     assert got.corpus["ARTime"] == pytest.approx((50.0, 50.0, 100 * 2 / 3))
 
 
@@ -99,22 +105,27 @@ def test_shipped_numbers_are_what_nab_results_give(category: str) -> None:
     files = {k: v for k, v in windows.items() if k.startswith(f"{category}/")}
     got = published_scores(SHARED_NAB / "results", files)
     shipped = SHIPPED[category]
-    assert shipped.files == got.files == len(files)
-    for shipped_rows, got_rows in ((shipped.swept, got.swept), (shipped.corpus, got.corpus)):
-        assert list(shipped_rows) == list(got_rows)
-        for name, scores in shipped_rows.items():
-            assert scores == pytest.approx(got_rows[name], abs=0.005), name
+    assert got is not None and shipped.files == got.files == len(files)
+    assert list(shipped.corpus) == list(got.corpus) and shipped.left_out == got.left_out
+    for name, scores in shipped.corpus.items():
+        assert scores == pytest.approx(got.corpus[name], abs=0.005), name
+    # a NAB checkout holds more per-row outputs than ../shared, and so more swept rows
+    for name, scores in shipped.swept.items():
+        assert scores == pytest.approx(got.swept[name], abs=0.005), name
 
 
 def test_the_summary_shows_the_published_rows_or_says_why_there_are_none() -> None:
     head = ["detector", *(p.name for p in STANDARD_PROFILES)]
     shown = "\n".join(published_section(SHIPPED["realKnownCause"], 7, head))
-    assert "on the same 7 files" in shown
+    assert (
+        "on these 7 files" in shown
+        and "Left out, their results lacking some of these files: random." in shown
+    )
     assert "| ARTime (swept) | 66.45 | 57.84 | 72.37 |" in shown
     assert "| ARTime (corpus threshold) | 63.88 | 52.17 | 70.66 |" in shown
     traffic = "\n".join(published_section(SHIPPED["realTraffic"], 7, head))
     assert "(swept)" not in traffic and "| CAD OSE (corpus threshold) | 91.17 |" in traffic
-    assert published_section(None, 3, head) == [
-        "Published detectors: none for these 3 files (NAB's results folder, in a NAB checkout, has them "
+    assert published_section(None, 1, head) == [
+        "Published detectors: none for this file (NAB's results folder, in a NAB checkout, has them "
         "for every file; pass that checkout as --root to compare)."
     ]
