@@ -106,7 +106,7 @@ def published_scores(results: Path, files: Mapping[str, tuple[Window, ...]]) -> 
 SHIPPED_SOURCE = (
     "NAB's published results at commit ea702d75, which data/nab does not ship: faultcast keeps the "
     "sums over this category's files of each detector's per-file raw scores at its own threshold, and "
-    "for ARTime and HTM the sweep of their per-row outputs"
+    "the sweeps of the per-row outputs it had (ARTime's and HTM's on realKnownCause)"
 )
 # For the categories whose data ships in data/nab, which holds no results folder; a test checks them
 # against NAB's results as ../shared holds them (per-row outputs of ARTime and HTM on realKnownCause).
