@@ -16,8 +16,7 @@ FloatArray = npt.NDArray[np.floating]
 BoolArray = npt.NDArray[np.bool_]
 
 SKAB_SOURCE = (
-    "SKAB README (github.com/waico/SKAB, commit b2c0d46c), outlier task on the whole benchmark "
-    "(34 files), as quoted in /work/shared/data/README.md"
+    "SKAB README (github.com/waico/SKAB, commit b2c0d46c), outlier task on the whole benchmark (34 files)"
 )
 SKAB_PUBLISHED: dict[str, tuple[float, float, float]] = {
     "Conv-AE": (0.78, 13.55, 28.02),
