@@ -49,16 +49,8 @@ class Published:
     left_out: tuple[str, ...] = ()  # detectors whose results lack some of the files
 
 
-def _normalised(raw: Scores, windows: int) -> Scores:
-    a, b, c = (
-        ns.normalise(r, ns.null_score(windows, p), ns.perfect_score(windows, p))
-        for r, p in zip(raw, STANDARD_PROFILES, strict=True)
-    )
-    return a, b, c
-
-
 def _corpus(results: Path, detector: str, keys: list[str], windows: int) -> Scores | None:
-    raw = []
+    scores = []
     for profile in STANDARD_PROFILES:
         path = results / detector / f"{detector}_{profile.name}_scores.csv"
         if not path.is_file():
@@ -66,9 +58,9 @@ def _corpus(results: Path, detector: str, keys: list[str], windows: int) -> Scor
         rows = {r.file: r.result.score for r in ns.read_scores_csv(path)}
         if any(k not in rows for k in keys):
             return None
-        raw.append(sum(rows[k] for k in keys))
-    a, b, c = raw
-    return _normalised((a, b, c), windows)
+        scores.append(ns.normalised_over(sum(rows[k] for k in keys), windows, profile))
+    a, b, c = scores
+    return a, b, c
 
 
 def _swept(results: Path, detector: str, files: Mapping[str, tuple[Window, ...]]) -> Scores | None:

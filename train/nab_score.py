@@ -37,6 +37,7 @@ __all__ = [
     "load_profiles",
     "load_windows",
     "normalise",
+    "normalised_over",
     "normalised_score",
     "null_score",
     "perfect_score",
@@ -212,7 +213,11 @@ def normalise(raw: float, null: float, perfect: float) -> float:
 
 def normalised_score(raw_total: float, files: Sequence[LabelledFile], profile: Profile) -> float:
     """Normalise a raw total over ``files`` against the null and perfect detectors of those files."""
-    num_windows = sum(len(f.windows) for f in files)
+    return normalised_over(raw_total, sum(len(f.windows) for f in files), profile)
+
+
+def normalised_over(raw_total: float, num_windows: int, profile: Profile) -> float:
+    """Normalise a raw total against the null and perfect detectors of files with ``num_windows``."""
     return normalise(raw_total, null_score(num_windows, profile), perfect_score(num_windows, profile))
 
 
