@@ -98,6 +98,13 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
     new_base = g.op("Add", base, base_step)
     z = g.op("Sub", z_raw, new_base)
     first = g.op("Max", n_base, g.const([1.0]))
+
+    def past(readings: int) -> str:
+        """1.0 once the stream has had ``readings`` scored readings, counted from its first one (which
+        the run-time baseline length sets), else 0.0."""
+        start = g.op("Add", first, g.const([float(readings)]))
+        return g.op("Cast", g.op("GreaterOrEqual", steps, start), to=onnx.TensorProto.FLOAT)
+
     warm = g.op("Cast", g.op("GreaterOrEqual", steps, first), to=onnx.TensorProto.FLOAT)
     inv_resid = g.const(1.0 / np.asarray(params.resid_std, dtype=np.float32), "inv_resid")
     raw_err = g.op("Mul", g.op("Sub", z, prev_pred), inv_resid)
@@ -127,10 +134,9 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         score = new_level
     adapt_part: list[str] = []
     if params.adapt is not None:  # and so with the range check, which ScoreParams lets run only with it
-        warmed = g.op("Add", first, g.const([float(params.adapt_warmup)]))
-        warmed_up = g.op("Cast", g.op("GreaterOrEqual", steps, warmed), to=onnx.TensorProto.FLOAT)
         scored = g.op("GreaterOrEqual", steps, first)
         taken = g.op("Max", g.op("Sub", steps, first), g.const([0.0]))
+        warmed_up = past(params.adapt_warmup)
         score, adapt_part = adaptive(g, layout.adapt_at, score, (scored, taken, warmed_up), params)
     peak_part: list[str] = []
     if params.peak_half_life is not None:
@@ -147,10 +153,7 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         g.op("Squeeze", hold, g.const([1], "ax", np.int64), out="hold_score")
     range_part: list[str] = []
     if params.range_tolerance is not None:
-        ranged = g.op("GreaterOrEqual", steps, g.op("Add", first, g.const([float(params.range_warmup)])))
-        flag, range_part = range_breaks(
-            g, layout, steps, g.op("Cast", ranged, to=onnx.TensorProto.FLOAT), params
-        )
+        flag, range_part = range_breaks(g, layout, steps, past(params.range_warmup), params)
         capped = g.op("Max", score, g.const([params.adapt_cap]))
         score = g.op("Where", g.op("Greater", flag, g.const([0.0])), capped, score)
     g.op("Squeeze", score, g.const([1], "ax", np.int64), out="score")

@@ -42,10 +42,10 @@ def adaptive(
     """The adaptive score (see train.score.adaptive_score) of ``score[B, 1]``, whose moving mean and
     variance are the state columns ``at`` and ``at + 1``, and the new statistics. ``stats`` says which
     rows they take (``scored``), how many they took before (``taken``, ``[B, 1]``, counted at least up
-    to the warm-up) and whether the score is past its warm-up (``settled``, 0 or 1; the score is 0
+    to the warm-up) and whether the score is past its warm-up (``warmed_up``, 0 or 1; the score is 0
     before)."""
     assert params.adapt is not None
-    scored, taken, settled = stats
+    scored, taken, warmed_up = stats
     mean = g.columns("state", at, at + 1)
     var = g.columns("state", at + 1, at + 2)
     rate = g.op(
@@ -53,7 +53,7 @@ def adaptive(
     )
     d = g.op("Sub", score, mean)
     std = g.op("Max", g.op("Sqrt", var), g.const([params.adapt_floor]))
-    z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), settled)
+    z = g.op("Mul", g.op("Min", g.op("Relu", g.op("Div", d, std)), g.const([params.adapt_cap])), warmed_up)
     moved_mean = g.op("Add", mean, g.op("Mul", rate, d))
     moved_var = g.op(
         "Mul", g.op("Sub", g.const([1.0]), rate), g.op("Add", var, g.op("Mul", rate, g.op("Mul", d, d)))
