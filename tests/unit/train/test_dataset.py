@@ -42,7 +42,8 @@ def by_name(streams: tuple[LabelledSeries, ...]) -> dict[str, LabelledSeries]:
 
 
 def test_shipped_specs_are_listed_and_valid() -> None:
-    nab = {f"nab_{c}" for c in ("realKnownCause", "realTraffic", "realAdExchange", "realAWSCloudwatch")}
+    categories = ("realKnownCause", "realTraffic", "realAdExchange", "realAWSCloudwatch", "realTweets")
+    nab = {f"nab_{c}" for c in categories}
     assert set(shipped_specs()) >= {*nab, "skab"}
     for name in nab:  # one layout, one category each
         assert load_spec(name).files == (f"data/{name[4:]}/*.csv",)
