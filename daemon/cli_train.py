@@ -141,8 +141,9 @@ def add_train_commands(sub: Any) -> None:
     )
     train.add_argument(
         "--season",
-        help="with --adapt and --peak-half-life: compare the last period of readings (auto: the training "
-        "data's own period, or N readings) with every one of the stream's recent past; default: off",
+        help="with --adapt and --peak-half-life: compare the last period of readings (auto: the daily or "
+        "weekly rhythm the training data shows, or N readings) with every one of the stream's recent past; "
+        "default: off",
     )
     train.add_argument("--clock", action="store_true", help="time of day as an input (daily rhythms)")
     train.add_argument(

@@ -145,7 +145,8 @@ def parser() -> argparse.ArgumentParser:
     nab.add_argument(
         "--season",
         help="season check: each period of readings against the stream's recent ones; auto (the default "
-        "with --adapt and --peak-half-life on): the period the file's fitted rows show, off where none; "
+        "with --adapt and --peak-half-life on): the daily or weekly rhythm the file's fitted rows show, "
+        "off where none; "
         "off; or the period in readings",
     )
     skab = sub.add_parser("skab", help="SKAB valve1: one model, the daemon's alert state as the prediction")

@@ -52,9 +52,10 @@ class NabOptions:
     # The creep check's lag (ScoreParams.range_creep): the adaptive score's memory at its default rate
     # (1 / 0.01 readings), taken as that rather than tuned (docs/evaluation.md).
     range_creep: int | None = 100
-    # The season check (ScoreParams.season) on the period each file's fitted rows show, if any; its
-    # settings are fixed in train.score and train.season, not chosen on either category (realTraffic's
-    # files show no period a fit can see: docs/evaluation.md).
+    # The season check (ScoreParams.season) on the daily or weekly rhythm each file's fitted rows show,
+    # if any; its settings are fixed in train.score and train.season, its calendar rhythms chosen with
+    # held-out categories as judges (realTraffic's files show no period a fit can see:
+    # docs/evaluation.md).
     season: int | Literal["auto"] | None = "auto"
 
 

@@ -23,7 +23,7 @@ from train.fault import calibrate as calibrate_fault
 from train.fit import FitConfig, Heads, fit
 from train.model import Forecaster, clock_inputs, model_inputs
 from train.score import ScoreParams, ScoreSettingError, baseline_offsets, stream_scores
-from train.season import find_period
+from train.season import calendar_period, reading_step
 from train.series import Series
 from train.train_spec import TrainSpec
 
@@ -175,7 +175,11 @@ def train_streams(
     # Every fitted stretch shows the rhythm: the training parts and the validation segments (a single
     # series' segment is its whole fitted head); the longest is what the check may remember.
     stretches = train_z + val_z
-    season = find_period(stretches) if spec.season == "auto" else spec.season
+    if spec.season == "auto":
+        fitted_ts = [s.ts for s in train] + [seg.series.ts for seg in val]
+        season = calendar_period(stretches, reading_step(fitted_ts))
+    else:
+        season = spec.season
     try:
         params = ScoreParams(
             tuple(map(float, mean)),

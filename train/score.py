@@ -94,7 +94,8 @@ class ScoreParams:
     # does. None: off.
     range_creep: int | None = None
     # Season check, for a rhythm a one-step forecaster follows without judging it (a day of a daily
-    # load, even one shorter than the training window: docs/evaluation.md, session 13): the last
+    # load, even one shorter than the training window: docs/evaluation.md, session 13; training's
+    # "auto" looks for a day or a week, train.season.calendar_period): the last
     # ``season`` readings, as SEASON_POINTS block means, against every such window of the stream's last
     # ``season_memory`` readings (at most SEASON_BLOCKS blocks); the nearest one's RMS
     # distance, at each block's end, becomes an adaptive score (the adaptive score's rate, warm-up, floor

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,13 @@ SHORTEST = 4  # readings; shorter lags are the readings' own smoothness, not a r
 # walk's autocorrelation decays with bumps that can top the floor. Over 3,600 random walks and AR(1)
 # series (phi 0.9-0.995, 525-2,000 readings) the bumps that did rose at most 0.13; this is about twice.
 RISE = 0.25
+# The rhythms ``season: auto`` looks for, in seconds: a day and a week. The check is for a
+# calendar's rhythm (a holiday, a short-staffed shift); the shorter ones found on NAB, every 30 minutes
+# to 2 hours on CPU and network metrics, raised more false alarms than they found (docs/evaluation.md,
+# session 15). Any other rhythm can still be given as an explicit period.
+CALENDAR = (86_400.0, 604_800.0)
+# How far a period may be off a day or a week: a daily rhythm at 5-minute readings may peak at 287.
+CALENDAR_TOLERANCE = 0.05
 
 
 def autocorrelation(part: npt.NDArray[np.float32], lags: int) -> npt.NDArray[np.float64]:
@@ -30,10 +38,12 @@ def autocorrelation(part: npt.NDArray[np.float32], lags: int) -> npt.NDArray[np.
     return out
 
 
-def find_period(parts: Sequence[npt.NDArray[np.float32]], floor: float = FLOOR) -> int | None:
+def find_period(
+    parts: Sequence[npt.NDArray[np.float32]], floor: float = FLOOR, among: Collection[int] | None = None
+) -> int | None:
     """The lag, in readings, of the highest local peak of the parts' autocorrelation (weighted by their
     lengths) above ``floor`` and RISE above the lowest at a shorter lag, up to a third of the shortest
-    part (so each part shows it three times); None where none.
+    part (so each part shows it three times), and one of ``among`` if given; None where none.
 
     >>> t = np.arange(600)
     >>> find_period([np.sin(2 * np.pi * t / 48)[:, None].astype(np.float32)])
@@ -52,7 +62,41 @@ def find_period(parts: Sequence[npt.NDArray[np.float32]], floor: float = FLOOR) 
     acf = sum(w * autocorrelation(p, lags + 1) for w, p in zip(weights, parts, strict=True)) / weights.sum()
     best: int | None = None
     for lag in range(SHORTEST, lags):
+        if among is not None and lag not in among:
+            continue
         peak = acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1] and acf[lag] > floor
         if peak and acf[lag] - acf[1:lag].min() >= RISE and (best is None or acf[lag] > acf[best]):
             best = lag
     return best
+
+
+def reading_step(timestamps: Sequence[npt.NDArray[np.float64]]) -> float | None:
+    """The usual time between readings, in seconds: the median of the steps within the series, pooled
+    (None if no series has two readings). The median, so that gaps and bursts leave it alone."""
+    steps = np.concatenate([np.diff(ts) for ts in timestamps] or [np.zeros(0)])
+    steps = steps[steps > 0]
+    return float(np.median(steps)) if len(steps) else None
+
+
+def calendar_period(parts: Sequence[npt.NDArray[np.float32]], step: float | None) -> int | None:
+    """find_period among the lags within CALENDAR_TOLERANCE of a day or a week at ``step`` seconds a
+    reading: what ``season: auto`` checks.
+
+    A rhythm of 24 readings is a day at hourly readings; at 5-minute ones it is two hours, and 600 of
+    them are too few to show the day it also repeats with:
+
+    >>> rhythm = [np.sin(2 * np.pi * np.arange(600) / 24)[:, None].astype(np.float32)]
+    >>> calendar_period(rhythm, 3600.0), calendar_period(rhythm, 300.0), find_period(rhythm)
+    (24, None, 24)
+    """
+    if step is None:
+        return None
+    among = {
+        lag
+        for span in CALENDAR
+        for lag in range(
+            math.ceil(span * (1 - CALENDAR_TOLERANCE) / step),
+            math.floor(span * (1 + CALENDAR_TOLERANCE) / step) + 1,
+        )
+    }
+    return find_period(parts, among=among)

@@ -31,8 +31,9 @@ class TrainSpec:
     peak_half_life: float | None = None  # the peak gate (see ScoreParams.peak_half_life)
     range_tolerance: float | None = None  # the range check (see ScoreParams.range_tolerance)
     range_creep: int | None = None  # and its creep check's lag in readings (see ScoreParams.range_creep)
-    # The season check's period in readings (see ScoreParams.season); "auto": the training data's own
-    # (train.season.find_period), off where it shows none. Its memory is the longest fitted stretch.
+    # The season check's period in readings (see ScoreParams.season); "auto": the daily or weekly rhythm
+    # the training data shows (train.season.calendar_period), off where it shows none. Its memory is the
+    # longest fitted stretch.
     season: int | Literal["auto"] | None = None
     # The validation split is assumed normal, so it must not alarm: the threshold stays this far above
     # its highest score even when the dynamic threshold would cut lower.

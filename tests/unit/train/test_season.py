@@ -21,7 +21,7 @@ from train.fit import FitConfig
 from train.model import Forecaster, ModelShape
 from train.pipeline import PARITY_TOLERANCE, train_series
 from train.score import SEASON_BLOCKS, ScoreParams, ScoreSettingError, stream_scores
-from train.season import find_period
+from train.season import calendar_period, find_period, reading_step
 from train.series import Series
 from train.train_spec import TrainSpec
 
@@ -59,6 +59,24 @@ def test_period_is_found_on_a_rhythm_and_not_on_noise_a_trend_or_a_flat_channel(
         assert find_period([walk.astype(np.float32)]) is None, seed
         assert find_period([slow.astype(np.float32)]) is None, seed
     assert find_period([x[:12]]) is None  # too short to show any period three times
+
+
+def test_auto_looks_for_a_day_or_a_week_at_the_stream_s_own_step() -> None:
+    x = _days(30)  # a rhythm of 24 readings: a day at hourly readings
+    assert reading_step([1.7e9 + 3600.0 * np.arange(len(x))]) == 3600.0
+    assert calendar_period([x], 3600.0) == DAY
+    # The same readings every 5 minutes: a 2-hour rhythm, which also repeats each day (288 readings)
+    assert calendar_period([_days(40)], 300.0) == 12 * DAY
+    assert calendar_period([x], 300.0) is None  # 720 readings cannot show that day three times
+    assert find_period([x]) == DAY  # though they show the 2-hour rhythm
+    # Every 3.5 hours: a week is 48 readings, and the rhythm repeats every 24 readings, so in 48 too
+    assert calendar_period([x], 3.5 * 3600.0) == 2 * DAY
+    # A daily rhythm sampled with jitter, gaps and a burst of repeats keeps its step
+    ts = 1.7e9 + 3600.0 * np.arange(len(x)) + np.random.default_rng(0).uniform(-30, 30, len(x))
+    ts[100:] += 7 * 86_400.0
+    assert abs(reading_step([ts, np.full(5, 1.7e9)]) - 3600.0) < 60  # type: ignore[operator]
+    assert calendar_period([x], reading_step([ts])) == DAY
+    assert reading_step([np.array([1.7e9])]) is None and calendar_period([x], None) is None
 
 
 def _checked(adapt: float, days: int) -> tuple[Forecaster, ScoreParams]:
