@@ -21,7 +21,7 @@ from train.fit import FitConfig
 from train.model import Forecaster, ModelShape
 from train.pipeline import PARITY_TOLERANCE, train_series
 from train.score import SEASON_BLOCKS, ScoreParams, ScoreSettingError, stream_scores
-from train.season import calendar_period, find_period, reading_step
+from train.season import autocorrelation, calendar_period, find_period, reading_step
 from train.series import Series
 from train.train_spec import TrainSpec
 
@@ -59,6 +59,19 @@ def test_period_is_found_on_a_rhythm_and_not_on_noise_a_trend_or_a_flat_channel(
         assert find_period([walk.astype(np.float32)]) is None, seed
         assert find_period([slow.astype(np.float32)]) is None, seed
     assert find_period([x[:12]]) is None  # too short to show any period three times
+
+
+def test_autocorrelation_is_the_direct_one() -> None:
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(777, 3)), axis=0).astype(np.float32)
+    x[:, 1] = 4.0  # a flat channel counts for nothing
+    centred = x.astype(np.float64) - x.mean(axis=0)
+    direct = [
+        np.correlate(centred[:, c], centred[:, c], "full")[776 : 776 + 259] / (centred[:, c] ** 2).sum()
+        for c in (0, 2)
+    ]
+    np.testing.assert_allclose(autocorrelation(x, 259), np.mean(direct, axis=0), atol=1e-12)
+    assert autocorrelation(np.full((50, 2), 3.0, np.float32), 10).tolist() == [0.0] * 10
 
 
 def test_auto_looks_for_a_day_or_a_week_at_the_stream_s_own_step() -> None:
