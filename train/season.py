@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -34,18 +34,24 @@ def autocorrelation(part: npt.NDArray[np.float32], lags: int) -> npt.NDArray[np.
         return np.zeros(lags)
     # Through the FFT, zero-padded past twice the length so no lag wraps round: a direct correlation
     # costs the square of the length, minutes for a week of 1-second readings.
+    # One channel at a time, so a wide fit holds one padded column, not all of them.
     size = 1 << (2 * len(part) - 1).bit_length()
-    spectrum = np.fft.rfft(centred[:, varying], size, axis=0)
-    full = np.fft.irfft(spectrum * spectrum.conj(), size, axis=0)[:lags]
-    return np.asarray((full / power[varying]).mean(axis=1), dtype=np.float64)
+    out = np.zeros(lags)
+    for c in varying:
+        spectrum = np.fft.rfft(centred[:, c], size)
+        out += np.fft.irfft(spectrum * spectrum.conj(), size)[:lags] / power[c]
+    return out / len(varying)
 
 
 def find_period(
-    parts: Sequence[npt.NDArray[np.float32]], floor: float = FLOOR, among: Collection[int] | None = None
+    parts: Sequence[npt.NDArray[np.float32]],
+    floor: float = FLOOR,
+    spans: Sequence[tuple[int, int]] | None = None,
 ) -> int | None:
     """The lag, in readings, of the highest local peak of the parts' autocorrelation (weighted by their
     lengths) above ``floor`` and RISE above the lowest at a shorter lag, up to a third of the shortest
-    part (so each part shows it three times), and one of ``among`` if given; None where none.
+    part (so each part shows it three times), and inside one of ``spans`` (first and last lag) if given;
+    None where none.
 
     >>> t = np.arange(600)
     >>> find_period([np.sin(2 * np.pi * t / 48)[:, None].astype(np.float32)])
@@ -64,7 +70,11 @@ def find_period(
     acf = sum(w * autocorrelation(p, lags + 1) for w, p in zip(weights, parts, strict=True)) / weights.sum()
     lowest = np.minimum.accumulate(acf[1:])  # lowest[k - 1]: the lowest at lags 1..k
     best: int | None = None
-    for lag in range(SHORTEST, lags) if among is None else sorted(k for k in among if SHORTEST <= k < lags):
+    spans = [(SHORTEST, lags - 1)] if spans is None else spans
+    candidates = sorted(
+        {k for first, last in spans for k in range(max(first, SHORTEST), min(last + 1, lags))}
+    )
+    for lag in candidates:
         peak = acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1] and acf[lag] > floor
         if peak and acf[lag] - lowest[lag - 2] >= RISE and (best is None or acf[lag] > acf[best]):
             best = lag
@@ -92,12 +102,11 @@ def calendar_period(parts: Sequence[npt.NDArray[np.float32]], step: float | None
     """
     if step is None:
         return None
-    among = {
-        lag
-        for span in CALENDAR
-        for lag in range(
+    spans = [
+        (
             math.ceil(span * (1 - CALENDAR_TOLERANCE) / step),
-            math.floor(span * (1 + CALENDAR_TOLERANCE) / step) + 1,
+            math.floor(span * (1 + CALENDAR_TOLERANCE) / step),
         )
-    }
-    return find_period(parts, among=among)
+        for span in CALENDAR
+    ]
+    return find_period(parts, spans=spans)

@@ -84,12 +84,32 @@ def test_auto_looks_for_a_day_or_a_week_at_the_stream_s_own_step() -> None:
     assert find_period([x]) == DAY  # though they show the 2-hour rhythm
     # Every 3.5 hours: a week is 48 readings, and the rhythm repeats every 24 readings, so in 48 too
     assert calendar_period([x], 3.5 * 3600.0) == 2 * DAY
-    # A daily rhythm sampled with jitter, gaps and a burst of repeats keeps its step
+    # A day within 5%: 24 readings at the edges of it (300 readings: too few to show a week)
+    assert calendar_period([x[:300]], 3500.0) == calendar_period([x[:300]], 3700.0) == DAY
+    assert calendar_period([x[:300]], 3300.0) is None and calendar_period([x[:300]], 3900.0) is None
+    # A daily rhythm sampled with jitter and a week's gap keeps its step
     ts = 1.7e9 + 3600.0 * np.arange(len(x)) + np.random.default_rng(0).uniform(-30, 30, len(x))
     ts[100:] += 7 * 86_400.0
-    assert abs(reading_step([ts, np.full(5, 1.7e9)]) - 3600.0) < 60  # type: ignore[operator]
-    assert calendar_period([x], reading_step([ts])) == DAY
+    step = reading_step([ts])
+    assert step is not None and abs(step - 3600.0) < 60 and calendar_period([x], step) == DAY
+    # as do readings that mostly repeat their timestamp, and series too short to have a step
+    assert reading_step([np.repeat(1.7e9 + 3600.0 * np.arange(100), 3), np.array([1.7e9])]) == 3600.0
     assert reading_step([np.array([1.7e9])]) is None and calendar_period([x], None) is None
+
+
+def test_the_period_search_keeps_to_its_spans_and_its_shortest_lag() -> None:
+    x = _days(3)  # 72 readings: lags up to 23, so a day cannot show
+    assert find_period([x], spans=[(DAY, DAY)]) is None
+    alternating = np.tile([[0.0], [1.0]], (200, 1)).astype(np.float32)  # peaks at every even lag
+    assert find_period([alternating], spans=[(2, 3)]) is None  # 2 is shorter than a rhythm
+    assert find_period([alternating], spans=[(2, 4)]) == 4
+
+
+def test_the_rise_is_measured_from_the_lowest_at_any_shorter_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    acf = np.full(21, 0.45)
+    acf[0], acf[9], acf[10], acf[11:] = 1.0, -0.5, 0.6, 0.0  # lag 10 rises 1.1 from lag 9, 0.15 from 1-8
+    monkeypatch.setattr("train.season.autocorrelation", lambda part, lags: acf[:lags])
+    assert find_period([_days(3)[:60]]) == 10
 
 
 def _checked(adapt: float, days: int) -> tuple[Forecaster, ScoreParams]:
