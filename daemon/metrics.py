@@ -100,6 +100,12 @@ class Metrics:
             "faultcast_channels_carried", "Missing channel values filled with the last value", registry=r
         )
         self.scored = Counter("faultcast_readings_scored", "Readings scored, by model", ["model"], registry=r)
+        self.faster = Counter(
+            "faultcast_readings_faster_than_trained",
+            "Readings scored less than half the model's training step after their stream's last, by model",
+            ["model"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "faultcast_inference_batch_size",
             "Readings per inference wave",

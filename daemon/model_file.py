@@ -49,6 +49,7 @@ class ModelInfo:
     fault_head: bool = False  # fault alerts follow the model's fault probability, not its anomaly score
     baseline_input: bool = False  # the baseline's length can be set per model in the config
     hold_score: bool = False  # a peak-gated score: fault alerts stay up while ``hold_score`` stays high
+    reading_step_s: float | None = None  # the usual time between the readings it was trained on
 
 
 def read_model(path: Path) -> tuple[bytes, ModelInfo]:
@@ -114,4 +115,9 @@ def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) 
         fault_head="fault" in outputs,
         baseline_input=BASELINE_INPUT in inputs,
         hold_score="hold_score" in outputs,
+        reading_step_s=_optional_float(meta.get("training", {}).get("reading_step_s")),
     )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

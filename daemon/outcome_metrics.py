@@ -26,6 +26,8 @@ def count_outcome(m: Metrics, records: int, outcome: Outcome) -> None:
     m.unknown_channels.inc(outcome.unknown_channels)
     m.carried.inc(outcome.carried)
     m.stream_resets.labels(reason="gap").inc(outcome.gap_resets)
+    for model, count in outcome.faster.items():
+        m.faster.labels(model=model).inc(count)
     m.stream_resets.labels(reason="non_finite").inc(
         sum(r.reason == "non_finite_score" for _, r in outcome.rejected)
     )
@@ -72,6 +74,7 @@ def model_info(m: Metrics, processor: Processor) -> None:
     histogram, at 0 until they count (see Metrics)."""
     for name, runtime in processor.runtimes.items():
         m.scored.labels(model=name)
+        m.faster.labels(model=name)
         m.batch_size.labels(model=name)
         m.step_seconds.labels(model=name)
         for result in RELOAD_RESULTS:

@@ -111,6 +111,7 @@ class Outcome:
     unknown_channels: int = 0
     carried: int = 0
     gap_resets: int = 0
+    faster: dict[str, int] = field(default_factory=dict)  # per model: readings much faster than trained
     evicted: int = 0
     waves: list[tuple[str, int, float]] = field(default_factory=list)  # model, batch size, seconds
 
@@ -228,6 +229,12 @@ class Processor:
         self.watermark = max(self.watermark, ts)
         reset = previous is not None and ts - previous > self.max_gap
         out.gap_resets += reset
+        # Under half the trained step: the model steps through time faster than it learned to (a
+        # producer or resampling change); the odd early reading among the rest is jitter, which
+        # Prometheus tells apart by the share (FaultcastReadingsFasterThanTrained).
+        trained = runtime.engine.info.reading_step_s
+        if previous is not None and trained is not None and ts - previous < trained / 2:
+            out.faster[name] = out.faster.get(name, 0) + 1
         queue = pending[name]
         queue.records.append(record)
         queue.readings.append(decoded)

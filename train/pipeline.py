@@ -175,11 +175,8 @@ def train_streams(
     # Every fitted stretch shows the rhythm: the training parts and the validation segments (a single
     # series' segment is its whole fitted head); the longest is what the check may remember.
     stretches = train_z + val_z
-    if spec.season == "auto":
-        fitted_ts = [s.ts for s in train] + [seg.series.ts for seg in val]
-        season = calendar_period(stretches, reading_step(fitted_ts))
-    else:
-        season = spec.season
+    step = reading_step([s.ts for s in train] + [seg.series.ts for seg in val])
+    season = calendar_period(stretches, step) if spec.season == "auto" else spec.season
     try:
         params = ScoreParams(
             tuple(map(float, mean)),
@@ -268,6 +265,9 @@ def train_streams(
             "fitted_readings": fitted,
             "validation_readings": int(sum(len(seg.series) - seg.score_from for seg in val)),
             "data_fingerprint": _fingerprint(train),
+            # The daemon counts readings that come much faster: every setting counted in readings (the
+            # forecast step, the adaptive score's memory, the season's period) assumes this pace.
+            "reading_step_s": step,
             "best_epoch": result.best_epoch,
             "fit": dataclasses.asdict(config),
         },

@@ -30,6 +30,7 @@ def test_good_model_loads_with_its_metadata(tmp_path: Path) -> None:
     assert (
         info.features == ("temp_c",) and info.state_width == 2 * 8 + 5 and info.thresholds == {"fault": 3.0}
     )
+    assert info.reading_step_s is None  # no training record: the daemon cannot tell a faster pace
 
 
 @pytest.mark.parametrize(

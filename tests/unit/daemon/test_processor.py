@@ -110,6 +110,17 @@ def test_duplicates_out_of_order_unknown_streams_and_gaps(machine_model: TrainRe
     assert [d.reason for d in again.dropped] == ["duplicate_timestamp"]
 
 
+def test_readings_under_half_the_trained_step_are_counted(machine_model: TrainReport) -> None:
+    assert machine_model.metadata["training"]["reading_step_s"] == STEP  # NAB's machine: 5 minutes
+    processor = Processor(_config(machine_model.model_path), {"m": HostEngine(machine_model.model_path, 4)})
+    ts = [0.0, STEP, 1.5 * STEP, 1.9 * STEP, 2.4 * STEP, 2.5 * STEP]  # steps 1, 0.5, 0.4, 0.5, 0.1
+    out = processor.process([_record("m-1", t, 70.0, i) for i, t in enumerate(ts)])
+    assert len(out.scored()) == 6 and out.faster == {"m": 2}  # 0.4 and 0.1 of the step
+    # a stream's first reading has no step; a reading after a poll boundary still has one
+    out = processor.process([_record("m-2", 0.0, 70.0, 6), _record("m-1", 2.5 * STEP + 10.0, 70.0, 7)])
+    assert out.faster == {"m": 1}
+
+
 def test_missing_channel_carried_for_at_most_k_readings(machine_model: TrainReport) -> None:
     config = _config(machine_model.model_path, records={"carry_missing_for": 2})
     processor = Processor(config, {"m": HostEngine(machine_model.model_path, 4)})

@@ -159,6 +159,7 @@ def test_every_counter_series_is_exported_at_zero_before_it_counts(machine_model
         ("faultcast_readings_dropped_total", (("reason", "out_of_order"),)),
         ("faultcast_stream_resets_total", (("reason", "model_reload"),)),
         ("faultcast_readings_scored_total", (("model", "m"),)),
+        ("faultcast_readings_faster_than_trained_total", (("model", "m"),)),
         ("faultcast_inference_batch_size_count", (("model", "m"),)),
         ("faultcast_model_reloads_total", (("model", "m"), ("result", "failed"))),
         ("faultcast_alerts_total", (("kind", "fault"), ("severity", "critical"), ("state", "firing"))),
@@ -189,6 +190,21 @@ def test_a_stream_restarted_cold_after_an_overflow_is_counted_as_a_reset(machine
     assert registry.get_sample_value("faultcast_stream_resets_total", {"reason": "non_finite"}) == 1
     assert [topic for topic, _ in producer.sent] == ["faultcast.dead-letter"]
     assert producer.headers[0]["errors.stage"] == b"score"
+
+
+def test_readings_faster_than_the_model_was_trained_on_are_counted(machine_model: TrainReport) -> None:
+    service, registry, _ = _service(machine_model.model_path)
+    records = [
+        RawRecord(
+            b"m-1",
+            json.dumps({"stream": "m-1", "ts": 60.0 * t, "values": {"temp_c": 70.0}}).encode(),
+            Source("faultcast.readings", 0, t),
+        )
+        for t in range(5)
+    ]  # every minute, to a model trained on 5-minute readings
+    service.handle(records)
+    assert registry.get_sample_value("faultcast_readings_faster_than_trained_total", {"model": "m"}) == 4
+    assert registry.get_sample_value("faultcast_readings_scored_total", {"model": "m"}) == 5
 
 
 def _message(offset: int, value: float) -> SimpleNamespace:
