@@ -102,7 +102,8 @@ class Metrics:
         self.scored = Counter("faultcast_readings_scored", "Readings scored, by model", ["model"], registry=r)
         self.faster = Counter(
             "faultcast_readings_faster_than_trained",
-            "Readings scored less than half the model's training step after their stream's last, by model",
+            "Readings taken for scoring less than half the model's training step after their stream's last, "
+            "by model",
             ["model"],
             registry=r,
         )

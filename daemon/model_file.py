@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,14 @@ def _info(meta: dict[str, Any], proto: onnx.ModelProto, raw: bytes, path: Path) 
         fault_head="fault" in outputs,
         baseline_input=BASELINE_INPUT in inputs,
         hold_score="hold_score" in outputs,
-        reading_step_s=_optional_float(meta.get("training", {}).get("reading_step_s")),
+        reading_step_s=_reading_step(meta.get("training")),
     )
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _reading_step(training: Any) -> float | None:
+    """The trained step, where the metadata has a usable one. It only informs a counter, so a file
+    without one (older, or made by hand) still loads, and is never counted."""
+    step = training.get("reading_step_s") if isinstance(training, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step) or step <= 0:
+        return None
+    return float(step)

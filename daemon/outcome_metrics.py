@@ -26,11 +26,11 @@ def count_outcome(m: Metrics, records: int, outcome: Outcome) -> None:
     m.unknown_channels.inc(outcome.unknown_channels)
     m.carried.inc(outcome.carried)
     m.stream_resets.labels(reason="gap").inc(outcome.gap_resets)
-    for model, count in outcome.faster.items():
-        m.faster.labels(model=model).inc(count)
     m.stream_resets.labels(reason="non_finite").inc(
         sum(r.reason == "non_finite_score" for _, r in outcome.rejected)
     )
+    for model, count in outcome.faster.items():
+        m.faster.labels(model=model).inc(count)
     m.evicted.inc(outcome.evicted)
     for model, size, seconds in outcome.waves:
         m.batch_size.labels(model=model).observe(size)

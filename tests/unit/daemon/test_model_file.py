@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
@@ -31,6 +32,31 @@ def test_good_model_loads_with_its_metadata(tmp_path: Path) -> None:
         info.features == ("temp_c",) and info.state_width == 2 * 8 + 5 and info.thresholds == {"fault": 3.0}
     )
     assert info.reading_step_s is None  # no training record: the daemon cannot tell a faster pace
+
+
+@pytest.mark.parametrize(
+    ("training", "step"),
+    [
+        ({"reading_step_s": 300}, 300.0),
+        ({"reading_step_s": 0.5}, 0.5),
+        ({"reading_step_s": None}, None),
+        ({"reading_step_s": 0}, None),
+        ({"reading_step_s": -60.0}, None),
+        ({"reading_step_s": float("nan")}, None),
+        ({"reading_step_s": float("inf")}, None),
+        ({"reading_step_s": "300"}, None),
+        ({"reading_step_s": True}, None),
+        ({}, None),
+        (None, None),
+        ("five minutes", None),
+    ],
+)
+def test_the_trained_step_is_read_where_usable(tmp_path: Path, training: object, step: float | None) -> None:
+    src = write_model(tmp_path / "m.onnx")
+    meta = json.loads({p.key: p.value for p in onnx.load(str(src)).metadata_props}[METADATA_KEY])
+    meta["training"] = training
+    _, info = read_model(_with_metadata(src, tmp_path / "t.onnx", json.dumps(meta)))
+    assert info.reading_step_s == step
 
 
 @pytest.mark.parametrize(

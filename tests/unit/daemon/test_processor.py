@@ -116,8 +116,11 @@ def test_readings_under_half_the_trained_step_are_counted(machine_model: TrainRe
     ts = [0.0, STEP, 1.5 * STEP, 1.9 * STEP, 2.4 * STEP, 2.5 * STEP]  # steps 1, 0.5, 0.4, 0.5, 0.1
     out = processor.process([_record("m-1", t, 70.0, i) for i, t in enumerate(ts)])
     assert len(out.scored()) == 6 and out.faster == {"m": 2}  # 0.4 and 0.1 of the step
+    # a duplicate and a late reading are dropped, not counted
+    out = processor.process([_record("m-1", 2.5 * STEP, 70.0, 6), _record("m-1", STEP, 70.0, 7)])
+    assert len(out.dropped) == 2 and out.faster == {}
     # a stream's first reading has no step; a reading after a poll boundary still has one
-    out = processor.process([_record("m-2", 0.0, 70.0, 6), _record("m-1", 2.5 * STEP + 10.0, 70.0, 7)])
+    out = processor.process([_record("m-2", 0.0, 70.0, 8), _record("m-1", 2.5 * STEP + 10.0, 70.0, 9)])
     assert out.faster == {"m": 1}
 
 
