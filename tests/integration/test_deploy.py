@@ -448,6 +448,7 @@ def _populated_metrics() -> CollectorRegistry:
     m.unknown_channels.inc(2)
     m.carried.inc()
     m.scored.labels("press").inc(96)
+    m.faster.labels("press").inc(2)
     m.batch_size.labels("press").observe(32)
     m.step_seconds.labels("press").observe(0.004)
     m.latency.observe(0.2)
