@@ -105,7 +105,8 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         start = g.op("Add", first, g.const([float(readings)]))
         return g.op("Cast", g.op("GreaterOrEqual", steps, start), to=onnx.TensorProto.FLOAT)
 
-    warm = g.op("Cast", g.op("GreaterOrEqual", steps, first), to=onnx.TensorProto.FLOAT)
+    scored = g.op("GreaterOrEqual", steps, first)
+    warm = g.op("Cast", scored, to=onnx.TensorProto.FLOAT)
     inv_resid = g.const(1.0 / np.asarray(params.resid_std, dtype=np.float32), "inv_resid")
     raw_err = g.op("Mul", g.op("Sub", z, prev_pred), inv_resid)
     err = g.op("Mul", raw_err, warm)
@@ -134,7 +135,6 @@ def build_step_model(model: Forecaster, params: ScoreParams, metadata: dict[str,
         score = new_level
     adapt_part: list[str] = []
     if params.adapt is not None:  # and so with the range check, which ScoreParams lets run only with it
-        scored = g.op("GreaterOrEqual", steps, first)
         taken = g.op("Max", g.op("Sub", steps, first), g.const([0.0]))
         warmed_up = past(params.adapt_warmup)
         score, adapt_part = adaptive(g, layout.adapt_at, score, (scored, taken, warmed_up), params)
